@@ -1,0 +1,1 @@
+// Carrier translation unit for the shared <torch/torch.h> precompiled header.

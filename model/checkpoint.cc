@@ -1,0 +1,229 @@
+#include "model/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "model/safetensors.h"
+#include "model/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace recur {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kConfigFile[] = "config.json";
+constexpr char kTokenizerFile[] = "tokenizer.json";
+constexpr char kWeightsFile[] = "model.safetensors";
+
+absl::Status WriteTextFile(const fs::path& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << contents;
+  out.close();
+  if (!out) return absl::DataLossError(absl::StrCat("failed writing ", path.string()));
+  return absl::OkStatus();
+}
+
+// Flushes a file or directory to disk so the rename that publishes it is durable.
+absl::Status Sync(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot open ", path.string(), " to sync"));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return absl::DataLossError(absl::StrCat("fsync failed on ", path.string()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadTextFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("checkpoint file missing: ", path.string()));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+std::string UniqueSuffix() {
+  std::random_device rd;
+  return absl::StrCat(::getpid(), "-", rd());
+}
+
+absl::Status CheckpointError(const fs::path& dir, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("checkpoint ", dir.string(), ": ", what));
+}
+
+}  // namespace
+
+absl::Status SaveCheckpoint(const std::string& directory, const TransformerLM& model,
+                            const Tokenizer& tokenizer, const Provenance& provenance) {
+  const ModelConfig& config = model->config();
+  if (config.vocab_size != tokenizer.vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("model vocab_size ", config.vocab_size,
+                                                   " does not match the tokenizer's ",
+                                                   tokenizer.vocab_size()));
+  }
+  nlohmann::ordered_json json;
+  json["format"] = kCheckpointFormat;
+  json["version"] = kCheckpointVersion;
+  json["model"] = nlohmann::ordered_json::parse(config.ToJson());
+  json["tokenizer"] = {{"kind", std::string(tokenizer.kind())}, {"vocab_size", tokenizer.vocab_size()}};
+  nlohmann::ordered_json prov;
+  prov["dataset"] = provenance.dataset;
+  prov["steps"] = provenance.steps;
+  if (std::isfinite(provenance.valid_loss)) prov["valid_loss"] = provenance.valid_loss;
+  prov["created"] = provenance.created.empty()
+                        ? absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone())
+                        : provenance.created;
+  prov["parameters"] = model->ParameterCount();
+  json["provenance"] = prov;
+
+  const fs::path target = fs::absolute(fs::path(directory)).lexically_normal();
+  if (target.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(target.parent_path(), ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", target.parent_path().string(), ": ", ec.message()));
+  }
+  const fs::path temp = target.string() + ".tmp-" + UniqueSuffix();
+  std::error_code ec;
+  fs::create_directory(temp, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", temp.string(), ": ", ec.message()));
+
+  auto write_all = [&]() -> absl::Status {
+    NamedTensors tensors;
+    for (const auto& item : model->named_parameters()) tensors.emplace_back(item.key(), item.value());
+    RETURN_IF_ERROR(WriteSafetensors((temp / kWeightsFile).string(), tensors,
+                                     {{"format", "pt"}, {"producer", "recur"}}));
+    RETURN_IF_ERROR(WriteTextFile(temp / kTokenizerFile, tokenizer.ToJson() + "\n"));
+    RETURN_IF_ERROR(WriteTextFile(temp / kConfigFile, json.dump(2) + "\n"));
+    for (const char* name : {kWeightsFile, kTokenizerFile, kConfigFile}) RETURN_IF_ERROR(Sync(temp / name));
+    return Sync(temp);
+  };
+  if (auto status = write_all(); !status.ok()) {
+    fs::remove_all(temp, ec);
+    return status;
+  }
+  // rename(2) cannot replace a non-empty directory: move the old one aside first.
+  fs::path old;
+  if (fs::exists(target)) {
+    old = target.string() + ".old-" + UniqueSuffix();
+    fs::rename(target, old, ec);
+    if (ec) {
+      fs::remove_all(temp, ec);
+      return absl::UnavailableError(absl::StrCat("cannot replace ", target.string()));
+    }
+  }
+  fs::rename(temp, target, ec);
+  if (ec) {
+    if (!old.empty()) fs::rename(old, target, ec);
+    fs::remove_all(temp, ec);
+    return absl::UnavailableError(absl::StrCat("cannot move checkpoint into ", target.string()));
+  }
+  if (!old.empty()) fs::remove_all(old, ec);
+  if (target.has_parent_path()) (void)Sync(target.parent_path());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const torch::Device& device) {
+  const fs::path dir(directory);
+  if (!fs::is_directory(dir)) {
+    return absl::NotFoundError(absl::StrCat("checkpoint directory not found: ", directory));
+  }
+  ASSIGN_OR_RETURN(std::string config_text, ReadTextFile(dir / kConfigFile));
+  auto json = nlohmann::json::parse(config_text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object()) return CheckpointError(dir, "config.json is not a JSON object");
+  if (json.value("format", "") != kCheckpointFormat) {
+    return CheckpointError(dir, absl::StrCat("config.json format is not '", kCheckpointFormat, "'"));
+  }
+  if (!json.contains("version") || json["version"] != kCheckpointVersion) {
+    return CheckpointError(dir, absl::StrCat("unsupported checkpoint version ",
+                                             json.value("version", nlohmann::json()).dump(),
+                                             " (this build reads version ", kCheckpointVersion, ")"));
+  }
+  if (!json.contains("model")) return CheckpointError(dir, "config.json has no 'model' section");
+  auto config = ModelConfig::FromJson(json["model"].dump());
+  if (!config.ok()) return CheckpointError(dir, absl::StrCat("config.json: ", config.status().message()));
+
+  ASSIGN_OR_RETURN(std::string tokenizer_text, ReadTextFile(dir / kTokenizerFile));
+  auto tokenizer = TokenizerFromJson(tokenizer_text);
+  if (!tokenizer.ok()) return CheckpointError(dir, tokenizer.status().message());
+  const std::string declared_kind = json.contains("tokenizer") ? json["tokenizer"].value("kind", "") : "";
+  if (declared_kind != (*tokenizer)->kind()) {
+    return CheckpointError(dir, absl::StrCat("config.json names tokenizer kind '", declared_kind,
+                                             "' but tokenizer.json holds '", (*tokenizer)->kind(), "'"));
+  }
+  if ((*tokenizer)->vocab_size() != config->vocab_size) {
+    return CheckpointError(dir, absl::StrCat("model vocab_size ", config->vocab_size,
+                                             " but the tokenizer has ", (*tokenizer)->vocab_size(),
+                                             " tokens"));
+  }
+
+  auto weights = ReadSafetensors((dir / kWeightsFile).string());
+  if (!weights.ok()) {
+    return absl::Status(weights.status().code(),
+                        absl::StrCat("checkpoint ", dir.string(), ": ", weights.status().message()));
+  }
+  Checkpoint checkpoint;
+  checkpoint.config = *config;
+  checkpoint.tokenizer = std::move(*tokenizer);
+  try {
+    checkpoint.model = TransformerLM(*config);
+  } catch (const c10::Error& e) {
+    return CheckpointError(dir, e.what_without_backtrace());
+  }
+  {
+    torch::NoGradGuard no_grad;
+    auto params = checkpoint.model->named_parameters();
+    for (const auto& item : params) {
+      auto it = weights->tensors.find(item.key());
+      if (it == weights->tensors.end()) {
+        return CheckpointError(dir, absl::StrCat("model.safetensors lacks tensor '", item.key(), "'"));
+      }
+      const auto& t = it->second;
+      if (t.sizes() != item.value().sizes()) {
+        std::ostringstream msg;
+        msg << "tensor '" << item.key() << "' has shape " << t.sizes() << ", expected "
+            << item.value().sizes();
+        return CheckpointError(dir, msg.str());
+      }
+      if (t.scalar_type() != item.value().scalar_type()) {
+        return CheckpointError(dir, absl::StrCat("tensor '", item.key(), "' has dtype ",
+                                                 c10::toString(t.scalar_type()), ", expected ",
+                                                 c10::toString(item.value().scalar_type())));
+      }
+      item.value().copy_(t);
+    }
+    for (const auto& [name, t] : weights->tensors) {
+      if (!params.contains(name)) {
+        return CheckpointError(dir, absl::StrCat("model.safetensors has unexpected tensor '", name, "'"));
+      }
+    }
+  }
+  checkpoint.model->to(device);
+  checkpoint.model->eval();
+
+  if (json.contains("provenance") && json["provenance"].is_object()) {
+    const auto& p = json["provenance"];
+    try {
+      checkpoint.provenance.dataset = p.value("dataset", "");
+      checkpoint.provenance.steps = p.value("steps", int64_t{0});
+      checkpoint.provenance.valid_loss =
+          p.value("valid_loss", std::numeric_limits<double>::quiet_NaN());
+      checkpoint.provenance.created = p.value("created", "");
+    } catch (const nlohmann::json::exception&) {
+      return CheckpointError(dir, "config.json: a provenance field has the wrong type");
+    }
+  }
+  return checkpoint;
+}
+
+}  // namespace recur

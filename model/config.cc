@@ -1,0 +1,125 @@
+#include "model/config.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace recur {
+
+absl::string_view AttentionKindName(AttentionKind kind) {
+  return kind == AttentionKind::kLinear ? "linear" : "softmax";
+}
+
+absl::StatusOr<AttentionKind> ParseAttentionKind(absl::string_view name) {
+  if (name == "linear") return AttentionKind::kLinear;
+  if (name == "softmax") return AttentionKind::kSoftmax;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown attention kind '", name, "' (expected 'linear' or 'softmax')"));
+}
+
+absl::Status ModelConfig::Validate() const {
+  auto positive = [](const char* name, int64_t value) -> absl::Status {
+    if (value > 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(name, " must be positive, got ", value));
+  };
+  for (const auto& [name, value] :
+       {std::pair<const char*, int64_t>{"vocab_size", vocab_size},
+        {"d_model", d_model},
+        {"num_layers", num_layers},
+        {"num_heads", num_heads},
+        {"d_ff", d_ff},
+        {"chunk_size", chunk_size}}) {
+    if (auto s = positive(name, value); !s.ok()) return s;
+  }
+  if (d_model % num_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("d_model (", d_model,
+                                                   ") must be divisible by num_heads (",
+                                                   num_heads, ")"));
+  }
+  if (d_model % 2 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("d_model must be even for sinusoidal positions, got ", d_model));
+  }
+  if (!(dropout >= 0.0 && dropout < 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("dropout must be in [0, 1), got ", dropout));
+  }
+  if (feature_map != "elu+1") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown feature_map '", feature_map, "' (only 'elu+1' is supported)"));
+  }
+  if (positional_encoding != "sinusoidal") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown positional_encoding '",
+                                                   positional_encoding,
+                                                   "' (only 'sinusoidal' is supported)"));
+  }
+  if (!(epsilon > 0.0 && std::isfinite(epsilon))) {
+    return absl::InvalidArgumentError(absl::StrCat("epsilon must be positive, got ", epsilon));
+  }
+  return absl::OkStatus();
+}
+
+int64_t ModelConfig::StateBytesPerSequence() const {
+  const int64_t d = head_dim();
+  return num_layers * num_heads * (d * d + d) * static_cast<int64_t>(sizeof(float));
+}
+
+int64_t ModelConfig::KvCacheBytesPerToken() const {
+  return num_layers * 2 * d_model * static_cast<int64_t>(sizeof(float));
+}
+
+std::string ModelConfig::ToJson() const {
+  nlohmann::ordered_json j;
+  j["vocab_size"] = vocab_size;
+  j["d_model"] = d_model;
+  j["num_layers"] = num_layers;
+  j["num_heads"] = num_heads;
+  j["d_ff"] = d_ff;
+  j["dropout"] = dropout;
+  j["attention"] = std::string(AttentionKindName(attention));
+  j["feature_map"] = feature_map;
+  j["positional_encoding"] = positional_encoding;
+  j["tie_embeddings"] = tie_embeddings;
+  j["chunk_size"] = chunk_size;
+  j["epsilon"] = epsilon;
+  return j.dump();
+}
+
+absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
+  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr,
+                                           /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("model config is not a JSON object");
+  }
+  ModelConfig c;
+  // Reads one required field, naming it in any error.
+  auto read = [&j](const char* key, auto* out) -> absl::Status {
+    auto it = j.find(key);
+    if (it == j.end()) return absl::InvalidArgumentError(absl::StrCat("model config lacks '", key, "'"));
+    try {
+      *out = it->template get<std::decay_t<decltype(*out)>>();
+    } catch (const nlohmann::json::exception&) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model config field '", key, "' has the wrong type: ", it->dump()));
+    }
+    return absl::OkStatus();
+  };
+  std::string attention;
+  for (absl::Status s :
+       {read("vocab_size", &c.vocab_size), read("d_model", &c.d_model),
+        read("num_layers", &c.num_layers), read("num_heads", &c.num_heads),
+        read("d_ff", &c.d_ff), read("dropout", &c.dropout), read("attention", &attention),
+        read("feature_map", &c.feature_map),
+        read("positional_encoding", &c.positional_encoding),
+        read("tie_embeddings", &c.tie_embeddings), read("chunk_size", &c.chunk_size),
+        read("epsilon", &c.epsilon)}) {
+    if (!s.ok()) return s;
+  }
+  auto kind = ParseAttentionKind(attention);
+  if (!kind.ok()) return kind.status();
+  c.attention = *kind;
+  if (auto s = c.Validate(); !s.ok()) return s;
+  return c;
+}
+
+}  // namespace recur

@@ -1,0 +1,53 @@
+#ifndef RECUR_MODEL_CONFIG_H_
+#define RECUR_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace recur {
+
+enum class AttentionKind { kLinear, kSoftmax };
+
+absl::string_view AttentionKindName(AttentionKind kind);
+absl::StatusOr<AttentionKind> ParseAttentionKind(absl::string_view name);
+
+// The architecture of a TransformerLM. Everything a checkpoint needs to rebuild the model.
+struct ModelConfig {
+  int64_t vocab_size = 257;
+  int64_t d_model = 256;
+  int64_t num_layers = 4;
+  int64_t num_heads = 4;
+  int64_t d_ff = 1024;
+  double dropout = 0.0;
+  AttentionKind attention = AttentionKind::kLinear;
+  // φ(x) = elu(x) + 1, the map of Katharopoulos et al.; the only one implemented.
+  std::string feature_map = "elu+1";
+  // Sinusoidal encodings work at any position, which the recurrent state needs.
+  std::string positional_encoding = "sinusoidal";
+  bool tie_embeddings = true;
+  // Chunk length of the chunkwise-parallel form used by Forward and Prefill.
+  int64_t chunk_size = 64;
+  // Added to the linear-attention denominator.
+  double epsilon = 1e-6;
+
+  int64_t head_dim() const { return d_model / num_heads; }
+
+  // An error that names the offending field, or OK.
+  absl::Status Validate() const;
+
+  // Bytes of recurrent state per sequence for linear attention: L·H·(d·d + d) float32 values.
+  // For softmax attention, the key/value cache bytes per token of context: L·2·d_model float32.
+  int64_t StateBytesPerSequence() const;
+  int64_t KvCacheBytesPerToken() const;
+
+  std::string ToJson() const;  // a JSON object
+  static absl::StatusOr<ModelConfig> FromJson(absl::string_view json);
+};
+
+}  // namespace recur
+
+#endif  // RECUR_MODEL_CONFIG_H_

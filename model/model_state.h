@@ -1,0 +1,34 @@
+#ifndef RECUR_MODEL_MODEL_STATE_H_
+#define RECUR_MODEL_MODEL_STATE_H_
+
+#include <vector>
+
+#include <torch/types.h>
+
+#include "model/linear_attention.h"
+#include "model/softmax_attention.h"
+
+namespace recur {
+
+// Everything a TransformerLM remembers about a batch of sequences after the text so far: per layer
+// the linear-attention sums (constant size) or the softmax key/value cache (grows with the text),
+// and each row's position. Lives on one torch::Device.
+struct ModelState {
+  std::vector<LinearAttentionState> linear;  // one per layer, for linear attention
+  std::vector<KeyValueCache> kv;             // one per layer, for softmax attention
+  torch::Tensor positions;                   // [B] int64: tokens consumed per row
+
+  int64_t batch_size() const { return positions.size(0); }
+  torch::Device device() const { return positions.device(); }
+
+  // Bytes held by the tensors (the slot cost a server accounts for).
+  int64_t Bytes() const;
+
+  // A deep copy, e.g. to fork a session.
+  ModelState Clone() const;
+  ModelState To(const torch::Device& device) const;
+};
+
+}  // namespace recur
+
+#endif  // RECUR_MODEL_MODEL_STATE_H_

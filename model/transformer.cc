@@ -1,0 +1,162 @@
+#include "model/transformer.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "absl/strings/match.h"
+
+#include "model/linear_attention.h"
+#include "model/positional_encoding.h"
+#include "model/softmax_attention.h"
+
+namespace recur {
+
+namespace F = torch::nn::functional;
+using torch::indexing::Slice;
+
+AttentionLayerImpl::AttentionLayerImpl(const ModelConfig& c) : config(c) {
+  qkv = register_module("qkv", torch::nn::Linear(c.d_model, 3 * c.d_model));
+  out = register_module("out", torch::nn::Linear(c.d_model, c.d_model));
+}
+
+torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& positions,
+                                          LinearAttentionState* linear, KeyValueCache* kv) {
+  const int64_t b = x.size(0), n = x.size(1), h = config.num_heads, d = config.head_dim();
+  // [B, N, 3D] → three [B, H, N, d].
+  auto parts = qkv(x).view({b, n, 3, h, d}).permute({2, 0, 3, 1, 4});
+  auto q = parts[0], k = parts[1], v = parts[2];
+
+  torch::Tensor y;
+  if (config.attention == AttentionKind::kLinear) {
+    if (linear != nullptr && n == 1) {
+      y = LinearAttentionStep(q.squeeze(2), k.squeeze(2), v.squeeze(2), config.epsilon, linear)
+              .unsqueeze(2);
+    } else {
+      y = LinearAttentionChunkwise(q, k, v, config.chunk_size, config.epsilon, linear);
+    }
+  } else {
+    y = kv != nullptr ? CachedSoftmaxAttention(q, k, v, positions, kv)
+                      : CausalSoftmaxAttention(q, k, v);
+  }
+  return out(y.transpose(1, 2).reshape({b, n, h * d}));
+}
+
+TransformerBlockImpl::TransformerBlockImpl(const ModelConfig& c) {
+  norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
+  attention = register_module("attention", AttentionLayer(c));
+  norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
+  ff_in = register_module("ff_in", torch::nn::Linear(c.d_model, c.d_ff));
+  ff_out = register_module("ff_out", torch::nn::Linear(c.d_ff, c.d_model));
+  dropout = register_module("dropout", torch::nn::Dropout(c.dropout));
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& positions,
+                                            LinearAttentionState* linear, KeyValueCache* kv) {
+  auto h = x + dropout(attention(norm1(x), positions, linear, kv));
+  return h + dropout(ff_out(dropout(F::gelu(ff_in(norm2(h))))));
+}
+
+TransformerLMImpl::TransformerLMImpl(const ModelConfig& config) : config_(config) {
+  auto status = config.Validate();
+  TORCH_CHECK(status.ok(), "invalid model config: ", std::string(status.message()));
+  embedding = register_module("embedding", torch::nn::Embedding(config.vocab_size, config.d_model));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(TransformerBlock(config));
+  final_norm = register_module(
+      "final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
+  if (!config.tie_embeddings) {
+    lm_head = register_module(
+        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config.d_model, config.vocab_size)
+                                         .bias(false)));
+  }
+  dropout = register_module("dropout", torch::nn::Dropout(config.dropout));
+
+  // GPT-2 style initialisation; the embedding at 1/√D so that after the √D scale it matches the
+  // unit-size positional encoding.
+  torch::NoGradGuard no_grad;
+  const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config.num_layers));
+  for (auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    auto& p = item.value();
+    if (name == "embedding.weight") {
+      p.normal_(0.0, 1.0 / std::sqrt(static_cast<double>(config.d_model)));
+    } else if (p.dim() == 2) {
+      const bool residual_out = name.find("attention.out.weight") != std::string::npos ||
+                                name.find("ff_out.weight") != std::string::npos;
+      p.normal_(0.0, residual_out ? residual_std : 0.02);
+    } else if (name.find("norm") != std::string::npos && absl::EndsWith(name, "weight")) {
+      p.fill_(1.0);
+    } else {
+      p.zero_();
+    }
+  }
+}
+
+int64_t TransformerLMImpl::ParameterCount() const {
+  int64_t count = 0;
+  for (const auto& p : parameters()) count += p.numel();
+  return count;
+}
+
+ModelState TransformerLMImpl::NewState(int64_t batch, const torch::Device& device) const {
+  ModelState state;
+  const int64_t h = config_.num_heads, d = config_.head_dim();
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    if (config_.attention == AttentionKind::kLinear) {
+      state.linear.push_back(LinearAttentionState::Zeros(batch, h, d, d, device));
+    } else {
+      state.kv.push_back(KeyValueCache::Empty(batch, h, d, device));
+    }
+  }
+  state.positions = torch::zeros({batch}, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  return state;
+}
+
+torch::Tensor TransformerLMImpl::Hidden(const torch::Tensor& tokens, const torch::Tensor& positions,
+                                        ModelState* state) {
+  const double scale = std::sqrt(static_cast<double>(config_.d_model));
+  auto x = embedding(tokens) * scale + SinusoidalEncoding(positions, config_.d_model);
+  x = dropout(x);
+  torch::Tensor start = state != nullptr ? state->positions : torch::Tensor();
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    LinearAttentionState* linear =
+        state != nullptr && !state->linear.empty() ? &state->linear[i] : nullptr;
+    KeyValueCache* kv = state != nullptr && !state->kv.empty() ? &state->kv[i] : nullptr;
+    x = blocks[i]->as<TransformerBlock>()->forward(x, start, linear, kv);
+  }
+  return final_norm(x);
+}
+
+torch::Tensor TransformerLMImpl::Logits(const torch::Tensor& hidden) {
+  return config_.tie_embeddings ? torch::matmul(hidden, embedding->weight.t()) : lm_head(hidden);
+}
+
+torch::Tensor TransformerLMImpl::Forward(const torch::Tensor& tokens) {
+  TORCH_CHECK(tokens.dim() == 2, "Forward expects tokens [B, N], got ", tokens.sizes());
+  auto positions = torch::arange(tokens.size(1), tokens.options().dtype(torch::kInt64))
+                       .unsqueeze(0)
+                       .expand({tokens.size(0), tokens.size(1)});
+  return Logits(Hidden(tokens, positions, nullptr));
+}
+
+torch::Tensor TransformerLMImpl::Prefill(const torch::Tensor& tokens, ModelState* state) {
+  TORCH_CHECK(state != nullptr, "Prefill needs a state");
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) >= 1, "Prefill expects tokens [B, N>=1], got ",
+              tokens.sizes());
+  TORCH_CHECK(tokens.size(0) == state->batch_size(), "Prefill: ", tokens.size(0),
+              " rows of tokens for a state of ", state->batch_size());
+  const int64_t n = tokens.size(1);
+  auto positions = state->positions.unsqueeze(1) +
+                   torch::arange(n, state->positions.options()).unsqueeze(0);
+  auto hidden = Hidden(tokens, positions, state);
+  state->positions = state->positions + n;
+  return Logits(hidden.index({Slice(), -1}));
+}
+
+torch::Tensor TransformerLMImpl::Step(const torch::Tensor& tokens, ModelState* state) {
+  TORCH_CHECK(tokens.dim() == 1, "Step expects tokens [B], got ", tokens.sizes());
+  return Prefill(tokens.unsqueeze(1), state);
+}
+
+}  // namespace recur

@@ -1,0 +1,95 @@
+#ifndef RECUR_MODEL_TRANSFORMER_H_
+#define RECUR_MODEL_TRANSFORMER_H_
+
+// The decoder-only language model shared by recur-train and recur-server: token embedding scaled
+// by √D plus sinusoidal positions, pre-LayerNorm blocks (attention, then a GELU feed-forward), a
+// final LayerNorm and a tied or untied output layer.
+//
+// Three entry points compute the same function:
+//   Forward  — training: all positions at once (chunkwise linear attention or masked softmax).
+//   Prefill  — a prompt into a ModelState (chunkwise), returning the last position's logits.
+//   Step     — one token per row of a batch of states (the recurrent form), returning logits.
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "model/config.h"
+#include "model/model_state.h"
+
+namespace recur {
+
+// Multi-head causal attention of either kind, with q/k/v and output projections.
+struct AttentionLayerImpl : torch::nn::Module {
+  explicit AttentionLayerImpl(const ModelConfig& config);
+
+  // x: [B, N, D]. Without a state: training (no memory kept). With one: continues each row from
+  // `positions` ([B] int64), updating `linear` or `kv` (whichever the kind uses).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions = {},
+                        LinearAttentionState* linear = nullptr, KeyValueCache* kv = nullptr);
+
+  ModelConfig config;
+  torch::nn::Linear qkv{nullptr};
+  torch::nn::Linear out{nullptr};
+};
+TORCH_MODULE(AttentionLayer);
+
+struct TransformerBlockImpl : torch::nn::Module {
+  explicit TransformerBlockImpl(const ModelConfig& config);
+
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions = {},
+                        LinearAttentionState* linear = nullptr, KeyValueCache* kv = nullptr);
+
+  torch::nn::LayerNorm norm1{nullptr};
+  AttentionLayer attention{nullptr};
+  torch::nn::LayerNorm norm2{nullptr};
+  torch::nn::Linear ff_in{nullptr};
+  torch::nn::Linear ff_out{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+struct TransformerLMImpl : torch::nn::Module {
+  // `config` must be valid (ModelConfig::Validate); an invalid one throws.
+  explicit TransformerLMImpl(const ModelConfig& config);
+
+  // tokens: [B, N] int64 → logits [B, N, V]. Every sequence starts at position 0.
+  torch::Tensor Forward(const torch::Tensor& tokens);
+  torch::Tensor forward(const torch::Tensor& tokens) { return Forward(tokens); }
+
+  // A zero state for `batch` sequences on `device` (position 0, nothing seen).
+  ModelState NewState(int64_t batch, const torch::Device& device) const;
+
+  // Feeds tokens [B, N] (N ≥ 1) after what `state` has seen; returns the logits after the last
+  // one, [B, V]. Prefill(a) then Prefill(b) equals Prefill(a + b).
+  torch::Tensor Prefill(const torch::Tensor& tokens, ModelState* state);
+
+  // Feeds one token per row, tokens [B]; returns logits [B, V]. The recurrent form.
+  torch::Tensor Step(const torch::Tensor& tokens, ModelState* state);
+
+  const ModelConfig& config() const { return config_; }
+  int64_t ParameterCount() const;
+
+  torch::nn::Embedding embedding{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm final_norm{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when the embedding is tied
+  torch::nn::Dropout dropout{nullptr};
+
+ private:
+  // Runs the stack on tokens [B, N] at positions [B, N]; with a state, continues it.
+  torch::Tensor Hidden(const torch::Tensor& tokens, const torch::Tensor& positions,
+                       ModelState* state);
+  torch::Tensor Logits(const torch::Tensor& hidden);
+
+  ModelConfig config_;
+};
+TORCH_MODULE(TransformerLM);
+
+}  // namespace recur
+
+#endif  // RECUR_MODEL_TRANSFORMER_H_
