@@ -7,6 +7,14 @@ namespace recur {
 namespace F = torch::nn::functional;
 using torch::indexing::Slice;
 
+namespace {
+// Sums accumulate in float32 for half-precision and float32 inputs, and in float64 for float64
+// inputs (the precision the reference tests use).
+torch::ScalarType AccumulationType(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+}  // namespace
+
 LinearAttentionState LinearAttentionState::Zeros(int64_t batch, int64_t heads, int64_t d,
                                                  int64_t dv, const torch::Device& device) {
   auto options = torch::TensorOptions().dtype(torch::kFloat32).device(device);
@@ -34,10 +42,11 @@ torch::Tensor LinearAttentionChunkwise(const torch::Tensor& q, const torch::Tens
   const auto out_dtype = q.scalar_type();
   if (n == 0) return torch::zeros({b, h, 0, dv}, v.options());
 
-  // Work in float32 whatever the activations: the sums grow with the position.
-  auto fq = EluFeatureMap(q.to(torch::kFloat32));
-  auto fk = EluFeatureMap(k.to(torch::kFloat32));
-  auto fv = v.to(torch::kFloat32);
+  // Never below float32, whatever the activations: the sums grow with the position.
+  const auto accum = AccumulationType(q);
+  auto fq = EluFeatureMap(q.to(accum));
+  auto fk = EluFeatureMap(k.to(accum));
+  auto fv = v.to(accum);
 
   // Pad N up to a multiple of C. Padded keys get φ = 0 so they add nothing to any sum; padded
   // queries produce outputs that are dropped.
@@ -86,9 +95,10 @@ torch::Tensor LinearAttentionStep(const torch::Tensor& q, const torch::Tensor& k
                                   const torch::Tensor& v, double eps,
                                   LinearAttentionState* state) {
   TORCH_CHECK(state != nullptr, "LinearAttentionStep needs a state");
-  auto fq = EluFeatureMap(q.to(torch::kFloat32));  // [B,H,d]
-  auto fk = EluFeatureMap(k.to(torch::kFloat32));
-  auto fv = v.to(torch::kFloat32);
+  const auto accum = AccumulationType(q);
+  auto fq = EluFeatureMap(q.to(accum));  // [B,H,d]
+  auto fk = EluFeatureMap(k.to(accum));
+  auto fv = v.to(accum);
   // S ← S + φ(k) vᵀ,  z ← z + φ(k), in place so a pooled state needs no copy.
   state->s.add_(fk.unsqueeze(-1) * fv.unsqueeze(-2));
   state->z.add_(fk);

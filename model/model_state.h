@@ -21,7 +21,7 @@ struct ModelState {
   int64_t batch_size() const { return positions.size(0); }
   torch::Device device() const { return positions.device(); }
 
-  // Bytes held by the tensors (the slot cost a server accounts for).
+  // Bytes of attention state (S and z, or the key/value cache): what a server accounts per slot.
   int64_t Bytes() const;
 
   // A deep copy, e.g. to fork a session.

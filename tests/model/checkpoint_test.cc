@@ -1,0 +1,254 @@
+#include "model/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "model/safetensors.h"
+#include "nlohmann/json.hpp"
+#include "tests/test_util.h"
+
+namespace recur {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+using testing::TestDevice;
+using ::testing::HasSubstr;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+}
+
+class CheckpointTest : public ::testing::TestWithParam<AttentionKind> {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(21);
+    config_.vocab_size = 257;
+    config_.d_model = 32;
+    config_.num_layers = 2;
+    config_.num_heads = 2;
+    config_.d_ff = 48;
+    config_.attention = GetParam();
+    model_ = TransformerLM(config_);
+    dir_ = tmp_.Join("ckpt");
+    Provenance provenance;
+    provenance.dataset = "unit-test";
+    provenance.steps = 42;
+    provenance.valid_loss = 1.25;
+    ASSERT_TRUE(SaveCheckpoint(dir_, model_, tokenizer_, provenance).ok());
+  }
+  std::string Message() {
+    auto loaded = LoadCheckpoint(dir_);
+    EXPECT_FALSE(loaded.ok());
+    return std::string(loaded.status().message());
+  }
+  // Rewrites model.safetensors with `mutate` applied to its JSON header.
+  void EditHeader(const std::function<void(nlohmann::json&)>& mutate) {
+    const std::string path = dir_ + "/model.safetensors";
+    std::string bytes = ReadFile(path);
+    uint64_t n;
+    std::memcpy(&n, bytes.data(), 8);
+    auto header = nlohmann::json::parse(bytes.substr(8, n));
+    mutate(header);
+    const std::string json = header.dump();
+    const uint64_t length = json.size();
+    WriteFile(path, std::string(reinterpret_cast<const char*>(&length), 8) + json + bytes.substr(8 + n));
+  }
+
+  TempDir tmp_;
+  ModelConfig config_;
+  ByteTokenizer tokenizer_;
+  TransformerLM model_{nullptr};
+  std::string dir_;
+};
+
+TEST_P(CheckpointTest, RoundTripGivesBitIdenticalLogits) {
+  auto loaded = LoadCheckpoint(dir_, TestDevice());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->config.ToJson(), config_.ToJson());
+  EXPECT_EQ(loaded->tokenizer->kind(), "byte");
+  EXPECT_EQ(loaded->provenance.dataset, "unit-test");
+  EXPECT_EQ(loaded->provenance.steps, 42);
+  EXPECT_DOUBLE_EQ(loaded->provenance.valid_loss, 1.25);
+  EXPECT_FALSE(loaded->provenance.created.empty());
+
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  auto tokens = torch::randint(0, 257, {2, 19}, torch::kInt64);
+  auto expected = model_->Forward(tokens);
+  auto actual = loaded->model->Forward(tokens.to(TestDevice())).to(torch::kCPU);
+  if (TestDevice().is_cpu()) {
+    EXPECT_TRUE(torch::equal(actual, expected));
+  } else {
+    EXPECT_LE(testing::RelativeError(actual, expected), 1e-5);
+  }
+  for (const auto& p : model_->named_parameters()) {
+    EXPECT_TRUE(torch::equal(loaded->model->named_parameters()[p.key()].to(torch::kCPU), p.value())) << p.key();
+  }
+}
+
+TEST_P(CheckpointTest, OverwriteIsAtomicAndLeavesNoTemporaries) {
+  ASSERT_TRUE(SaveCheckpoint(dir_, model_, tokenizer_, {}).ok());
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(tmp_.path())) {
+    ++entries;
+    EXPECT_EQ(e.path().filename(), "ckpt");
+  }
+  EXPECT_EQ(entries, 1);
+  EXPECT_TRUE(LoadCheckpoint(dir_).ok());
+}
+
+TEST_P(CheckpointTest, TruncatedWeightsAreAnError) {
+  const std::string path = dir_ + "/model.safetensors";
+  std::string bytes = ReadFile(path);
+  WriteFile(path, bytes.substr(0, bytes.size() - 100));
+  EXPECT_THAT(Message(), HasSubstr("model.safetensors"));
+  WriteFile(path, bytes.substr(0, 5));
+  EXPECT_THAT(Message(), HasSubstr("shorter than the 8-byte header length"));
+  WriteFile(path, bytes.substr(0, 200));
+  EXPECT_THAT(Message(), HasSubstr("does not fit"));
+}
+
+TEST_P(CheckpointTest, WrongShapeIsAnError) {
+  EditHeader([](nlohmann::json& h) { h["final_norm.weight"]["shape"] = {16, 2}; });
+  EXPECT_THAT(Message(), HasSubstr("'final_norm.weight' has shape [16, 2], expected [32]"));
+}
+
+TEST_P(CheckpointTest, HeaderWithLyingOffsetsIsAnError) {
+  EditHeader([](nlohmann::json& h) { h["final_norm.weight"]["data_offsets"][1] = 999999999; });
+  EXPECT_THAT(Message(), HasSubstr("lie outside"));
+}
+
+TEST_P(CheckpointTest, OverlappingOffsetsAreAnError) {
+  EditHeader([](nlohmann::json& h) {
+    auto a = h["final_norm.weight"]["data_offsets"];
+    h["final_norm.bias"]["data_offsets"] = a;
+  });
+  EXPECT_THAT(Message(), HasSubstr("overlap"));
+}
+
+TEST_P(CheckpointTest, WrongDtypeIsAnError) {
+  EditHeader([](nlohmann::json& h) {
+    h["final_norm.weight"]["dtype"] = "I32";
+  });
+  EXPECT_THAT(Message(), HasSubstr("dtype"));
+}
+
+TEST_P(CheckpointTest, MissingTensorIsAnError) {
+  auto file = ReadSafetensors(dir_ + "/model.safetensors");
+  ASSERT_TRUE(file.ok());
+  NamedTensors kept;
+  for (auto& [name, t] : file->tensors) {
+    if (name != "blocks.1.ff_in.bias") kept.emplace_back(name, t);
+  }
+  ASSERT_TRUE(WriteSafetensors(dir_ + "/model.safetensors", kept).ok());
+  EXPECT_THAT(Message(), HasSubstr("lacks tensor 'blocks.1.ff_in.bias'"));
+}
+
+TEST_P(CheckpointTest, UnexpectedTensorIsAnError) {
+  auto file = ReadSafetensors(dir_ + "/model.safetensors");
+  ASSERT_TRUE(file.ok());
+  NamedTensors all(file->tensors.begin(), file->tensors.end());
+  all.emplace_back("blocks.9.extra", torch::zeros({3}));
+  ASSERT_TRUE(WriteSafetensors(dir_ + "/model.safetensors", all).ok());
+  EXPECT_THAT(Message(), HasSubstr("unexpected tensor 'blocks.9.extra'"));
+}
+
+TEST_P(CheckpointTest, UnknownVersionIsAnError) {
+  auto json = nlohmann::json::parse(ReadFile(dir_ + "/config.json"));
+  json["version"] = 99;
+  WriteFile(dir_ + "/config.json", json.dump());
+  EXPECT_THAT(Message(), HasSubstr("unsupported checkpoint version 99"));
+}
+
+TEST_P(CheckpointTest, MissingFilesAreErrors) {
+  fs::remove(dir_ + "/tokenizer.json");
+  EXPECT_THAT(Message(), HasSubstr("tokenizer.json"));
+  fs::remove(dir_ + "/config.json");
+  EXPECT_THAT(Message(), HasSubstr("config.json"));
+  auto missing = LoadCheckpoint(tmp_.Join("nowhere"));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(CheckpointTest, VocabularyMismatchIsAnError) {
+  auto json = nlohmann::json::parse(ReadFile(dir_ + "/config.json"));
+  json["model"]["vocab_size"] = 300;
+  WriteFile(dir_ + "/config.json", json.dump());
+  EXPECT_THAT(Message(), HasSubstr("vocab_size 300 but the tokenizer has 257"));
+}
+
+TEST_P(CheckpointTest, ImpossibleConfigIsAnError) {
+  auto json = nlohmann::json::parse(ReadFile(dir_ + "/config.json"));
+  json["model"]["num_heads"] = 3;
+  WriteFile(dir_ + "/config.json", json.dump());
+  EXPECT_THAT(Message(), HasSubstr("divisible by num_heads"));
+  WriteFile(dir_ + "/config.json", "{not json");
+  EXPECT_THAT(Message(), HasSubstr("not a JSON object"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, CheckpointTest,
+                         ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
+                         [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+
+TEST(SafetensorsTest, RoundTripsDtypesShapesAndMetadata) {
+  TempDir tmp;
+  NamedTensors tensors{{"f32", torch::randn({3, 4})},
+                       {"f64", torch::randn({2}, torch::kFloat64)},
+                       {"i64", torch::arange(6, torch::kInt64).view({2, 3})},
+                       {"bf16", torch::randn({5}).to(torch::kBFloat16)},
+                       {"u8", torch::randint(0, 255, {7}, torch::kUInt8)},
+                       {"empty", torch::zeros({0, 3})},
+                       {"scalar", torch::tensor(3.5)}};
+  ASSERT_TRUE(WriteSafetensors(tmp.Join("t.safetensors"), tensors, {{"k", "v"}}).ok());
+  auto file = ReadSafetensors(tmp.Join("t.safetensors"));
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->metadata.at("k"), "v");
+  for (const auto& [name, t] : tensors) {
+    ASSERT_TRUE(file->tensors.count(name)) << name;
+    EXPECT_TRUE(torch::equal(file->tensors.at(name), t)) << name;
+  }
+}
+
+// The byte layout the format specifies: u64 header length, JSON, data; data 8-byte aligned.
+TEST(SafetensorsTest, LayoutFollowsTheSpecification) {
+  TempDir tmp;
+  ASSERT_TRUE(WriteSafetensors(tmp.Join("t.safetensors"), {{"x", torch::tensor({1.0f, 2.0f})}}).ok());
+  std::string bytes = ReadFile(tmp.Join("t.safetensors"));
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  EXPECT_EQ((8 + n) % 8, 0u);
+  auto header = nlohmann::json::parse(bytes.substr(8, n));
+  EXPECT_EQ(header["x"]["dtype"], "F32");
+  EXPECT_EQ(header["x"]["shape"], nlohmann::json({2}));
+  EXPECT_EQ(header["x"]["data_offsets"], nlohmann::json({0, 8}));
+  float values[2];
+  std::memcpy(values, bytes.data() + 8 + n, 8);
+  EXPECT_EQ(values[0], 1.0f);
+  EXPECT_EQ(values[1], 2.0f);
+}
+
+TEST(SafetensorsTest, GarbageIsAnErrorNotACrash) {
+  TempDir tmp;
+  std::mt19937 rng(1);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::string junk(rng() % 64, '\0');
+    for (auto& c : junk) c = static_cast<char>(rng());
+    if (junk.size() >= 8 && trial % 2 == 0) {
+      const uint64_t n = junk.size() - 8;
+      std::memcpy(junk.data(), &n, 8);
+    }
+    WriteFile(tmp.Join("junk"), junk);
+    EXPECT_FALSE(ReadSafetensors(tmp.Join("junk")).ok());
+  }
+}
+
+}  // namespace
+}  // namespace recur

@@ -1,0 +1,55 @@
+#include "model/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace recur {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ModelConfigTest, DefaultIsValidAndRoundTrips) {
+  ModelConfig c;
+  c.attention = AttentionKind::kSoftmax;
+  c.dropout = 0.25;
+  ASSERT_TRUE(c.Validate().ok());
+  auto back = ModelConfig::FromJson(c.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->ToJson(), c.ToJson());
+  EXPECT_EQ(back->attention, AttentionKind::kSoftmax);
+}
+
+TEST(ModelConfigTest, ImpossibleShapesNameTheField) {
+  auto message = [](auto edit) {
+    ModelConfig c;
+    edit(c);
+    return std::string(c.Validate().message());
+  };
+  EXPECT_THAT(message([](ModelConfig& c) { c.d_model = 0; }), HasSubstr("d_model must be positive"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.num_heads = 3; }), HasSubstr("divisible by num_heads"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.vocab_size = -1; }), HasSubstr("vocab_size"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.dropout = 1.0; }), HasSubstr("dropout"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.chunk_size = 0; }), HasSubstr("chunk_size"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.feature_map = "relu"; }), HasSubstr("feature_map"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.positional_encoding = "learned"; }),
+              HasSubstr("positional_encoding"));
+}
+
+TEST(ModelConfigTest, FromJsonRejectsMissingAndMistypedFields) {
+  EXPECT_THAT(ModelConfig::FromJson("{}").status().message(), HasSubstr("lacks 'vocab_size'"));
+  ModelConfig c;
+  std::string json = c.ToJson();
+  json.replace(json.find("\"d_model\":256"), 13, "\"d_model\":\"x\"");
+  EXPECT_THAT(ModelConfig::FromJson(json).status().message(), HasSubstr("'d_model' has the wrong type"));
+  EXPECT_THAT(ModelConfig::FromJson("nope").status().message(), HasSubstr("not a JSON object"));
+}
+
+TEST(ModelConfigTest, StateBytesFollowTheFormula) {
+  ModelConfig c;  // 4 layers, 4 heads, d = 64
+  EXPECT_EQ(c.StateBytesPerSequence(), 4 * 4 * (64 * 64 + 64) * 4);
+  EXPECT_EQ(c.KvCacheBytesPerToken(), 4 * 2 * 256 * 4);
+  EXPECT_THAT(ParseAttentionKind("performer").status().message(), HasSubstr("unknown attention"));
+}
+
+}  // namespace
+}  // namespace recur

@@ -1,0 +1,50 @@
+#ifndef RECUR_TESTS_TEST_UTIL_H_
+#define RECUR_TESTS_TEST_UTIL_H_
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace recur::testing {
+
+// CUDA when RECUR_TEST_DEVICE=cuda and a GPU is present, the CPU otherwise.
+inline torch::Device TestDevice() {
+  const char* env = std::getenv("RECUR_TEST_DEVICE");
+  if (env != nullptr && std::string(env) == "cuda" && torch::cuda::is_available()) {
+    return torch::kCUDA;
+  }
+  return torch::kCPU;
+}
+
+// max |a - b| / max |b|: the relative error of `a` against the reference `b`.
+inline double RelativeError(const torch::Tensor& a, const torch::Tensor& b) {
+  auto ref = b.to(torch::kCPU, torch::kFloat64);
+  auto diff = (a.to(torch::kCPU, torch::kFloat64) - ref).abs().max().item<double>();
+  return diff / std::max(ref.abs().max().item<double>(), 1e-30);
+}
+
+// A fresh directory under the system temp dir, removed when the object goes away.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() / ("recur-test-" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::string Join(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace recur::testing
+
+#endif  // RECUR_TESTS_TEST_UTIL_H_
