@@ -1,0 +1,24 @@
+#ifndef RECUR_MODEL_CLI_H_
+#define RECUR_MODEL_CLI_H_
+
+// Start-up shared by every recur binary: Abseil flags with a --help that lists the binary's own
+// flags, glog to stderr, and an explicit LibTorch thread count (it starts with one here).
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace recur {
+
+// Parses the command line (exits on --help or a bad flag) and sets up logging.
+void InitProgram(int argc, char** argv, absl::string_view usage);
+
+// threads > 0: that many; 0: one per core.
+void SetTorchThreads(int threads);
+
+// Prints "<program>: <message>" to stderr and returns 1, for `return Fail(...)` in main.
+int Fail(absl::string_view program, absl::string_view message);
+
+}  // namespace recur
+
+#endif  // RECUR_MODEL_CLI_H_

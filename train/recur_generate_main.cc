@@ -1,0 +1,79 @@
+// recur-generate: generates text from a checkpoint with the model library directly (no server).
+#include <torch/cuda.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "model/cli.h"
+#include "model/checkpoint.h"
+#include "model/generation.h"
+#include "model/utf8.h"
+
+ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train");
+ABSL_FLAG(std::string, prompt, "", "Text to continue (required)");
+ABSL_FLAG(int64_t, max_tokens, 200, "Tokens to generate");
+ABSL_FLAG(double, temperature, 0.8, "Sampling temperature (0: greedy)");
+ABSL_FLAG(int64_t, top_k, 0, "Sample from the k most likely tokens (0: all)");
+ABSL_FLAG(double, top_p, 0.95, "Nucleus sampling mass in (0, 1]");
+ABSL_FLAG(double, repetition_penalty, 1.0, "Penalty > 1 for tokens already seen");
+ABSL_FLAG(uint64_t, seed, 0, "Sampling seed: the same seed gives the same text");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: all cores)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
+
+namespace {
+int Fail(const std::string& message) { return recur::Fail("recur-generate", message); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  recur::InitProgram(
+      argc, argv,
+      "Continues a prompt with a trained checkpoint, streaming the text to stdout.\n"
+      "Example: recur-generate --checkpoint runs/demo --prompt 'The '");
+  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads));
+
+  const std::string prompt = absl::GetFlag(FLAGS_prompt);
+  if (absl::GetFlag(FLAGS_checkpoint).empty()) return Fail("--checkpoint is required");
+  if (prompt.empty()) return Fail("--prompt is required");
+  if (!recur::IsValidUtf8(prompt)) return Fail("--prompt is not valid UTF-8");
+  torch::Device device = torch::kCPU;
+  if (absl::GetFlag(FLAGS_device) == "cuda") {
+    if (!torch::cuda::is_available()) return Fail("--device cuda, but no CUDA device is available");
+    device = torch::kCUDA;
+  } else if (absl::GetFlag(FLAGS_device) != "cpu") {
+    return Fail(absl::StrCat("unknown --device '", absl::GetFlag(FLAGS_device), "'"));
+  }
+
+  auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), device);
+  if (!checkpoint.ok()) return Fail(std::string(checkpoint.status().message()));
+
+  recur::GenerationOptions options;
+  options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  options.sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  options.sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  options.sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  options.sampling.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
+  options.sampling.seed = absl::GetFlag(FLAGS_seed);
+  options.stop_token = checkpoint->tokenizer->eos_id();
+  if (options.max_tokens <= 0) return Fail("--max_tokens must be positive");
+  if (auto s = options.sampling.Validate(); !s.ok()) return Fail(std::string(s.message()));
+
+  const recur::Tokenizer& tokenizer = *checkpoint->tokenizer;
+  auto ids = tokenizer.Encode(prompt);
+  if (ids.empty()) return Fail("the prompt encodes to no tokens");
+
+  std::fputs(prompt.c_str(), stdout);
+  recur::Utf8StreamDecoder decoder;
+  int64_t previous = ids.back();
+  recur::Generate(checkpoint->model, ids, options, [&](int64_t id) {
+    std::fputs(decoder.Push(tokenizer.Piece(id, previous)).c_str(), stdout);
+    std::fflush(stdout);
+    previous = id;
+    return true;
+  });
+  std::fputs(decoder.Flush().c_str(), stdout);
+  std::fputc('\n', stdout);
+  return 0;
+}

@@ -1,0 +1,108 @@
+// recur-train: trains a TransformerLM and writes the best checkpoint by validation loss.
+#include <torch/cuda.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "model/cli.h"
+#include "model/config.h"
+#include "train/corpus.h"
+#include "train/trainer.h"
+
+ABSL_FLAG(std::string, dataset, "text", "ptb, wikitext2, enwik8 or text");
+ABSL_FLAG(std::string, data_dir, "",
+          "Data location: the directory with ptb.{train,valid,test}.txt or "
+          "wiki.{train,valid,test}.tokens; for enwik8 and text, a file or a directory of files");
+ABSL_FLAG(std::string, data, "", "Alias of --data_dir, for a text file or directory");
+ABSL_FLAG(std::string, attention, "linear", "linear or softmax");
+ABSL_FLAG(int64_t, layers, 4, "Transformer blocks");
+ABSL_FLAG(int64_t, heads, 4, "Attention heads per block");
+ABSL_FLAG(int64_t, d_model, 256, "Model width");
+ABSL_FLAG(int64_t, d_ff, 1024, "Feed-forward width");
+ABSL_FLAG(double, dropout, 0.1, "Dropout probability");
+ABSL_FLAG(int64_t, chunk_size, 64, "Chunk length of the chunkwise linear-attention form");
+ABSL_FLAG(bool, tie_embeddings, true, "Share the input embedding with the output layer");
+ABSL_FLAG(int64_t, seq_len, 128, "Training window length (tokens)");
+ABSL_FLAG(int64_t, batch_size, 16, "Sequences per step");
+ABSL_FLAG(double, lr, 1e-3, "Peak learning rate (AdamW)");
+ABSL_FLAG(int64_t, warmup, 100, "Linear warm-up steps, then cosine decay to lr/10");
+ABSL_FLAG(double, weight_decay, 0.01, "AdamW weight decay on weight matrices");
+ABSL_FLAG(double, clip, 1.0, "Gradient-norm clip (0: off)");
+ABSL_FLAG(int64_t, epochs, 1, "Passes over the training split (when --max_steps is 0)");
+ABSL_FLAG(int64_t, max_steps, 0, "Stop after this many steps (0: use --epochs)");
+ABSL_FLAG(double, time_budget, 0, "Stop after this many seconds of training (0: no limit)");
+ABSL_FLAG(int64_t, eval_every, 0, "Validate every N steps (0: each epoch and at the end)");
+ABSL_FLAG(uint64_t, seed, 1, "Random seed");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: all cores)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
+ABSL_FLAG(std::string, out, "", "Checkpoint directory to write (the best by validation)");
+ABSL_FLAG(std::string, metrics_log, "", "Append one JSON line per evaluation to this file");
+
+namespace {
+int Fail(const std::string& message) { return recur::Fail("recur-train", message); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  recur::InitProgram(
+      argc, argv,
+      "Trains a linear- or softmax-attention language model and writes a checkpoint.\n"
+      "Example: recur-train --dataset ptb --data_dir ../shared/datasets/ptb --out runs/ptb");
+
+  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads));
+
+  recur::TrainOptions options;
+  const std::string device = absl::GetFlag(FLAGS_device);
+  if (device == "cuda") {
+    if (!torch::cuda::is_available()) return Fail("--device cuda, but no CUDA device is available");
+    options.device = torch::kCUDA;
+  } else if (device != "cpu") {
+    return Fail(absl::StrCat("unknown --device '", device, "' (expected cpu or cuda)"));
+  }
+  auto attention = recur::ParseAttentionKind(absl::GetFlag(FLAGS_attention));
+  if (!attention.ok()) return Fail(std::string(attention.status().message()));
+
+  std::string path = absl::GetFlag(FLAGS_data_dir);
+  if (path.empty()) path = absl::GetFlag(FLAGS_data);
+  auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), path);
+  if (!corpus.ok()) return Fail(std::string(corpus.status().message()));
+
+  recur::ModelConfig config;
+  config.vocab_size = corpus->tokenizer->vocab_size();
+  config.d_model = absl::GetFlag(FLAGS_d_model);
+  config.num_layers = absl::GetFlag(FLAGS_layers);
+  config.num_heads = absl::GetFlag(FLAGS_heads);
+  config.d_ff = absl::GetFlag(FLAGS_d_ff);
+  config.dropout = absl::GetFlag(FLAGS_dropout);
+  config.attention = *attention;
+  config.chunk_size = absl::GetFlag(FLAGS_chunk_size);
+  config.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
+  if (auto s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
+
+  options.batch_size = absl::GetFlag(FLAGS_batch_size);
+  options.seq_len = absl::GetFlag(FLAGS_seq_len);
+  options.lr = absl::GetFlag(FLAGS_lr);
+  options.warmup = absl::GetFlag(FLAGS_warmup);
+  options.weight_decay = absl::GetFlag(FLAGS_weight_decay);
+  options.clip = absl::GetFlag(FLAGS_clip);
+  options.epochs = absl::GetFlag(FLAGS_epochs);
+  options.max_steps = absl::GetFlag(FLAGS_max_steps);
+  options.time_budget = absl::GetFlag(FLAGS_time_budget);
+  options.eval_every = absl::GetFlag(FLAGS_eval_every);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.out = absl::GetFlag(FLAGS_out);
+  options.metrics_log = absl::GetFlag(FLAGS_metrics_log);
+  if (!(options.lr > 0)) return Fail("--lr must be positive");
+  if (options.epochs <= 0 && options.max_steps <= 0) return Fail("--epochs or --max_steps must be positive");
+
+  auto result = recur::Train(config, *corpus, options);
+  if (!result.ok()) return Fail(std::string(result.status().message()));
+  std::printf("trained %lld steps in %.1f s (%.0f tokens/s)\n", static_cast<long long>(result->steps),
+              result->seconds, result->tokens_per_second);
+  std::printf("best validation: %s   test: %s\n",
+              recur::DescribeLoss(result->best_valid_loss, corpus->byte_level).c_str(),
+              recur::DescribeLoss(result->test_loss, corpus->byte_level).c_str());
+  if (!options.out.empty()) std::printf("checkpoint: %s\n", options.out.c_str());
+  return 0;
+}

@@ -1,0 +1,55 @@
+#ifndef RECUR_TRAIN_TRAINER_H_
+#define RECUR_TRAIN_TRAINER_H_
+
+#include <cstdint>
+#include <string>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "model/config.h"
+#include "model/transformer.h"
+#include "train/corpus.h"
+
+namespace recur {
+
+struct TrainOptions {
+  int64_t batch_size = 16;
+  int64_t seq_len = 128;
+  double lr = 1e-3;
+  int64_t warmup = 100;  // steps of linear warm-up, then cosine decay to lr / 10
+  double weight_decay = 0.01;
+  double clip = 1.0;  // gradient norm clip; 0 turns it off
+  int64_t epochs = 1;
+  int64_t max_steps = 0;      // 0: as many as `epochs` take
+  double time_budget = 0;     // seconds; 0: no limit
+  int64_t eval_every = 0;     // steps between validations; 0: once per epoch and at the end
+  uint64_t seed = 1;
+  torch::Device device = torch::kCPU;
+  std::string out;            // checkpoint directory (the best by validation); empty: none
+  std::string metrics_log;    // JSON lines; empty: none
+  bool progress = true;
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  double best_valid_loss = 0;  // nats per token
+  double test_loss = 0;        // of the best model
+  double tokens_per_second = 0;
+  double seconds = 0;
+};
+
+// Mean cross-entropy (nats per token) of `model` over a whole token stream.
+double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch_size,
+                int64_t seq_len, const torch::Device& device);
+
+// Trains a new model of `config` on `corpus`, keeping the best checkpoint by validation loss.
+absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpus,
+                                  const TrainOptions& options);
+
+// "ppl 123.4" for word-level data, "bpc 1.234" for byte-level.
+std::string DescribeLoss(double nats_per_token, bool byte_level);
+
+}  // namespace recur
+
+#endif  // RECUR_TRAIN_TRAINER_H_
