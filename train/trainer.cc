@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <fstream>
 
@@ -110,6 +111,9 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
 
   std::ofstream metrics;
   if (!options.metrics_log.empty()) {
+    const auto parent = std::filesystem::path(options.metrics_log).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     metrics.open(options.metrics_log, std::ios::app);
     if (!metrics) return absl::UnavailableError(absl::StrCat("cannot open ", options.metrics_log));
   }
