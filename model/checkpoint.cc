@@ -1,11 +1,7 @@
 #include "model/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -13,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "model/atomic_directory.h"
 #include "model/safetensors.h"
 #include "model/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -27,45 +24,14 @@ constexpr char kConfigFile[] = "config.json";
 constexpr char kTokenizerFile[] = "tokenizer.json";
 constexpr char kWeightsFile[] = "model.safetensors";
 
-absl::Status WriteTextFile(const fs::path& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
-  out.close();
-  if (!out) return absl::DataLossError(absl::StrCat("failed writing ", path.string()));
-  return absl::OkStatus();
-}
-
-// Flushes a file or directory to disk so the rename that publishes it is durable.
-absl::Status Sync(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot open ", path.string(), " to sync"));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return absl::DataLossError(absl::StrCat("fsync failed on ", path.string()));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadTextFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("checkpoint file missing: ", path.string()));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-std::string UniqueSuffix() {
-  std::random_device rd;
-  return absl::StrCat(::getpid(), "-", rd());
-}
-
 absl::Status CheckpointError(const fs::path& dir, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("checkpoint ", dir.string(), ": ", what));
 }
 
 }  // namespace
 
-absl::Status SaveCheckpoint(const std::string& directory, const TransformerLM& model,
-                            const Tokenizer& tokenizer, const Provenance& provenance) {
+absl::Status WriteCheckpointFiles(const std::filesystem::path& directory, const TransformerLM& model,
+                                  const Tokenizer& tokenizer, const Provenance& provenance) {
   const ModelConfig& config = model->config();
   if (config.vocab_size != tokenizer.vocab_size()) {
     return absl::InvalidArgumentError(absl::StrCat("model vocab_size ", config.vocab_size,
@@ -87,50 +53,19 @@ absl::Status SaveCheckpoint(const std::string& directory, const TransformerLM& m
   prov["parameters"] = model->ParameterCount();
   json["provenance"] = prov;
 
-  const fs::path target = fs::absolute(fs::path(directory)).lexically_normal();
-  if (target.has_parent_path()) {
-    std::error_code ec;
-    fs::create_directories(target.parent_path(), ec);
-    if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", target.parent_path().string(), ": ", ec.message()));
-  }
-  const fs::path temp = target.string() + ".tmp-" + UniqueSuffix();
-  std::error_code ec;
-  fs::create_directory(temp, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", temp.string(), ": ", ec.message()));
+  NamedTensors tensors;
+  for (const auto& item : model->named_parameters()) tensors.emplace_back(item.key(), item.value());
+  RETURN_IF_ERROR(WriteSafetensors((directory / kWeightsFile).string(), tensors,
+                                   {{"format", "pt"}, {"producer", "recur"}}));
+  RETURN_IF_ERROR(WriteFileContents(directory / kTokenizerFile, tokenizer.ToJson() + "\n"));
+  return WriteFileContents(directory / kConfigFile, json.dump(2) + "\n");
+}
 
-  auto write_all = [&]() -> absl::Status {
-    NamedTensors tensors;
-    for (const auto& item : model->named_parameters()) tensors.emplace_back(item.key(), item.value());
-    RETURN_IF_ERROR(WriteSafetensors((temp / kWeightsFile).string(), tensors,
-                                     {{"format", "pt"}, {"producer", "recur"}}));
-    RETURN_IF_ERROR(WriteTextFile(temp / kTokenizerFile, tokenizer.ToJson() + "\n"));
-    RETURN_IF_ERROR(WriteTextFile(temp / kConfigFile, json.dump(2) + "\n"));
-    for (const char* name : {kWeightsFile, kTokenizerFile, kConfigFile}) RETURN_IF_ERROR(Sync(temp / name));
-    return Sync(temp);
-  };
-  if (auto status = write_all(); !status.ok()) {
-    fs::remove_all(temp, ec);
-    return status;
-  }
-  // rename(2) cannot replace a non-empty directory: move the old one aside first.
-  fs::path old;
-  if (fs::exists(target)) {
-    old = target.string() + ".old-" + UniqueSuffix();
-    fs::rename(target, old, ec);
-    if (ec) {
-      fs::remove_all(temp, ec);
-      return absl::UnavailableError(absl::StrCat("cannot replace ", target.string()));
-    }
-  }
-  fs::rename(temp, target, ec);
-  if (ec) {
-    if (!old.empty()) fs::rename(old, target, ec);
-    fs::remove_all(temp, ec);
-    return absl::UnavailableError(absl::StrCat("cannot move checkpoint into ", target.string()));
-  }
-  if (!old.empty()) fs::remove_all(old, ec);
-  if (target.has_parent_path()) (void)Sync(target.parent_path());
-  return absl::OkStatus();
+absl::Status SaveCheckpoint(const std::string& directory, const TransformerLM& model,
+                            const Tokenizer& tokenizer, const Provenance& provenance) {
+  return WriteDirectoryAtomically(directory, [&](const fs::path& temp) {
+    return WriteCheckpointFiles(temp, model, tokenizer, provenance);
+  });
 }
 
 absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const torch::Device& device) {
@@ -138,7 +73,7 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const to
   if (!fs::is_directory(dir)) {
     return absl::NotFoundError(absl::StrCat("checkpoint directory not found: ", directory));
   }
-  ASSIGN_OR_RETURN(std::string config_text, ReadTextFile(dir / kConfigFile));
+  ASSIGN_OR_RETURN(std::string config_text, ReadFileContents(dir / kConfigFile));
   auto json = nlohmann::json::parse(config_text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) return CheckpointError(dir, "config.json is not a JSON object");
   if (json.value("format", "") != kCheckpointFormat) {
@@ -153,7 +88,7 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const to
   auto config = ModelConfig::FromJson(json["model"].dump());
   if (!config.ok()) return CheckpointError(dir, absl::StrCat("config.json: ", config.status().message()));
 
-  ASSIGN_OR_RETURN(std::string tokenizer_text, ReadTextFile(dir / kTokenizerFile));
+  ASSIGN_OR_RETURN(std::string tokenizer_text, ReadFileContents(dir / kTokenizerFile));
   auto tokenizer = TokenizerFromJson(tokenizer_text);
   if (!tokenizer.ok()) return CheckpointError(dir, tokenizer.status().message());
   const std::string declared_kind = json.contains("tokenizer") ? json["tokenizer"].value("kind", "") : "";

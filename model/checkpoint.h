@@ -10,6 +10,7 @@
 // fails with a message that names the file and the problem.
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <string>
@@ -44,6 +45,11 @@ struct Checkpoint {
 
 absl::Status SaveCheckpoint(const std::string& directory, const TransformerLM& model,
                             const Tokenizer& tokenizer, const Provenance& provenance);
+
+// Writes the three files into an existing directory, non-atomically: for callers that publish a
+// directory holding more than a checkpoint (e.g. the trainer's resumable state).
+absl::Status WriteCheckpointFiles(const std::filesystem::path& directory, const TransformerLM& model,
+                                  const Tokenizer& tokenizer, const Provenance& provenance);
 
 // Loads onto `device`, in eval mode.
 absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory,

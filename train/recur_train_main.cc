@@ -10,6 +10,7 @@
 #include "model/config.h"
 #include "train/corpus.h"
 #include "train/trainer.h"
+#include "train/training_state.h"
 
 ABSL_FLAG(std::string, dataset, "text", "ptb, wikitext2, enwik8 or text");
 ABSL_FLAG(std::string, data_dir, "",
@@ -38,6 +39,12 @@ ABSL_FLAG(uint64_t, seed, 1, "Random seed");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: all cores)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(std::string, out, "", "Checkpoint directory to write (the best by validation)");
+ABSL_FLAG(std::string, resume, "",
+          "Continue the run saved in this state directory (written to <out>.state at each "
+          "evaluation): model, optimizer, random generator and data position");
+ABSL_FLAG(int64_t, stop_after_steps, 0,
+          "End this invocation at this step, saving the state; the schedule still follows "
+          "--max_steps/--epochs (train in pieces with --resume)");
 ABSL_FLAG(std::string, metrics_log, "", "Append one JSON line per evaluation to this file");
 
 namespace {
@@ -65,6 +72,10 @@ int main(int argc, char** argv) {
 
   std::string path = absl::GetFlag(FLAGS_data_dir);
   if (path.empty()) path = absl::GetFlag(FLAGS_data);
+  auto data_parallel = recur::DataParallel::FromEnvironment();
+  if (!data_parallel.ok()) return Fail(std::string(data_parallel.status().message()));
+  options.data_parallel = data_parallel->get();
+
   auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), path);
   if (!corpus.ok()) return Fail(std::string(corpus.status().message()));
 
@@ -79,6 +90,13 @@ int main(int argc, char** argv) {
   config.chunk_size = absl::GetFlag(FLAGS_chunk_size);
   config.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
   if (auto s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
+  options.resume = absl::GetFlag(FLAGS_resume);
+  if (!options.resume.empty()) {
+    // The architecture comes from the saved run, not from the flags.
+    auto saved = recur::ReadTrainingStateConfig(options.resume);
+    if (!saved.ok()) return Fail(absl::StrCat("cannot resume: ", saved.status().message()));
+    config = *saved;
+  }
 
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
   options.seq_len = absl::GetFlag(FLAGS_seq_len);
@@ -93,16 +111,23 @@ int main(int argc, char** argv) {
   options.seed = absl::GetFlag(FLAGS_seed);
   options.out = absl::GetFlag(FLAGS_out);
   options.metrics_log = absl::GetFlag(FLAGS_metrics_log);
+  options.stop_after_steps = absl::GetFlag(FLAGS_stop_after_steps);
+  if (!options.out.empty()) options.state_dir = options.out + ".state";
+  const bool leader = options.data_parallel == nullptr || options.data_parallel->rank() == 0;
+  options.progress = leader;
   if (!(options.lr > 0)) return Fail("--lr must be positive");
   if (options.epochs <= 0 && options.max_steps <= 0) return Fail("--epochs or --max_steps must be positive");
 
   auto result = recur::Train(config, *corpus, options);
   if (!result.ok()) return Fail(std::string(result.status().message()));
+  if (!leader) return 0;
   std::printf("trained %lld steps in %.1f s (%.0f tokens/s)\n", static_cast<long long>(result->steps),
               result->seconds, result->tokens_per_second);
   std::printf("best validation: %s   test: %s\n",
               recur::DescribeLoss(result->best_valid_loss, corpus->byte_level).c_str(),
               recur::DescribeLoss(result->test_loss, corpus->byte_level).c_str());
-  if (!options.out.empty()) std::printf("checkpoint: %s\n", options.out.c_str());
+  if (!options.out.empty()) {
+    std::printf("checkpoint: %s (resumable state: %s)\n", options.out.c_str(), options.state_dir.c_str());
+  }
   return 0;
 }

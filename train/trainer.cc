@@ -16,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "train/batcher.h"
 #include "train/progress_bar.h"
+#include "train/training_state.h"
 
 namespace recur {
 
@@ -70,6 +71,22 @@ double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch
   return total / std::max<int64_t>(count, 1);
 }
 
+std::string TrainOptions::ToJson() const {
+  nlohmann::ordered_json j;
+  j["batch_size"] = batch_size;
+  j["seq_len"] = seq_len;
+  j["lr"] = lr;
+  j["warmup"] = warmup;
+  j["weight_decay"] = weight_decay;
+  j["clip"] = clip;
+  j["epochs"] = epochs;
+  j["max_steps"] = max_steps;
+  j["time_budget"] = time_budget;
+  j["eval_every"] = eval_every;
+  j["seed"] = seed;
+  return j.dump();
+}
+
 absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpus,
                                   const TrainOptions& options) {
   if (auto s = config.Validate(); !s.ok()) return s;
@@ -86,6 +103,14 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
                                                    " tokens) is too small for batch_size ",
                                                    options.batch_size));
   }
+  DataParallel* dp = options.data_parallel;
+  const int world = dp != nullptr ? dp->world_size() : 1;
+  const int rank = dp != nullptr ? dp->rank() : 0;
+  if (options.batch_size % world != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("batch_size ", options.batch_size,
+                                                   " is not divisible by WORLD_SIZE ", world));
+  }
+  const bool leader = rank == 0;  // the one rank that writes files and shows progress
 
   torch::manual_seed(options.seed);
   TransformerLM model(config);
@@ -104,130 +129,196 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
                                      torch::optim::AdamWOptions(options.lr).weight_decay(0.0)));
   torch::optim::AdamW optimizer(std::move(groups));
 
+  TrainingState state;
+  state.options_json = options.ToJson();
+  state.progress.dataset = corpus.name;
+  state.progress.train_tokens = corpus.train.numel();
+  if (!options.resume.empty()) {
+    auto resumed = LoadTrainingState(options.resume, model, optimizer);
+    if (!resumed.ok()) return resumed.status();
+    const auto saved = nlohmann::json::parse(resumed->options_json);
+    if (resumed->progress.dataset != corpus.name || resumed->progress.train_tokens != corpus.train.numel()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot resume: the state was trained on ", resumed->progress.dataset, " (",
+          resumed->progress.train_tokens, " training tokens), this run reads ", corpus.name, " (",
+          corpus.train.numel(), ")"));
+    }
+    if (saved.value("batch_size", int64_t{0}) != options.batch_size ||
+        saved.value("seq_len", int64_t{0}) != options.seq_len) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot resume: the state used batch_size ", saved.value("batch_size", int64_t{0}),
+          " and seq_len ", saved.value("seq_len", int64_t{0}), "; this run asks for ",
+          options.batch_size, " and ", options.seq_len));
+    }
+    state.progress = resumed->progress;
+    state.best_params = std::move(resumed->best_params);
+    LOG_IF(INFO, leader) << "resuming from " << options.resume << " at step " << state.progress.step;
+  }
+  TrainingProgress& progress = state.progress;
+
   StreamBatcher batches(corpus.train, options.batch_size, options.seq_len);
+  const int64_t rows_per_rank = options.batch_size / world;
   const int64_t total_steps =
       options.max_steps > 0 ? options.max_steps : options.epochs * batches.num_windows();
   const int64_t eval_every = options.eval_every > 0 ? options.eval_every : batches.num_windows();
 
   std::ofstream metrics;
-  if (!options.metrics_log.empty()) {
+  if (leader && !options.metrics_log.empty()) {
     const auto parent = std::filesystem::path(options.metrics_log).parent_path();
     std::error_code ec;
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     metrics.open(options.metrics_log, std::ios::app);
     if (!metrics) return absl::UnavailableError(absl::StrCat("cannot open ", options.metrics_log));
   }
-  LOG(INFO) << "training " << model->ParameterCount() << " parameters on " << corpus.name << " ("
-            << corpus.train.numel() << " tokens, " << batches.num_windows()
-            << " windows per epoch) for up to " << total_steps << " steps"
-            << (options.time_budget > 0 ? absl::StrCat(" or ", options.time_budget, " s") : "");
+  LOG_IF(INFO, leader) << "training " << model->ParameterCount() << " parameters on " << corpus.name
+                       << " (" << corpus.train.numel() << " tokens, " << batches.num_windows()
+                       << " windows per epoch) for up to " << total_steps << " steps"
+                       << (options.time_budget > 0 ? absl::StrCat(" or ", options.time_budget, " s") : "")
+                       << (world > 1 ? absl::StrCat(" on ", world, " processes") : "");
 
-  TrainResult result;
-  result.best_valid_loss = std::numeric_limits<double>::infinity();
-  std::vector<torch::Tensor> best_params;
   ProgressBar bar;
-  const auto start = Clock::now();
-  int64_t tokens = 0, step = 0;
-  double recent_loss = 0;
+  // Elapsed time carries over a resume, so time budgets and tokens/s cover the whole run.
+  const auto start = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(progress.elapsed_seconds));
+  auto fraction_done = [&]() {
+    return std::max(static_cast<double>(progress.step) / total_steps,
+                    options.time_budget > 0 ? SecondsSince(start) / options.time_budget : 0.0);
+  };
+  // Whether every rank agrees to go on: ranks must stop at the same step or the collectives hang.
+  auto keep_going = [&]() {
+    bool go = progress.step < total_steps &&
+              (options.stop_after_steps <= 0 || progress.step < options.stop_after_steps) &&
+              fraction_done() < 1.0;
+    if (dp != nullptr && options.time_budget > 0) {
+      std::vector<torch::Tensor> flag{torch::full({1}, go ? 1.0f : 0.0f)};
+      dp->AllReduceMean(flag);
+      go = flag[0].item<float>() == 1.0f;
+    }
+    return go;
+  };
 
-  // Validates, logs, and keeps the model if it is the best so far.
-  auto evaluate = [&](int64_t epoch, double lr) -> absl::Status {
+  // Validates, logs, keeps the model if it is the best so far, and saves the resumable state.
+  auto evaluate = [&](double lr) -> absl::Status {
     const double valid = Evaluate(model, corpus.valid, options.batch_size, options.seq_len, options.device);
-    const double elapsed = SecondsSince(start);
+    progress.elapsed_seconds = SecondsSince(start);
+    const int64_t epoch = (progress.step - 1) / batches.num_windows() + 1;
+    if (!leader) {
+      if (valid < progress.best_valid_loss) progress.best_valid_loss = valid;
+      return absl::OkStatus();
+    }
     bar.Finish();
-    LOG(INFO) << absl::StrFormat("step %d epoch %d: train loss %.4f, valid loss %.4f (%s)", step, epoch,
-                                 recent_loss, valid, DescribeLoss(valid, corpus.byte_level));
+    LOG(INFO) << absl::StrFormat("step %d epoch %d: train loss %.4f, valid loss %.4f (%s)", progress.step,
+                                 epoch, progress.recent_loss, valid, DescribeLoss(valid, corpus.byte_level));
     if (metrics.is_open()) {
       nlohmann::ordered_json line;
-      line["step"] = step;
+      line["step"] = progress.step;
       line["epoch"] = epoch;
-      line["train_loss"] = recent_loss;
+      line["train_loss"] = progress.recent_loss;
       line["valid_loss"] = valid;
       line[corpus.byte_level ? "valid_bpc" : "valid_ppl"] =
           corpus.byte_level ? valid / std::log(2.0) : std::exp(valid);
       line["lr"] = lr;
-      line["tokens_per_second"] = tokens / std::max(elapsed, 1e-9);
-      line["elapsed_seconds"] = elapsed;
+      line["tokens_per_second"] = progress.tokens / std::max(progress.elapsed_seconds, 1e-9);
+      line["elapsed_seconds"] = progress.elapsed_seconds;
       line["peak_memory_bytes"] = PeakResidentBytes();
       metrics << line.dump() << "\n" << std::flush;
     }
-    if (valid < result.best_valid_loss) {
-      result.best_valid_loss = valid;
-      best_params.clear();
-      for (const auto& p : model->parameters()) best_params.push_back(p.detach().clone());
+    if (valid < progress.best_valid_loss) {
+      progress.best_valid_loss = valid;
+      state.best_params.clear();
+      for (const auto& p : model->parameters()) state.best_params.push_back(p.detach().clone());
       if (!options.out.empty()) {
         Provenance provenance;
         provenance.dataset = corpus.name;
-        provenance.steps = step;
+        provenance.steps = progress.step;
         provenance.valid_loss = valid;
         if (auto s = SaveCheckpoint(options.out, model, *corpus.tokenizer, provenance); !s.ok()) return s;
       }
     }
+    if (!options.state_dir.empty()) {
+      return SaveTrainingState(options.state_dir, model, *corpus.tokenizer, optimizer, state);
+    }
     return absl::OkStatus();
   };
 
-  bool stop = false;
+  const int64_t first_step = progress.step;
   int64_t last_eval_step = -1;
   double lr = options.lr;
-  for (int64_t epoch = 1; !stop; ++epoch) {
-    for (int64_t w = 0; w < batches.num_windows(); ++w) {
-      const double progress = std::max(static_cast<double>(step) / total_steps,
-                                       options.time_budget > 0 ? SecondsSince(start) / options.time_budget : 0.0);
-      if (step >= total_steps || progress >= 1.0) {
-        stop = true;
-        break;
-      }
-      lr = LearningRate(options, step, progress);
-      for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+  while (keep_going()) {
+    lr = LearningRate(options, progress.step, fraction_done());
+    for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 
-      auto [input, target] = batches.Window(w);
-      auto logits = model->Forward(input.to(options.device));
-      auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                        target.to(options.device).reshape({-1}));
-      optimizer.zero_grad();
-      loss.backward();
-      if (options.clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), options.clip);
-      optimizer.step();
+    auto [input, target] = batches.Window(progress.step % batches.num_windows());
+    if (world > 1) {
+      input = input.slice(0, rank * rows_per_rank, (rank + 1) * rows_per_rank);
+      target = target.slice(0, rank * rows_per_rank, (rank + 1) * rows_per_rank);
+    }
+    auto logits = model->Forward(input.to(options.device));
+    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                      target.to(options.device).reshape({-1}));
+    optimizer.zero_grad();
+    loss.backward();
+    if (dp != nullptr) {
+      std::vector<torch::Tensor> grads;
+      for (auto& p : model->parameters()) {
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        grads.push_back(p.grad());
+      }
+      grads.push_back(loss.detach().reshape({1}));  // report the global mean loss
+      dp->AllReduceMean(grads);
+      loss = grads.back();
+    }
+    if (options.clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), options.clip);
+    optimizer.step();
 
-      ++step;
-      tokens += target.numel();
-      const double loss_value = loss.item<double>();
-      if (!std::isfinite(loss_value)) {
-        bar.Finish();
-        return absl::InternalError(absl::StrCat("training diverged: loss is ", loss_value,
-                                                " at step ", step, " (try a lower --lr)"));
-      }
-      recent_loss = step == 1 ? loss_value : 0.95 * recent_loss + 0.05 * loss_value;
-      if (options.progress) {
-        const double elapsed = SecondsSince(start);
-        const double done = std::max(static_cast<double>(step) / total_steps,
-                                     options.time_budget > 0 ? elapsed / options.time_budget : 0.0);
-        bar.Update(done, done > 0 ? elapsed * (1 - done) / done : -1,
-                   absl::StrFormat("step %d  loss %.3f  %.0f tok/s  lr %.2e", step, recent_loss,
-                                   tokens / std::max(elapsed, 1e-9), lr));
-      }
-      if (step % eval_every == 0) {
-        if (auto s = evaluate(epoch, lr); !s.ok()) return s;
-        last_eval_step = step;
-      }
+    ++progress.step;
+    progress.tokens += target.numel() * world;
+    const double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value)) {
+      bar.Finish();
+      return absl::InternalError(absl::StrCat("training diverged: loss is ", loss_value,
+                                              " at step ", progress.step, " (try a lower --lr)"));
     }
-    if (options.max_steps <= 0 && epoch >= options.epochs) stop = true;
-    if (stop && last_eval_step != step) {
-      if (auto s = evaluate(epoch, lr); !s.ok()) return s;
-      last_eval_step = step;
+    progress.recent_loss =
+        progress.step == first_step + 1 && first_step == 0 ? loss_value : 0.95 * progress.recent_loss + 0.05 * loss_value;
+    if (leader && options.progress) {
+      const double elapsed = SecondsSince(start), done = fraction_done();
+      bar.Update(done, done > 0 ? elapsed * (1 - done) / done : -1,
+                 absl::StrFormat("step %d  loss %.3f  %.0f tok/s  lr %.2e", progress.step,
+                                 progress.recent_loss, progress.tokens / std::max(elapsed, 1e-9), lr));
     }
+    if (progress.step % eval_every == 0) {
+      if (auto s = evaluate(lr); !s.ok()) return s;
+      last_eval_step = progress.step;
+    }
+  }
+  if (last_eval_step != progress.step && progress.step > first_step) {
+    if (auto s = evaluate(lr); !s.ok()) return s;
   }
   bar.Finish();
 
-  result.steps = step;
+  TrainResult result;
+  result.steps = progress.step;
   result.seconds = SecondsSince(start);
-  result.tokens_per_second = tokens / std::max(result.seconds, 1e-9);
+  result.tokens_per_second = progress.tokens / std::max(result.seconds, 1e-9);
+  result.best_valid_loss = progress.best_valid_loss;
+  // Test the best model, then put the final weights back (the caller may keep using them).
+  std::vector<torch::Tensor> final_params;
   {
     torch::NoGradGuard no_grad;
     auto params = model->parameters();
-    for (size_t i = 0; i < params.size() && i < best_params.size(); ++i) params[i].copy_(best_params[i]);
+    for (size_t i = 0; i < params.size() && i < state.best_params.size(); ++i) {
+      final_params.push_back(params[i].detach().clone());
+      params[i].copy_(state.best_params[i]);
+    }
   }
   result.test_loss = Evaluate(model, corpus.test, options.batch_size, options.seq_len, options.device);
+  {
+    torch::NoGradGuard no_grad;
+    auto params = model->parameters();
+    for (size_t i = 0; i < final_params.size(); ++i) params[i].copy_(final_params[i]);
+  }
+  result.final_params = model->named_parameters();
   return result;
 }
 

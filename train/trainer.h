@@ -4,12 +4,14 @@
 #include <cstdint>
 #include <string>
 
+#include <torch/ordered_dict.h>
 #include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "model/config.h"
 #include "model/transformer.h"
 #include "train/corpus.h"
+#include "train/data_parallel.h"
 
 namespace recur {
 
@@ -27,8 +29,17 @@ struct TrainOptions {
   uint64_t seed = 1;
   torch::Device device = torch::kCPU;
   std::string out;            // checkpoint directory (the best by validation); empty: none
+  // Resumable state (training_state.h), written at each evaluation and at the end; empty: none.
+  // recur-train puts it at "<out>.state".
+  std::string state_dir;
+  std::string resume;         // a state directory to continue from; empty: start afresh
+  int64_t stop_after_steps = 0;  // end this invocation at this step (the schedule still follows
+                                 // max_steps/epochs), e.g. to train in pieces with --resume
   std::string metrics_log;    // JSON lines; empty: none
   bool progress = true;
+  DataParallel* data_parallel = nullptr;  // null: one process
+
+  std::string ToJson() const;
 };
 
 struct TrainResult {
@@ -37,13 +48,16 @@ struct TrainResult {
   double test_loss = 0;        // of the best model
   double tokens_per_second = 0;
   double seconds = 0;
+  // The weights after the last step (not the best ones), for tests and callers that go on.
+  torch::OrderedDict<std::string, torch::Tensor> final_params;
 };
 
 // Mean cross-entropy (nats per token) of `model` over a whole token stream.
 double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch_size,
                 int64_t seq_len, const torch::Device& device);
 
-// Trains a new model of `config` on `corpus`, keeping the best checkpoint by validation loss.
+// Trains a new model of `config` on `corpus` (or continues options.resume, whose configuration
+// must equal `config`), keeping the best checkpoint by validation loss.
 absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpus,
                                   const TrainOptions& options);
 

@@ -100,3 +100,99 @@ TEST(TrainerTest, BadSettingsAreErrors) {
 
 }  // namespace
 }  // namespace recur
+
+namespace recur {
+namespace {
+
+TrainOptions ResumeOptions() {
+  TrainOptions options;
+  options.batch_size = 4;
+  options.seq_len = 16;
+  options.lr = 2e-3;
+  options.warmup = 3;
+  options.max_steps = 20;
+  options.eval_every = 5;
+  options.progress = false;
+  return options;
+}
+
+ModelConfig DropoutConfig() {
+  ModelConfig c = TinyConfig();
+  c.dropout = 0.2;  // so the random generator must be restored too
+  return c;
+}
+
+// N steps straight vs N/2, resume, N/2: identical weights, bit for bit.
+TEST(ResumeTest, SplitRunEqualsStraightRun) {
+  TempDir dir;
+  Corpus corpus = ByteCorpus("text", Text());
+  auto straight = Train(DropoutConfig(), corpus, ResumeOptions());
+  ASSERT_TRUE(straight.ok()) << straight.status();
+
+  TrainOptions first = ResumeOptions();
+  first.stop_after_steps = 10;
+  first.state_dir = dir.Join("state");
+  auto half = Train(DropoutConfig(), corpus, first);
+  ASSERT_TRUE(half.ok()) << half.status();
+  EXPECT_EQ(half->steps, 10);
+
+  torch::manual_seed(999);  // disturb the generator: resume must restore it
+  TrainOptions second = ResumeOptions();
+  second.resume = dir.Join("state");
+  auto resumed = Train(DropoutConfig(), corpus, second);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->steps, 20);
+  for (const auto& p : straight->final_params) {
+    EXPECT_TRUE(torch::equal(resumed->final_params[p.key()], p.value())) << p.key();
+  }
+  EXPECT_EQ(resumed->best_valid_loss, straight->best_valid_loss);
+}
+
+TEST(ResumeTest, CorruptStateIsAClearErrorAndWritesNothing) {
+  TempDir dir;
+  Corpus corpus = ByteCorpus("text", Text());
+  TrainOptions first = ResumeOptions();
+  first.max_steps = 4;
+  first.state_dir = dir.Join("state");
+  ASSERT_TRUE(Train(DropoutConfig(), corpus, first).ok());
+
+  const std::string optimizer = dir.Join("state") + "/optimizer.safetensors";
+  std::string bytes;
+  {
+    std::ifstream in(optimizer, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(optimizer, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() / 2);
+
+  TrainOptions second = ResumeOptions();
+  second.resume = dir.Join("state");
+  second.out = dir.Join("out");
+  auto result = Train(DropoutConfig(), corpus, second);
+  ASSERT_FALSE(result.ok());
+  EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("optimizer.safetensors"));
+  EXPECT_FALSE(std::filesystem::exists(dir.Join("out")));
+
+  second.resume = dir.Join("missing");
+  EXPECT_FALSE(Train(DropoutConfig(), corpus, second).ok());
+}
+
+TEST(ResumeTest, OtherDataOrBatchingIsRefused) {
+  TempDir dir;
+  Corpus corpus = ByteCorpus("text", Text());
+  TrainOptions first = ResumeOptions();
+  first.max_steps = 2;
+  first.state_dir = dir.Join("state");
+  ASSERT_TRUE(Train(DropoutConfig(), corpus, first).ok());
+  TrainOptions second = ResumeOptions();
+  second.resume = dir.Join("state");
+  second.batch_size = 8;
+  EXPECT_THAT(std::string(Train(DropoutConfig(), corpus, second).status().message()),
+              ::testing::HasSubstr("batch_size"));
+  second.batch_size = 4;
+  Corpus other = ByteCorpus("text", Text() + Text());
+  EXPECT_THAT(std::string(Train(DropoutConfig(), other, second).status().message()),
+              ::testing::HasSubstr("cannot resume"));
+}
+
+}  // namespace
+}  // namespace recur

@@ -1,0 +1,29 @@
+#ifndef RECUR_MODEL_ATOMIC_DIRECTORY_H_
+#define RECUR_MODEL_ATOMIC_DIRECTORY_H_
+
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace recur {
+
+// Publishes a directory atomically: `fill` writes files into a fresh temporary sibling of `target`,
+// which is fsynced and renamed into place. An existing `target` is moved aside first and removed
+// once the new one is in place, so readers see the old directory or the new one, never a mix.
+// On any error the temporary directory is removed and `target` is left as it was.
+absl::Status WriteDirectoryAtomically(
+    const std::string& target,
+    const std::function<absl::Status(const std::filesystem::path& directory)>& fill);
+
+// Writes a small file and checks the write.
+absl::Status WriteFileContents(const std::filesystem::path& path, const std::string& contents);
+
+// Reads a whole file; NOT_FOUND names the path.
+absl::StatusOr<std::string> ReadFileContents(const std::filesystem::path& path);
+
+}  // namespace recur
+
+#endif  // RECUR_MODEL_ATOMIC_DIRECTORY_H_

@@ -1,0 +1,168 @@
+#include "train/training_state.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <mutex>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "model/atomic_directory.h"
+#include "model/safetensors.h"
+#include "model/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace recur {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kOptimizerFile[] = "optimizer.safetensors";
+constexpr char kTrainerFile[] = "trainer.json";
+constexpr char kFormat[] = "recur-training-state";
+constexpr int kVersion = 1;
+
+std::string ParamKey(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+absl::Status StateError(const std::string& dir, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("training state ", dir, ": ", what));
+}
+
+}  // namespace
+
+absl::Status SaveTrainingState(const std::string& directory, const TransformerLM& model,
+                               const Tokenizer& tokenizer, torch::optim::AdamW& optimizer,
+                               const TrainingState& state) {
+  NamedTensors tensors;
+  const auto params = model->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto it = optimizer.state().find(ParamKey(params[i]));
+    if (it == optimizer.state().end()) continue;  // no step taken yet
+    const auto& adam = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+    tensors.emplace_back(absl::StrCat("exp_avg.", i), adam.exp_avg());
+    tensors.emplace_back(absl::StrCat("exp_avg_sq.", i), adam.exp_avg_sq());
+    tensors.emplace_back(absl::StrCat("step.", i), torch::tensor(adam.step(), torch::kInt64));
+  }
+  const auto named = model->named_parameters();
+  for (size_t i = 0; i < state.best_params.size() && i < named.size(); ++i) {
+    tensors.emplace_back(absl::StrCat("best.", named[i].key()), state.best_params[i]);
+  }
+  {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    tensors.emplace_back("rng.cpu", generator.get_state());
+  }
+
+  const TrainingProgress& p = state.progress;
+  nlohmann::ordered_json json;
+  json["format"] = kFormat;
+  json["version"] = kVersion;
+  json["step"] = p.step;
+  json["tokens"] = p.tokens;
+  json["elapsed_seconds"] = p.elapsed_seconds;
+  json["recent_loss"] = p.recent_loss;
+  if (std::isfinite(p.best_valid_loss)) json["best_valid_loss"] = p.best_valid_loss;
+  json["dataset"] = p.dataset;
+  json["train_tokens"] = p.train_tokens;
+  json["options"] = nlohmann::ordered_json::parse(state.options_json.empty() ? "{}" : state.options_json);
+
+  Provenance provenance;
+  provenance.dataset = p.dataset;
+  provenance.steps = p.step;
+  return WriteDirectoryAtomically(directory, [&](const fs::path& temp) -> absl::Status {
+    RETURN_IF_ERROR(WriteCheckpointFiles(temp, model, tokenizer, provenance));
+    RETURN_IF_ERROR(WriteSafetensors((temp / kOptimizerFile).string(), tensors));
+    return WriteFileContents(temp / kTrainerFile, json.dump(2) + "\n");
+  });
+}
+
+absl::StatusOr<ModelConfig> ReadTrainingStateConfig(const std::string& directory) {
+  auto checkpoint = LoadCheckpoint(directory);
+  if (!checkpoint.ok()) return checkpoint.status();
+  return checkpoint->config;
+}
+
+absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, TransformerLM& model,
+                                                torch::optim::AdamW& optimizer) {
+  const fs::path dir(directory);
+  ASSIGN_OR_RETURN(std::string text, ReadFileContents(dir / kTrainerFile));
+  auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object() || json.value("format", "") != kFormat) {
+    return StateError(directory, "trainer.json is not a recur training state");
+  }
+  if (json.value("version", 0) != kVersion) {
+    return StateError(directory, absl::StrCat("unsupported version ", json.value("version", 0)));
+  }
+  TrainingState state;
+  try {
+    TrainingProgress& p = state.progress;
+    p.step = json.at("step").get<int64_t>();
+    p.tokens = json.at("tokens").get<int64_t>();
+    p.elapsed_seconds = json.at("elapsed_seconds").get<double>();
+    p.recent_loss = json.at("recent_loss").get<double>();
+    p.best_valid_loss = json.value("best_valid_loss", std::numeric_limits<double>::infinity());
+    p.dataset = json.at("dataset").get<std::string>();
+    p.train_tokens = json.at("train_tokens").get<int64_t>();
+    state.options_json = json.value("options", nlohmann::json::object()).dump();
+  } catch (const nlohmann::json::exception& e) {
+    return StateError(directory, absl::StrCat("trainer.json: ", e.what()));
+  }
+
+  ASSIGN_OR_RETURN(Checkpoint current, LoadCheckpoint(directory));
+  if (current.config.ToJson() != model->config().ToJson()) {
+    return StateError(directory, "its model configuration differs from the one being trained");
+  }
+  auto optimizer_file = ReadSafetensors((dir / kOptimizerFile).string());
+  if (!optimizer_file.ok()) return StateError(directory, optimizer_file.status().message());
+  auto& saved = optimizer_file->tensors;
+
+  torch::NoGradGuard no_grad;
+  const auto params = model->parameters();
+  const auto named = model->named_parameters();
+  const auto current_params = current.model->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    params[i].copy_(current_params[i]);
+    const std::string index = std::to_string(i);
+    auto avg = saved.find("exp_avg." + index), sq = saved.find("exp_avg_sq." + index),
+         step = saved.find("step." + index);
+    if (avg == saved.end() && sq == saved.end() && step == saved.end()) continue;
+    if (avg == saved.end() || sq == saved.end() || step == saved.end()) {
+      return StateError(directory, absl::StrCat("optimizer state for parameter ", i, " is incomplete"));
+    }
+    if (avg->second.sizes() != params[i].sizes() || sq->second.sizes() != params[i].sizes() ||
+        step->second.scalar_type() != torch::kInt64 || step->second.numel() != 1) {
+      return StateError(directory, absl::StrCat("optimizer state for parameter ", i, " has the wrong shape"));
+    }
+    auto adam = std::make_unique<torch::optim::AdamWParamState>();
+    adam->step(step->second.item<int64_t>());
+    adam->exp_avg(avg->second.to(params[i].options()));
+    adam->exp_avg_sq(sq->second.to(params[i].options()));
+    optimizer.state()[ParamKey(params[i])] = std::move(adam);
+  }
+  for (size_t i = 0; i < named.size(); ++i) {
+    auto best = saved.find("best." + named[i].key());
+    if (best == saved.end()) {
+      state.best_params.clear();
+      break;
+    }
+    if (best->second.sizes() != named[i].value().sizes()) {
+      return StateError(directory, absl::StrCat("best weights for '", named[i].key(), "' have the wrong shape"));
+    }
+    state.best_params.push_back(best->second.to(named[i].value().options()));
+  }
+  auto rng = saved.find("rng.cpu");
+  if (rng == saved.end() || rng->second.scalar_type() != torch::kUInt8) {
+    return StateError(directory, "the random generator state is missing");
+  }
+  try {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(rng->second);
+  } catch (const c10::Error& e) {
+    return StateError(directory, absl::StrCat("bad random generator state: ", e.what_without_backtrace()));
+  }
+  return state;
+}
+
+}  // namespace recur
