@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -26,6 +27,14 @@ using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Bytes the allocator has handed out right now: sampled after each forward pass, when the
+// activations kept for backward are all alive, it tracks the peak training memory without the
+// fixed cost of the libraries and the data set that resident-set figures include.
+int64_t LiveHeapBytes() {
+  const struct mallinfo2 info = mallinfo2();
+  return static_cast<int64_t>(info.uordblks + info.hblkhd);
 }
 
 int64_t PeakResidentBytes() {
@@ -197,6 +206,8 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     return go;
   };
 
+  int64_t peak_heap = 0;  // the largest LiveHeapBytes() seen after a forward pass
+
   // Validates, logs, keeps the model if it is the best so far, and saves the resumable state.
   auto evaluate = [&](double lr) -> absl::Status {
     const double valid = Evaluate(model, corpus.valid, options.batch_size, options.seq_len, options.device);
@@ -213,6 +224,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
       nlohmann::ordered_json line;
       line["step"] = progress.step;
       line["epoch"] = epoch;
+      line["epoch_progress"] = static_cast<double>(progress.step) / batches.num_windows();
       line["train_loss"] = progress.recent_loss;
       line["valid_loss"] = valid;
       line[corpus.byte_level ? "valid_bpc" : "valid_ppl"] =
@@ -221,6 +233,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
       line["tokens_per_second"] = progress.tokens / std::max(progress.elapsed_seconds, 1e-9);
       line["elapsed_seconds"] = progress.elapsed_seconds;
       line["peak_memory_bytes"] = PeakResidentBytes();
+      line["peak_heap_bytes"] = peak_heap;
       metrics << line.dump() << "\n" << std::flush;
     }
     if (valid < progress.best_valid_loss) {
@@ -256,6 +269,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     auto logits = model->Forward(input.to(options.device));
     auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
                                                       target.to(options.device).reshape({-1}));
+    peak_heap = std::max(peak_heap, LiveHeapBytes());
     optimizer.zero_grad();
     loss.backward();
     if (dp != nullptr) {
@@ -319,6 +333,24 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     for (size_t i = 0; i < final_params.size(); ++i) params[i].copy_(final_params[i]);
   }
   result.final_params = model->named_parameters();
+  if (metrics.is_open()) {
+    // The summary line a sweep collects.
+    nlohmann::ordered_json line;
+    line["final"] = true;
+    line["steps"] = result.steps;
+    line["best_valid_loss"] = result.best_valid_loss;
+    line["test_loss"] = result.test_loss;
+    line[corpus.byte_level ? "test_bpc" : "test_ppl"] =
+        corpus.byte_level ? result.test_loss / std::log(2.0) : std::exp(result.test_loss);
+    line[corpus.byte_level ? "best_valid_bpc" : "best_valid_ppl"] =
+        corpus.byte_level ? result.best_valid_loss / std::log(2.0) : std::exp(result.best_valid_loss);
+    line["tokens_per_second"] = result.tokens_per_second;
+    line["elapsed_seconds"] = result.seconds;
+    line["peak_memory_bytes"] = PeakResidentBytes();
+    line["peak_heap_bytes"] = peak_heap;
+    line["parameters"] = model->ParameterCount();
+    metrics << line.dump() << "\n" << std::flush;
+  }
   return result;
 }
 

@@ -1,0 +1,143 @@
+// recur-sweep: runs an experiment family (a sweep file under experiments/) as a series of
+// recur-train runs, then tabulates and plots the results.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "model/atomic_directory.h"
+#include "model/cli.h"
+#include "train/sweep.h"
+
+ABSL_FLAG(std::string, sweep, "", "Sweep file (JSON), e.g. experiments/ptb_batch_size.json");
+ABSL_FLAG(std::string, out, "runs/sweeps", "Results go to <out>/<sweep name>/");
+ABSL_FLAG(bool, full, false, "Apply the sweep's 'full' settings (full size, e.g. on a GPU)");
+ABSL_FLAG(std::string, datasets, "../shared/datasets", "Replaces ${DATASETS} in the sweep file");
+ABSL_FLAG(std::string, recur_train, "", "The recur-train binary (default: the one beside recur-sweep)");
+ABSL_FLAG(bool, dry_run, false, "Print the commands without running them");
+ABSL_FLAG(bool, plot, true, "Render the PNG plots with gnuplot");
+
+namespace fs = std::filesystem;
+
+namespace {
+
+int Fail(const std::string& message) { return recur::Fail("recur-sweep", message); }
+
+// Runs argv with stdout and stderr to `log`; returns the exit status (or -1 if it could not start).
+int RunLogged(const std::vector<std::string>& args, const std::string& log) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (std::freopen(log.c_str(), "w", stdout) == nullptr) _exit(127);
+    ::dup2(STDOUT_FILENO, STDERR_FILENO);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string SelfDirectory() {
+  std::error_code ec;
+  auto self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : self.parent_path().string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  recur::InitProgram(argc, argv,
+                     "Runs an experiment sweep: every combination of the grid's flag values as a "
+                     "recur-train run, then results.csv, curves.csv and PNG plots.\n"
+                     "Example: recur-sweep --sweep experiments/ptb_batch_size.json");
+  const std::string sweep_path = absl::GetFlag(FLAGS_sweep);
+  if (sweep_path.empty()) return Fail("--sweep is required");
+  auto text = recur::ReadFileContents(sweep_path);
+  if (!text.ok()) return Fail(std::string(text.status().message()));
+  auto sweep = recur::ParseSweep(*text, absl::GetFlag(FLAGS_full),
+                                 {{"DATASETS", absl::GetFlag(FLAGS_datasets)}});
+  if (!sweep.ok()) return Fail(absl::StrCat(sweep_path, ": ", sweep.status().message()));
+
+  std::string trainer = absl::GetFlag(FLAGS_recur_train);
+  if (trainer.empty()) trainer = SelfDirectory() + "/recur-train";
+  if (!absl::GetFlag(FLAGS_dry_run) && ::access(trainer.c_str(), X_OK) != 0) {
+    return Fail(absl::StrCat("cannot run ", trainer, " (set --recur_train)"));
+  }
+  const fs::path root = fs::path(absl::GetFlag(FLAGS_out)) / sweep->name;
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return Fail(absl::StrCat("cannot create ", root.string(), ": ", ec.message()));
+
+  std::printf("sweep %s: %zu runs -> %s\n", sweep->name.c_str(), sweep->runs.size(), root.c_str());
+  std::vector<recur::RunSummary> summaries;
+  int failures = 0;
+  for (size_t i = 0; i < sweep->runs.size(); ++i) {
+    const auto& run = sweep->runs[i];
+    const fs::path dir = root / run.id;
+    const std::string metrics = (dir / "metrics.jsonl").string();
+    std::vector<std::string> args{trainer};
+    for (const auto& [flag, value] : run.flags) args.push_back(absl::StrCat("--", flag, "=", value));
+    args.push_back("--out=" + (dir / "model").string());
+    args.push_back("--metrics_log=" + metrics);
+    std::printf("[%zu/%zu] %s", i + 1, sweep->runs.size(), run.id.c_str());
+    if (run.excluded) {
+      std::printf(": excluded by the sweep file\n");
+      summaries.emplace_back();
+      continue;
+    }
+    if (absl::GetFlag(FLAGS_dry_run)) {
+      std::printf("\n  %s\n", absl::StrJoin(args, " ").c_str());
+      continue;
+    }
+    auto summary = recur::ReadRunSummary(metrics);
+    if (summary.done) {
+      std::printf(": done earlier, kept\n");
+    } else {
+      std::fflush(stdout);
+      fs::create_directories(dir, ec);
+      fs::remove(metrics, ec);  // a partial log from an interrupted run
+      const auto start = std::chrono::steady_clock::now();
+      const int status = RunLogged(args, (dir / "train.log").string());
+      const double minutes =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
+      summary = recur::ReadRunSummary(metrics);
+      if (status != 0 || !summary.done) {
+        ++failures;
+        std::printf(": FAILED (exit %d, see %s)\n", status, (dir / "train.log").c_str());
+        summaries.push_back(summary);
+        continue;
+      }
+      std::printf(" (%.1f min)", minutes);
+    }
+    const char* metric = summary.byte_level ? "bpc" : "ppl";
+    std::printf(": valid %s %.3f, test %s %.3f, %.0f tokens/s, %.0f MiB\n", metric, summary.best_valid,
+                metric, summary.test, summary.tokens_per_second, summary.peak_memory_mb);
+    summaries.push_back(summary);
+  }
+  if (absl::GetFlag(FLAGS_dry_run)) return 0;
+
+  auto script = recur::WriteSweepReport(*sweep, summaries, root.string());
+  if (!script.ok()) return Fail(std::string(script.status().message()));
+  std::printf("tables: %s/results.csv, %s/curves.csv\n", root.c_str(), root.c_str());
+  if (absl::GetFlag(FLAGS_plot)) {
+    const std::string command = absl::StrCat("cd '", root.string(), "' && gnuplot plot.gp");
+    if (std::system(command.c_str()) != 0) {
+      std::fprintf(stderr, "recur-sweep: gnuplot failed; the tables are written (install gnuplot-nox)\n");
+    } else {
+      std::printf("plots: %s/{curves,final,throughput,memory}.png\n", root.c_str());
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
