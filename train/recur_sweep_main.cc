@@ -122,8 +122,12 @@ int main(int argc, char** argv) {
       std::printf(" (%.1f min)", minutes);
     }
     const char* metric = summary.byte_level ? "bpc" : "ppl";
-    std::printf(": valid %s %.3f, test %s %.3f, %.0f tokens/s, %.0f MiB\n", metric, summary.best_valid,
-                metric, summary.test, summary.tokens_per_second, summary.peak_memory_mb);
+    if (summary.best_valid > 0) {
+      std::printf(": valid %s %.3f, test %s %.3f,", metric, summary.best_valid, metric, summary.test);
+    } else {
+      std::printf(":");
+    }
+    std::printf(" %.0f tokens/s, peak heap %.0f MiB\n", summary.tokens_per_second, summary.peak_heap_mb);
     summaries.push_back(summary);
   }
   if (absl::GetFlag(FLAGS_dry_run)) return 0;
@@ -132,6 +136,7 @@ int main(int argc, char** argv) {
   if (!script.ok()) return Fail(std::string(script.status().message()));
   std::printf("tables: %s/results.csv, %s/curves.csv\n", root.c_str(), root.c_str());
   if (absl::GetFlag(FLAGS_plot)) {
+    std::fflush(stdout);
     const std::string command = absl::StrCat("cd '", root.string(), "' && gnuplot plot.gp");
     if (std::system(command.c_str()) != 0) {
       std::fprintf(stderr, "recur-sweep: gnuplot failed; the tables are written (install gnuplot-nox)\n");

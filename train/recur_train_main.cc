@@ -45,6 +45,8 @@ ABSL_FLAG(std::string, resume, "",
 ABSL_FLAG(int64_t, stop_after_steps, 0,
           "End this invocation at this step, saving the state; the schedule still follows "
           "--max_steps/--epochs (train in pieces with --resume)");
+ABSL_FLAG(bool, evaluate, true,
+          "Validate and test (false: measure training throughput and memory only; no checkpoint)");
 ABSL_FLAG(std::string, metrics_log, "", "Append one JSON line per evaluation to this file");
 
 namespace {
@@ -112,6 +114,7 @@ int main(int argc, char** argv) {
   options.out = absl::GetFlag(FLAGS_out);
   options.metrics_log = absl::GetFlag(FLAGS_metrics_log);
   options.stop_after_steps = absl::GetFlag(FLAGS_stop_after_steps);
+  options.evaluate = absl::GetFlag(FLAGS_evaluate);
   if (!options.out.empty()) options.state_dir = options.out + ".state";
   const bool leader = options.data_parallel == nullptr || options.data_parallel->rank() == 0;
   options.progress = leader;
@@ -123,7 +126,7 @@ int main(int argc, char** argv) {
   if (!leader) return 0;
   std::printf("trained %lld steps in %.1f s (%.0f tokens/s)\n", static_cast<long long>(result->steps),
               result->seconds, result->tokens_per_second);
-  std::printf("best validation: %s   test: %s\n",
+  if (options.evaluate) std::printf("best validation: %s   test: %s\n",
               recur::DescribeLoss(result->best_valid_loss, corpus->byte_level).c_str(),
               recur::DescribeLoss(result->test_loss, corpus->byte_level).c_str());
   if (!options.out.empty()) {

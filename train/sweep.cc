@@ -77,6 +77,15 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
       axis.numeric = axis.numeric && v.is_number();
       axis.values.push_back(FlagValue(v, variables));
     }
+    // "with": other flags that move in step with this axis, one value per axis value.
+    const nlohmann::json with = axis_json.value("with", nlohmann::json::object());
+    for (const auto& [flag, list] : with.items()) {
+      if (!list.is_array() || list.size() != axis.values.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("sweep: 'with' list for ", flag, " must have one value per ",
+                                                       axis.flag, " value"));
+      }
+      for (const auto& v : list) axis.with[flag].push_back(FlagValue(v, variables));
+    }
     sweep.axes.push_back(std::move(axis));
   }
   // Combinations to leave out, e.g. softmax attention at a length that would not fit in memory.
@@ -104,6 +113,7 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
       const auto& value = sweep.axes[a].values[index[a]];
       run.values.push_back(value);
       run.flags[sweep.axes[a].flag] = value;
+      for (const auto& [flag, values] : sweep.axes[a].with) run.flags[flag] = values[index[a]];
       parts.push_back(absl::StrCat(sweep.axes[a].flag, "=", value));
     }
     run.id = absl::StrJoin(parts, ",");
@@ -122,7 +132,7 @@ RunSummary ReadRunSummary(const std::string& metrics_log) {
   while (std::getline(in, line)) {
     auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) continue;
-    summary.byte_level = j.contains("valid_bpc") || j.contains("test_bpc");
+    summary.byte_level = j.value("byte_level", j.contains("valid_bpc") || j.contains("test_bpc"));
     const char* metric = summary.byte_level ? "valid_bpc" : "valid_ppl";
     if (j.value("final", false)) {
       summary.done = true;
@@ -169,7 +179,7 @@ absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vect
   std::ostringstream curve_data, final_data, plot;
   std::vector<std::string> curve_titles;
   for (size_t i = 0; i < runs.size(); ++i) {
-    if (!runs[i].done) continue;
+    if (!runs[i].done || runs[i].curve.empty()) continue;
     curve_titles.push_back(sweep.runs[i].id);
     for (const auto& [epoch, value] : runs[i].curve) curve_data << epoch << " " << value << "\n";
     curve_data << "\n\n";
@@ -228,10 +238,13 @@ absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vect
     }
     plot << absl::StrJoin(parts, ", \\\n  ") << "\nunset logscale y\n";
   }
-  plot << (log_x ? "set logscale x 2\n" : "") << "set xlabel '" << x_axis.flag << "'\n"
-       << "set output 'final.png'\nset title '" << sweep.name << ": best validation " << metric << "'\n"
-       << "set ylabel 'validation " << metric << "'\nplot " << series_plot(3) << "\n"
-       << "set output 'throughput.png'\nset title '" << sweep.name << ": training throughput'\n"
+  const bool evaluated = std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r.best_valid > 0; });
+  plot << (log_x ? "set logscale x 2\n" : "") << "set xlabel '" << x_axis.flag << "'\n";
+  if (evaluated) {
+    plot << "set output 'final.png'\nset title '" << sweep.name << ": best validation " << metric << "'\n"
+         << "set ylabel 'validation " << metric << "'\nplot " << series_plot(3) << "\n";
+  }
+  plot << "set output 'throughput.png'\nset title '" << sweep.name << ": training throughput'\n"
        << "set ylabel 'tokens per second'\nplot " << series_plot(5) << "\n"
        << "set output 'memory.png'\nset title '" << sweep.name
        << ": peak training memory (live heap after the forward pass)'\n"

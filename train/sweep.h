@@ -17,6 +17,8 @@ struct SweepAxis {
   std::string flag;
   std::vector<std::string> values;  // as they go on the command line
   bool numeric = true;
+  // Flags set in step with this axis: with[flag][i] goes with values[i].
+  std::map<std::string, std::vector<std::string>> with;
 };
 
 struct SweepRun {

@@ -210,6 +210,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
 
   // Validates, logs, keeps the model if it is the best so far, and saves the resumable state.
   auto evaluate = [&](double lr) -> absl::Status {
+    if (!options.evaluate) return absl::OkStatus();
     const double valid = Evaluate(model, corpus.valid, options.batch_size, options.seq_len, options.device);
     progress.elapsed_seconds = SecondsSince(start);
     const int64_t epoch = (progress.step - 1) / batches.num_windows() + 1;
@@ -326,7 +327,9 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
       params[i].copy_(state.best_params[i]);
     }
   }
-  result.test_loss = Evaluate(model, corpus.test, options.batch_size, options.seq_len, options.device);
+  result.test_loss = options.evaluate ? Evaluate(model, corpus.test, options.batch_size,
+                                                 options.seq_len, options.device)
+                                      : std::numeric_limits<double>::quiet_NaN();
   {
     torch::NoGradGuard no_grad;
     auto params = model->parameters();
@@ -338,12 +341,15 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     nlohmann::ordered_json line;
     line["final"] = true;
     line["steps"] = result.steps;
-    line["best_valid_loss"] = result.best_valid_loss;
-    line["test_loss"] = result.test_loss;
-    line[corpus.byte_level ? "test_bpc" : "test_ppl"] =
-        corpus.byte_level ? result.test_loss / std::log(2.0) : std::exp(result.test_loss);
-    line[corpus.byte_level ? "best_valid_bpc" : "best_valid_ppl"] =
-        corpus.byte_level ? result.best_valid_loss / std::log(2.0) : std::exp(result.best_valid_loss);
+    if (options.evaluate) {
+      line["best_valid_loss"] = result.best_valid_loss;
+      line["test_loss"] = result.test_loss;
+      line[corpus.byte_level ? "test_bpc" : "test_ppl"] =
+          corpus.byte_level ? result.test_loss / std::log(2.0) : std::exp(result.test_loss);
+      line[corpus.byte_level ? "best_valid_bpc" : "best_valid_ppl"] =
+          corpus.byte_level ? result.best_valid_loss / std::log(2.0) : std::exp(result.best_valid_loss);
+    }
+    line["byte_level"] = corpus.byte_level;
     line["tokens_per_second"] = result.tokens_per_second;
     line["elapsed_seconds"] = result.seconds;
     line["peak_memory_bytes"] = PeakResidentBytes();

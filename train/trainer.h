@@ -37,6 +37,8 @@ struct TrainOptions {
                                  // max_steps/epochs), e.g. to train in pieces with --resume
   std::string metrics_log;    // JSON lines; empty: none
   bool progress = true;
+  // false: no validation or test passes and no checkpoint (throughput and memory measurements).
+  bool evaluate = true;
   DataParallel* data_parallel = nullptr;  // null: one process
 
   std::string ToJson() const;

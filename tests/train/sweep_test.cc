@@ -38,8 +38,19 @@ TEST(SweepTest, ExpandsTheGridWithBaseFlagsAndVariables) {
   EXPECT_EQ(flags.at("tie_embeddings"), "true");
   EXPECT_EQ(flags.at("seq_len"), "1024");
   EXPECT_EQ(flags.at("attention"), "linear");
+
   EXPECT_TRUE(sweep->axes[0].numeric);
   EXPECT_FALSE(sweep->axes[1].numeric);
+}
+
+TEST(SweepTest, WithFlagsMoveInStepWithTheAxis) {
+  auto sweep = ParseSweep(R"({"name": "x", "grid": [{"flag": "seq_len", "values": [256, 4096],
+                                                     "with": {"batch_size": [16, 1]}}]})",
+                          false, {});
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_EQ(sweep->runs[0].flags.at("batch_size"), "16");
+  EXPECT_EQ(sweep->runs[1].flags.at("batch_size"), "1");
+  EXPECT_EQ(sweep->runs[1].id, "seq_len=4096");
 }
 
 TEST(SweepTest, FullSizeAppliesOverridesAndValues) {
@@ -52,6 +63,9 @@ TEST(SweepTest, FullSizeAppliesOverridesAndValues) {
 
 TEST(SweepTest, BadFilesNameTheProblem) {
   EXPECT_THAT(ParseSweep("[]", false, {}).status().message(), HasSubstr("not a JSON object"));
+  EXPECT_THAT(ParseSweep(R"({"name": "x", "grid": [{"flag": "a", "values": [1, 2], "with": {"b": [1]}}]})", false, {})
+                  .status().message(),
+              HasSubstr("one value per"));
   EXPECT_THAT(ParseSweep(R"({"name": "x", "grid": []})", false, {}).status().message(), HasSubstr("grid"));
   EXPECT_THAT(ParseSweep(R"({"name": "a/b", "grid": [{"flag": "lr", "values": [1]}]})", false, {}).status().message(),
               HasSubstr("name"));
