@@ -1,6 +1,7 @@
 #include "model/cli.h"
 
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 
 #include <cstdio>
 #include <thread>
@@ -9,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 
 namespace recur {
@@ -30,6 +32,17 @@ void InitProgram(int argc, char** argv, absl::string_view usage) {
 void SetTorchThreads(int threads) {
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(threads > 0 ? threads : std::max(cores, 1));
+}
+
+absl::StatusOr<c10::Device> ParseDevice(absl::string_view name) {
+  if (name == "cpu") return c10::Device(c10::kCPU);
+  if (name == "cuda") {
+    if (!torch::cuda::is_available()) {
+      return absl::FailedPreconditionError("--device cuda, but no CUDA device is available");
+    }
+    return c10::Device(c10::kCUDA);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown device '", name, "' (expected cpu or cuda)"));
 }
 
 int Fail(absl::string_view program, absl::string_view message) {

@@ -6,6 +6,9 @@
 
 #include <string>
 
+#include <c10/core/Device.h>
+
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace recur {
@@ -15,6 +18,9 @@ void InitProgram(int argc, char** argv, absl::string_view usage);
 
 // threads > 0: that many; 0: one per core.
 void SetTorchThreads(int threads);
+
+// "cpu" or "cuda"; an error if the name is unknown or CUDA is asked for but absent.
+absl::StatusOr<c10::Device> ParseDevice(absl::string_view name);
 
 // Prints "<program>: <message>" to stderr and returns 1, for `return Fail(...)` in main.
 int Fail(absl::string_view program, absl::string_view message);

@@ -1,5 +1,4 @@
 // recur-generate: generates text from a checkpoint with the model library directly (no server).
-#include <torch/cuda.h>
 
 #include <cstdio>
 #include <string>
@@ -38,15 +37,10 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_checkpoint).empty()) return Fail("--checkpoint is required");
   if (prompt.empty()) return Fail("--prompt is required");
   if (!recur::IsValidUtf8(prompt)) return Fail("--prompt is not valid UTF-8");
-  torch::Device device = torch::kCPU;
-  if (absl::GetFlag(FLAGS_device) == "cuda") {
-    if (!torch::cuda::is_available()) return Fail("--device cuda, but no CUDA device is available");
-    device = torch::kCUDA;
-  } else if (absl::GetFlag(FLAGS_device) != "cpu") {
-    return Fail(absl::StrCat("unknown --device '", absl::GetFlag(FLAGS_device), "'"));
-  }
+  auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return Fail(std::string(device.status().message()));
 
-  auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), device);
+  auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), *device);
   if (!checkpoint.ok()) return Fail(std::string(checkpoint.status().message()));
 
   recur::GenerationOptions options;

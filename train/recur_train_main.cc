@@ -1,5 +1,4 @@
 // recur-train: trains a TransformerLM and writes the best checkpoint by validation loss.
-#include <torch/cuda.h>
 
 #include <cstdio>
 #include <string>
@@ -62,13 +61,9 @@ int main(int argc, char** argv) {
   recur::SetTorchThreads(absl::GetFlag(FLAGS_threads));
 
   recur::TrainOptions options;
-  const std::string device = absl::GetFlag(FLAGS_device);
-  if (device == "cuda") {
-    if (!torch::cuda::is_available()) return Fail("--device cuda, but no CUDA device is available");
-    options.device = torch::kCUDA;
-  } else if (device != "cpu") {
-    return Fail(absl::StrCat("unknown --device '", device, "' (expected cpu or cuda)"));
-  }
+  auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return Fail(std::string(device.status().message()));
+  options.device = *device;
   auto attention = recur::ParseAttentionKind(absl::GetFlag(FLAGS_attention));
   if (!attention.ok()) return Fail(std::string(attention.status().message()));
 
