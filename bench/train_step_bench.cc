@@ -1,0 +1,92 @@
+// Where a training step's time goes: forward, backward and the AdamW update, for a PTB-sized
+// word-level model (vocabulary 10,000) and a byte-level one, linear and softmax attention.
+//   build/bench/train_step_bench
+#include <ATen/Parallel.h>
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include "model/transformer.h"
+
+namespace recur {
+namespace {
+
+struct Setup {
+  TransformerLM model{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  torch::Tensor input, target;
+};
+
+Setup Make(int64_t vocab, int64_t d_model, int64_t layers, AttentionKind kind) {
+  ModelConfig config;
+  config.vocab_size = vocab;
+  config.d_model = d_model;
+  config.num_layers = layers;
+  config.num_heads = 4;
+  config.d_ff = 4 * d_model;
+  config.attention = kind;
+  Setup s;
+  s.model = TransformerLM(config);
+  s.optimizer = std::make_unique<torch::optim::AdamW>(s.model->parameters(), torch::optim::AdamWOptions(1e-3));
+  s.input = torch::randint(0, vocab, {16, 128}, torch::kInt64);
+  s.target = torch::randint(0, vocab, {16, 128}, torch::kInt64);
+  return s;
+}
+
+torch::Tensor Loss(Setup& s) {
+  auto logits = s.model->Forward(s.input);
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), s.target.reshape({-1}));
+}
+
+// Arguments: vocabulary, width, layers, attention kind (0 linear, 1 softmax).
+void BM_Forward(benchmark::State& state) {
+  auto s = Make(state.range(0), state.range(1), state.range(2), AttentionKind(state.range(3)));
+  for (auto _ : state) benchmark::DoNotOptimize(Loss(s));
+  state.SetItemsProcessed(state.iterations() * s.input.numel());
+}
+void BM_ForwardBackward(benchmark::State& state) {
+  auto s = Make(state.range(0), state.range(1), state.range(2), AttentionKind(state.range(3)));
+  for (auto _ : state) {
+    s.optimizer->zero_grad();
+    Loss(s).backward();
+  }
+  state.SetItemsProcessed(state.iterations() * s.input.numel());
+}
+void BM_FullStep(benchmark::State& state) {
+  auto s = Make(state.range(0), state.range(1), state.range(2), AttentionKind(state.range(3)));
+  for (auto _ : state) {
+    s.optimizer->zero_grad();
+    Loss(s).backward();
+    torch::nn::utils::clip_grad_norm_(s.model->parameters(), 1.0);
+    s.optimizer->step();
+  }
+  state.SetItemsProcessed(state.iterations() * s.input.numel());
+}
+#define RECUR_STEP_ARGS                                                      \
+  Args({10000, 256, 4, 0})->Args({10000, 256, 4, 1})->Args({10000, 128, 2, 0}) \
+      ->Args({257, 192, 2, 0})->Unit(benchmark::kMillisecond)
+BENCHMARK(BM_Forward)->RECUR_STEP_ARGS;
+BENCHMARK(BM_ForwardBackward)->RECUR_STEP_ARGS;
+BENCHMARK(BM_FullStep)->RECUR_STEP_ARGS;
+
+// The output layer alone: [2048, D] × [D, V] forward, the dominant product at V = 10,000.
+void BM_OutputMatmul(benchmark::State& state) {
+  auto h = torch::randn({2048, state.range(1)});
+  auto w = torch::randn({state.range(0), state.range(1)});
+  for (auto _ : state) benchmark::DoNotOptimize(torch::matmul(h, w.t()));
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 2048 * state.range(0) * state.range(1) * state.iterations() / 1e9,
+                                                 benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_OutputMatmul)->Args({10000, 256})->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace recur
+
+int main(int argc, char** argv) {
+  at::set_num_threads(2);
+  torch::manual_seed(0);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
