@@ -166,8 +166,11 @@ absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vect
     const auto& r = runs[i];
     if (!r.done) continue;
     const std::string key = absl::StrJoin(sweep.runs[i].values, ",");
-    results << key << absl::StrFormat(",%d,%.4f,%.4f,%.1f,%.1f,%.1f,%.1f,%d\n", r.steps, r.best_valid,
-                                      r.test, r.tokens_per_second, r.peak_memory_mb, r.peak_heap_mb,
+    // Runs without evaluation (throughput measurements) leave the loss columns empty.
+    const std::string losses =
+        r.best_valid > 0 ? absl::StrFormat("%.4f,%.4f", r.best_valid, r.test) : std::string(",");
+    results << key << absl::StrFormat(",%d,%s,%.1f,%.1f,%.1f,%.1f,%d\n", r.steps, losses,
+                                      r.tokens_per_second, r.peak_memory_mb, r.peak_heap_mb,
                                       r.seconds, r.parameters);
     for (const auto& [epoch, value] : r.curve) curves << key << absl::StrFormat(",%.4f,%.4f\n", epoch, value);
   }

@@ -298,7 +298,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
                                               " at step ", progress.step, " (try a lower --lr)"));
     }
     progress.recent_loss =
-        progress.step == first_step + 1 && first_step == 0 ? loss_value : 0.95 * progress.recent_loss + 0.05 * loss_value;
+        progress.step == 1 ? loss_value : 0.95 * progress.recent_loss + 0.05 * loss_value;
     if (leader && options.progress) {
       const double elapsed = SecondsSince(start), done = fraction_done();
       bar.Update(done, done > 0 ? elapsed * (1 - done) / done : -1,
