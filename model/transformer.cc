@@ -134,9 +134,8 @@ torch::Tensor TransformerLMImpl::Logits(const torch::Tensor& hidden) {
 
 torch::Tensor TransformerLMImpl::Forward(const torch::Tensor& tokens) {
   TORCH_CHECK(tokens.dim() == 2, "Forward expects tokens [B, N], got ", tokens.sizes());
-  auto positions = torch::arange(tokens.size(1), tokens.options().dtype(torch::kInt64))
-                       .unsqueeze(0)
-                       .expand({tokens.size(0), tokens.size(1)});
+  // [1, N]: every row starts at 0, so one row of encodings broadcasts over the batch.
+  auto positions = torch::arange(tokens.size(1), tokens.options().dtype(torch::kInt64)).unsqueeze(0);
   return Logits(Hidden(tokens, positions, nullptr));
 }
 
