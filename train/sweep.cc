@@ -77,8 +77,9 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
       axis.numeric = axis.numeric && v.is_number();
       axis.values.push_back(FlagValue(v, variables));
     }
-    // "with": other flags that move in step with this axis, one value per axis value.
-    const nlohmann::json with = axis_json.value("with", nlohmann::json::object());
+    // "with": other flags that move in step with this axis, one value per axis value ("full_with" at full size).
+    const char* with_key = full && axis_json.contains("full_with") ? "full_with" : "with";
+    const nlohmann::json with = axis_json.value(with_key, nlohmann::json::object());
     for (const auto& [flag, list] : with.items()) {
       if (!list.is_array() || list.size() != axis.values.size()) {
         return absl::InvalidArgumentError(absl::StrCat("sweep: 'with' list for ", flag, " must have one value per ",

@@ -51,6 +51,13 @@ TEST(SweepTest, WithFlagsMoveInStepWithTheAxis) {
   EXPECT_EQ(sweep->runs[0].flags.at("batch_size"), "16");
   EXPECT_EQ(sweep->runs[1].flags.at("batch_size"), "1");
   EXPECT_EQ(sweep->runs[1].id, "seq_len=4096");
+
+  // At full size, "full_with" replaces "with".
+  auto full = ParseSweep(R"({"name": "x", "grid": [{"flag": "seq_len", "values": [256, 4096],
+                                                    "with": {"batch_size": [16, 1]}, "full_with": {}}]})",
+                         /*full=*/true, {});
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->runs[1].flags.count("batch_size"), 0u);
 }
 
 TEST(SweepTest, FullSizeAppliesOverridesAndValues) {
