@@ -29,6 +29,15 @@ struct ModelState {
   ModelState To(const torch::Device& device) const;
 };
 
+// The rows of several states stacked into one batch, in order (how a server joins sessions into
+// one decode step). Key/value caches are padded to the largest capacity; the padding lies past
+// every row's position, so it is never attended to. All states must have the same layout.
+ModelState ConcatStates(const std::vector<const ModelState*>& states);
+
+// The given rows of `state`, in order (how a session leaves a batch). Key/value caches are
+// trimmed to the furthest position among the rows taken.
+ModelState SelectRows(const ModelState& state, const std::vector<int64_t>& rows);
+
 }  // namespace recur
 
 #endif  // RECUR_MODEL_MODEL_STATE_H_

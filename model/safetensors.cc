@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <limits>
 
 #include <torch/torch.h>
@@ -46,8 +47,8 @@ absl::StatusOr<torch::ScalarType> DtypeFromName(const std::string& name) {
 
 }  // namespace
 
-absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
-                              const std::map<std::string, std::string>& metadata) {
+absl::StatusOr<std::string> EncodeSafetensors(const NamedTensors& tensors,
+                                              const std::map<std::string, std::string>& metadata) {
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -68,42 +69,53 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
   std::string json = header.dump();
   json.append((8 - json.size() % 8) % 8, ' ');  // pad so the data starts 8-byte aligned
 
+  std::string out;
+  out.reserve(8 + json.size() + offset);
+  const uint64_t length = json.size();
+  out.append(reinterpret_cast<const char*>(&length), sizeof(length));
+  out.append(json);
+  for (const auto& t : contiguous) {
+    out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
+  }
+  return out;
+}
+
+absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  auto bytes = EncodeSafetensors(tensors, metadata);
+  if (!bytes.ok()) return bytes.status();
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return absl::UnavailableError(absl::StrCat("cannot open ", path, " for writing"));
-  const uint64_t length = json.size();
-  out.write(reinterpret_cast<const char*>(&length), sizeof(length));
-  out.write(json.data(), json.size());
-  for (const auto& t : contiguous) {
-    out.write(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
-  }
+  out.write(bytes->data(), bytes->size());
   out.close();
   if (!out) return absl::DataLossError(absl::StrCat("failed writing ", path));
   return absl::OkStatus();
 }
 
 absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0);
-  auto error = [&path](const auto&... parts) {
-    return absl::DataLossError(absl::StrCat(path, ": ", parts...));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
+  return ParseSafetensors(bytes, path);
+}
+
+absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes, absl::string_view source) {
+  const uint64_t file_size = bytes.size();
+  auto error = [&source](const auto&... parts) {
+    return absl::DataLossError(absl::StrCat(source, ": ", parts...));
   };
   if (file_size < 8) return error("file is ", file_size, " bytes, shorter than the 8-byte header length");
   uint64_t header_size = 0;
-  in.read(reinterpret_cast<char*>(&header_size), sizeof(header_size));
+  std::memcpy(&header_size, bytes.data(), sizeof(header_size));
   if (header_size > kMaxHeaderBytes || header_size > file_size - 8) {
     return error("header length ", header_size, " does not fit in a file of ", file_size, " bytes");
   }
-  std::string json(header_size, '\0');
-  in.read(json.data(), header_size);
-  auto header = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  auto header = nlohmann::json::parse(bytes.substr(8, header_size), nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) return error("header is not a JSON object");
 
   const uint64_t data_size = file_size - 8 - header_size;
-  std::string data(data_size, '\0');
-  in.read(data.data(), data_size);
-  if (!in) return error("could not read ", data_size, " bytes of tensor data");
+  const absl::string_view data = bytes.substr(8 + header_size);
 
   SafetensorsFile file;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace recur {
 
@@ -29,9 +30,16 @@ struct SafetensorsFile {
 absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
                               const std::map<std::string, std::string>& metadata = {});
 
+// The same bytes WriteSafetensors writes, in memory (e.g. a session's state sent over the wire).
+absl::StatusOr<std::string> EncodeSafetensors(const NamedTensors& tensors,
+                                              const std::map<std::string, std::string>& metadata = {});
+
 // Reads and validates a whole file: header length within the file, JSON well-formed, known
 // dtypes, offsets that match the shapes, stay inside the data and do not overlap.
 absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path);
+
+// Validates and reads safetensors bytes held in memory; `source` names them in errors.
+absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes, absl::string_view source);
 
 }  // namespace recur
 

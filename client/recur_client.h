@@ -1,0 +1,51 @@
+#ifndef RECUR_CLIENT_RECUR_CLIENT_H_
+#define RECUR_CLIENT_RECUR_CLIENT_H_
+
+// A thin synchronous client for recur.v1.Recur, shared by the `recur` CLI and its load generator.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "recur/v1/recur.grpc.pb.h"
+
+namespace recur {
+
+class RecurClient {
+ public:
+  // `timeout`: the deadline of each call (absl::InfiniteDuration() for none).
+  RecurClient(const std::string& address, absl::Duration timeout);
+
+  // Streams a generation; `on_message` sees every message as it arrives, the last one holding the
+  // finish reason and usage. Returns the RPC's status.
+  absl::Status Generate(const v1::GenerateRequest& request,
+                        const std::function<void(const v1::GenerateResponse&)>& on_message);
+
+  absl::StatusOr<v1::Session> CreateSession();
+  absl::StatusOr<v1::Session> GetSession(const std::string& id);
+  absl::Status CloseSession(const std::string& id);
+  absl::StatusOr<v1::Session> ForkSession(const std::string& id);
+  absl::StatusOr<std::string> ExportSession(const std::string& id);
+  absl::StatusOr<v1::Session> ImportSession(const std::string& state);
+  absl::StatusOr<v1::ModelInfo> GetModelInfo();
+  // The standard health service's verdict: "SERVING", "NOT_SERVING", ...
+  absl::StatusOr<std::string> Health();
+
+ private:
+  void SetDeadline(grpc::ClientContext* context) const;
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Recur::Stub> stub_;
+  absl::Duration timeout_;
+};
+
+// grpc::Status → absl::Status, keeping the code and the message.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace recur
+
+#endif  // RECUR_CLIENT_RECUR_CLIENT_H_

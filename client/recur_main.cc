@@ -1,0 +1,236 @@
+// recur: the command-line client of recur-server.
+//
+//   recur generate "prompt"            stream a continuation to stdout
+//   recur session create|info|close|fork|export|import
+//   recur info | health | bench
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "client/load_generator.h"
+#include "client/recur_client.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:50051", "recur-server address, host:port");
+ABSL_FLAG(absl::Duration, timeout, absl::InfiniteDuration(), "Deadline for each call (e.g. 30s; default: none)");
+ABSL_FLAG(std::string, session, "", "generate: continue this session");
+ABSL_FLAG(int64_t, max_tokens, 0, "generate: tokens to generate (0: the server's default)");
+ABSL_FLAG(double, temperature, 1.0, "generate: sampling temperature (0: greedy)");
+ABSL_FLAG(int64_t, top_k, 0, "generate: sample from the k most likely tokens (0: all)");
+ABSL_FLAG(double, top_p, 1.0, "generate: nucleus sampling mass in (0, 1]");
+ABSL_FLAG(double, repetition_penalty, 1.0, "generate: > 1 discourages tokens already seen");
+ABSL_FLAG(uint64_t, seed, 0, "generate: sampling seed (same seed, same text)");
+ABSL_FLAG(std::vector<std::string>, stop, {}, "generate: comma-separated stop sequences");
+ABSL_FLAG(bool, usage, false, "generate: print the finish reason and usage to stderr");
+ABSL_FLAG(std::string, file, "", "session export/import: the state file (default: stdout/stdin)");
+ABSL_FLAG(int32_t, concurrency, 8, "bench: concurrent streams");
+ABSL_FLAG(int32_t, requests, 32, "bench: requests in all");
+ABSL_FLAG(std::string, prompt, "The ", "bench: prompt of every request");
+
+namespace {
+
+constexpr char kUsage[] =
+    "recur: talk to a recur-server.\n\n"
+    "  recur generate \"prompt\" [--session ID] [--max_tokens N] [--temperature T] ...\n"
+    "  recur session create | info ID | close ID | fork ID | export ID [--file F] | import [--file F]\n"
+    "  recur info                 the model and the server's capacity\n"
+    "  recur health               the standard gRPC health check\n"
+    "  recur bench                concurrent streams: tokens/s, time to first token, inter-token p50/p99\n\n"
+    "Common flags: --server host:port (default 127.0.0.1:50051), --timeout 30s";
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "recur: %s\n", message.c_str());
+  return 1;
+}
+
+int Fail(const absl::Status& status) {
+  return Fail(absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message()));
+}
+
+void PrintSession(const recur::v1::Session& session) {
+  std::printf("session %s\n  tokens       %lld\n  state bytes  %lld\n  busy         %s\n  last used    %s\n",
+              session.session_id().c_str(), static_cast<long long>(session.tokens()),
+              static_cast<long long>(session.state_bytes()), session.busy() ? "yes" : "no",
+              absl::FormatTime(absl::FromUnixSeconds(static_cast<int64_t>(session.last_used_unix_seconds())),
+                               absl::UTCTimeZone())
+                  .c_str());
+}
+
+const char* FinishName(recur::v1::FinishReason reason) {
+  switch (reason) {
+    case recur::v1::FINISH_REASON_LENGTH: return "length";
+    case recur::v1::FINISH_REASON_STOP: return "stop";
+    case recur::v1::FINISH_REASON_END_OF_SEQUENCE: return "end_of_sequence";
+    case recur::v1::FINISH_REASON_CANCELLED: return "cancelled";
+    default: return "unspecified";
+  }
+}
+
+recur::v1::GenerateRequest RequestFromFlags(const std::string& prompt) {
+  recur::v1::GenerateRequest request;
+  request.set_prompt(prompt);
+  request.set_session_id(absl::GetFlag(FLAGS_session));
+  if (absl::GetFlag(FLAGS_max_tokens) != 0) request.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  auto* sampling = request.mutable_sampling();
+  sampling->set_temperature(absl::GetFlag(FLAGS_temperature));
+  sampling->set_top_k(absl::GetFlag(FLAGS_top_k));
+  sampling->set_top_p(absl::GetFlag(FLAGS_top_p));
+  sampling->set_repetition_penalty(absl::GetFlag(FLAGS_repetition_penalty));
+  sampling->set_seed(absl::GetFlag(FLAGS_seed));
+  for (const auto& stop : absl::GetFlag(FLAGS_stop)) request.add_stop(stop);
+  return request;
+}
+
+int Generate(recur::RecurClient& client, const std::vector<std::string>& args) {
+  if (args.size() > 1) return Fail("generate takes one prompt argument (quote it)");
+  const std::string prompt = args.empty() ? "" : args[0];
+  recur::v1::GenerateResponse last;
+  auto status = client.Generate(RequestFromFlags(prompt), [&](const recur::v1::GenerateResponse& message) {
+    std::fwrite(message.text().data(), 1, message.text().size(), stdout);
+    std::fflush(stdout);
+    last = message;
+  });
+  if (!status.ok()) return Fail(status);
+  std::printf("\n");
+  if (absl::GetFlag(FLAGS_usage)) {
+    const auto& u = last.usage();
+    std::fprintf(stderr, "finish: %s, prompt tokens %lld, generated %lld, first token %.3f s, total %.3f s\n",
+                 FinishName(last.finish_reason()), static_cast<long long>(u.prompt_tokens()),
+                 static_cast<long long>(u.generated_tokens()), u.time_to_first_token_seconds(), u.duration_seconds());
+  }
+  return last.finish_reason() == recur::v1::FINISH_REASON_CANCELLED ? Fail("the generation was cancelled") : 0;
+}
+
+int Session(recur::RecurClient& client, const std::vector<std::string>& args) {
+  if (args.empty()) return Fail("session needs a command: create, info, close, fork, export or import");
+  const std::string& command = args[0];
+  const bool takes_id = command == "info" || command == "close" || command == "fork" || command == "export";
+  if (takes_id && args.size() != 2) return Fail(absl::StrCat("session ", command, " takes a session id"));
+  if (!takes_id && args.size() != 1) return Fail(absl::StrCat("session ", command, " takes no arguments"));
+  if (command == "create" || command == "info" || command == "fork" || command == "import") {
+    absl::StatusOr<recur::v1::Session> session;
+    if (command == "create") session = client.CreateSession();
+    if (command == "info") session = client.GetSession(args[1]);
+    if (command == "fork") session = client.ForkSession(args[1]);
+    if (command == "import") {
+      const std::string path = absl::GetFlag(FLAGS_file);
+      std::string bytes;
+      if (path.empty()) {
+        bytes.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+      } else {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) return Fail(absl::StrCat("cannot read ", path));
+        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      }
+      session = client.ImportSession(bytes);
+    }
+    if (!session.ok()) return Fail(session.status());
+    if (command == "create" || command == "fork" || command == "import") {
+      std::printf("%s\n", session->session_id().c_str());
+    } else {
+      PrintSession(*session);
+    }
+    return 0;
+  }
+  if (command == "close") {
+    auto status = client.CloseSession(args[1]);
+    return status.ok() ? 0 : Fail(status);
+  }
+  if (command == "export") {
+    auto bytes = client.ExportSession(args[1]);
+    if (!bytes.ok()) return Fail(bytes.status());
+    const std::string path = absl::GetFlag(FLAGS_file);
+    if (path.empty()) {
+      std::fwrite(bytes->data(), 1, bytes->size(), stdout);
+    } else {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
+      out.close();
+      if (!out) return Fail(absl::StrCat("cannot write ", path));
+    }
+    return 0;
+  }
+  return Fail(absl::StrCat("unknown session command '", command, "'"));
+}
+
+int Info(recur::RecurClient& client) {
+  auto info = client.GetModelInfo();
+  if (!info.ok()) return Fail(info.status());
+  std::printf("attention            %s\n", info->attention().c_str());
+  std::printf("tokenizer            %s, %lld tokens\n", info->tokenizer().c_str(),
+              static_cast<long long>(info->vocab_size()));
+  std::printf("size                 d_model %lld, %lld layers, %lld heads, d_ff %lld, %lld parameters\n",
+              static_cast<long long>(info->d_model()), static_cast<long long>(info->num_layers()),
+              static_cast<long long>(info->num_heads()), static_cast<long long>(info->d_ff()),
+              static_cast<long long>(info->parameters()));
+  if (info->attention() == "linear") {
+    std::printf("state per session    %lld bytes (constant)\n", static_cast<long long>(info->state_bytes_per_session()));
+  } else {
+    std::printf("key/value cache      %lld bytes per token\n", static_cast<long long>(info->kv_cache_bytes_per_token()));
+  }
+  std::printf("sessions             %lld in use, %lld free of %lld\n", static_cast<long long>(info->sessions_in_use()),
+              static_cast<long long>(info->sessions_free()), static_cast<long long>(info->max_sessions()));
+  std::printf("state bytes in use   %lld\n", static_cast<long long>(info->state_bytes_in_use()));
+  std::printf("limits               max_tokens %lld, prompt %lld tokens\n",
+              static_cast<long long>(info->max_tokens()), static_cast<long long>(info->max_prompt_tokens()));
+  std::printf("device               %s\n", info->device().c_str());
+  return 0;
+}
+
+int Bench() {
+  recur::LoadOptions options;
+  options.server = absl::GetFlag(FLAGS_server);
+  options.concurrency = absl::GetFlag(FLAGS_concurrency);
+  options.requests = absl::GetFlag(FLAGS_requests);
+  if (options.concurrency < 1 || options.requests < 1) return Fail("--concurrency and --requests must be >= 1");
+  options.request = RequestFromFlags(absl::GetFlag(FLAGS_prompt));
+  const recur::LoadReport r = recur::RunLoad(options);
+  std::printf("requests %lld (%lld failed) in %.2f s, %d concurrent\n", static_cast<long long>(r.requests),
+              static_cast<long long>(r.failed), r.seconds, options.concurrency);
+  std::printf("tokens %lld, %.1f tokens/s\n", static_cast<long long>(r.tokens), r.tokens_per_second);
+  std::printf("time to first token  p50 %.2f ms  p99 %.2f ms\n", r.ttft_p50 * 1e3, r.ttft_p99 * 1e3);
+  std::printf("inter-token latency  p50 %.2f ms  p99 %.2f ms\n", r.inter_token_p50 * 1e3, r.inter_token_p99 * 1e3);
+  if (r.failed > 0) return Fail(absl::StrCat(r.failed, " requests failed, the first with ", r.first_error));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "_main.cc"); };
+  config.contains_helpshort_flags = config.contains_help_flags;
+  config.version_string = [] { return std::string("recur 0.1.0\n"); };
+  absl::SetFlagsUsageConfig(config);
+  absl::SetProgramUsageMessage(kUsage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args(positional.begin() + 1, positional.end());
+  if (args.empty()) return Fail(absl::StrCat("no command given\n\n", kUsage));
+  const std::string command = args[0];
+  args.erase(args.begin());
+
+  recur::RecurClient client(absl::GetFlag(FLAGS_server), absl::GetFlag(FLAGS_timeout));
+  if (command == "generate") return Generate(client, args);
+  if (command == "session") return Session(client, args);
+  if (!args.empty()) return Fail(absl::StrCat(command, " takes no arguments"));
+  if (command == "info") return Info(client);
+  if (command == "bench") return Bench();
+  if (command == "health") {
+    auto health = client.Health();
+    if (!health.ok()) return Fail(health.status());
+    std::printf("%s\n", health->c_str());
+    return *health == "SERVING" ? 0 : 1;
+  }
+  return Fail(absl::StrCat("unknown command '", command, "'\n\n", kUsage));
+}

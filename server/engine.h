@@ -1,0 +1,185 @@
+#ifndef RECUR_SERVER_ENGINE_H_
+#define RECUR_SERVER_ENGINE_H_
+
+// The engine: the one thread that owns the model. It admits Generate requests into state slots,
+// feeds prompts through the chunkwise Prefill (a slice per iteration, so a long prompt does not
+// stall running streams), decodes every running request in one batched Step, samples, streams
+// text to each request's sink and honours cancellation between steps.
+//
+// A session is a slot that outlives requests: its state holds all the text so far, so continuing
+// it feeds only the new tokens. A request without a session borrows a slot for its duration.
+// Session calls (create, fork, export, ...) are cheap and run on the caller's thread under the
+// engine's lock; a session that a request is running on is busy and refuses them.
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "model/checkpoint.h"
+#include "model/model_state.h"
+#include "model/sampling.h"
+#include "server/metrics.h"
+#include "server/session_codec.h"
+
+namespace recur {
+
+struct EngineOptions {
+  torch::Device device = torch::kCPU;
+  int64_t max_sessions = 64;         // state slots: open sessions plus running one-off requests
+  int64_t max_queue = 256;           // Generate requests waiting for a slot
+  int64_t max_tokens = 4096;         // cap on GenerationRequest::max_tokens
+  int64_t default_max_tokens = 128;  // when a request leaves it unset
+  int64_t max_prompt_tokens = 32768;
+  int64_t prefill_chunk = 256;       // prompt tokens fed per engine iteration
+  absl::Duration session_ttl = absl::Minutes(30);  // idle sessions are closed after this
+};
+
+enum class FinishReason { kLength, kStop, kEndOfSequence, kCancelled };
+
+struct GenerationUsage {
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  double time_to_first_token_seconds = 0;
+  double duration_seconds = 0;
+};
+
+// Receives one request's output, on the engine thread: must return quickly.
+class GenerationSink {
+ public:
+  virtual ~GenerationSink() = default;
+  virtual void OnText(std::string text, std::vector<int64_t> token_ids) = 0;
+  // Called exactly once per accepted request, last.
+  virtual void OnFinish(FinishReason reason, const GenerationUsage& usage) = 0;
+};
+
+struct GenerationRequest {
+  std::string prompt;       // UTF-8; may be empty when continuing a session with text
+  std::string session_id;   // empty: a one-off request
+  int64_t max_tokens = 0;   // 0: EngineOptions::default_max_tokens
+  SamplingParams sampling;
+  std::vector<std::string> stop;
+};
+
+// Lets the caller stop an accepted request; the engine ends it within one step.
+class GenerationTicket {
+ public:
+  void Cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+struct SessionInfo {
+  std::string id;
+  int64_t tokens = 0;       // text seen so far, in tokens
+  int64_t state_bytes = 0;  // model state held on the device
+  absl::Time last_used;
+  bool busy = false;
+};
+
+struct EngineInfo {
+  ModelConfig config;
+  std::string tokenizer_kind;
+  int64_t parameters = 0;
+  int64_t state_bytes_per_session = 0;  // linear attention: constant; softmax: 0
+  int64_t kv_cache_bytes_per_token = 0;  // softmax: per token of context; linear: 0
+  int64_t max_sessions = 0;
+  int64_t sessions_in_use = 0;
+  int64_t state_bytes_in_use = 0;
+  int64_t running_requests = 0;
+  int64_t queued_requests = 0;
+  std::string device;
+  int64_t max_tokens = 0;
+  int64_t max_prompt_tokens = 0;
+};
+
+class Engine {
+ public:
+  // Starts the engine thread. `metrics` may be null; it must outlive the engine.
+  Engine(Checkpoint checkpoint, EngineOptions options, Metrics* metrics = nullptr);
+  // Ends every request (as cancelled) and stops the thread.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Accepts a request or says why not: INVALID_ARGUMENT (bad parameters, empty or over-long
+  // prompt, invalid UTF-8), NOT_FOUND (unknown session), FAILED_PRECONDITION (the session is
+  // busy), RESOURCE_EXHAUSTED (the queue is full), UNAVAILABLE (shutting down).
+  absl::StatusOr<std::shared_ptr<GenerationTicket>> Submit(GenerationRequest request,
+                                                           std::shared_ptr<GenerationSink> sink);
+
+  absl::StatusOr<SessionInfo> CreateSession();
+  absl::StatusOr<SessionInfo> GetSession(const std::string& id);
+  absl::Status CloseSession(const std::string& id);
+  absl::StatusOr<SessionInfo> ForkSession(const std::string& id);
+  // The session's state as self-describing bytes (server/session_codec.h).
+  absl::StatusOr<std::string> ExportSession(const std::string& id);
+  absl::StatusOr<SessionInfo> ImportSession(const std::string& bytes);
+
+  EngineInfo Info();
+  const Tokenizer& tokenizer() const { return *checkpoint_.tokenizer; }
+  const TransformerLM& model() const { return checkpoint_.model; }
+
+ private:
+  struct Session;
+  struct Request;
+
+  void Loop();
+  // One iteration: admit, prefill a slice, decode one batched step. Returns false when idle.
+  bool Iterate();
+  void Admit();
+  void PrefillSlice(Request& request);
+  void DecodeStep();
+  // Samples from `logits` (one row, on the host), streams the text, ends the request if done.
+  // Returns true when the request goes on.
+  bool Emit(Request& request, const float* logits);
+  void Finish(Request& request, FinishReason reason);
+  void JoinBatch(std::vector<Request*> joining);
+  // Rows of finished requests go back to their sessions.
+  void LeaveBatch();
+  // Releases finished requests' slots, then sends their final messages.
+  void Retire();
+  void CloseIdleSessions();
+  void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t StateBytesInUse() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SlotAvailable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::StatusOr<std::shared_ptr<Session>> FindIdle(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<Session> NewSession(SessionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  SessionInfo Describe(const Session& session) const;
+  bool HasFreeSlot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Checkpoint checkpoint_;
+  const EngineOptions options_;
+  Metrics* const metrics_;
+  int64_t state_bytes_per_session_ = 0;
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  int64_t temporary_slots_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::unique_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Engine-thread only.
+  std::vector<std::unique_ptr<Request>> running_;  // admitted, in arrival order
+  std::vector<Request*> batch_;                    // the rows of batch_state_, decoding
+  ModelState batch_state_;
+  absl::Time last_ttl_sweep_;
+
+  std::thread thread_;
+};
+
+}  // namespace recur
+
+#endif  // RECUR_SERVER_ENGINE_H_

@@ -1,0 +1,59 @@
+#ifndef RECUR_SERVER_METRICS_H_
+#define RECUR_SERVER_METRICS_H_
+
+// The server's Prometheus series (prefix recur_, base units). One Metrics object per server; the
+// engine and the gRPC service record into it, an HTTP exposer serves it on /metrics.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace recur {
+
+class Metrics {
+ public:
+  Metrics();
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  // Counts a finished RPC under its gRPC status code name, e.g. "OK", "NOT_FOUND".
+  void CountRequest(absl::string_view code);
+
+  prometheus::Histogram& time_to_first_token;  // seconds from arrival to the first token
+  prometheus::Histogram& inter_token_latency;  // seconds between consecutive tokens of a stream
+  prometheus::Histogram& request_duration;     // seconds from arrival to the last message
+  prometheus::Histogram& batch_size;           // sequences per batched decode step
+  prometheus::Counter& prompt_tokens;
+  prometheus::Counter& generated_tokens;
+  prometheus::Gauge& active_sessions;   // slots in use: sessions and one-off requests
+  prometheus::Gauge& running_requests;  // admitted: prefilling or decoding
+  prometheus::Gauge& queued_requests;   // waiting for a slot
+  prometheus::Gauge& state_bytes;       // model state held by all slots
+
+ private:
+  explicit Metrics(std::shared_ptr<prometheus::Registry> registry);
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_;
+};
+
+// Serves `metrics` over HTTP at /metrics until destroyed.
+class MetricsServer {
+ public:
+  virtual ~MetricsServer() = default;
+  virtual int port() const = 0;
+};
+// Listens on host:port (port 0 picks a free one).
+absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(const std::string& host, int port,
+                                                                  const Metrics& metrics);
+
+}  // namespace recur
+
+#endif  // RECUR_SERVER_METRICS_H_

@@ -1,0 +1,103 @@
+// recur-server: serves a recur-train checkpoint over gRPC (recur.v1.Recur, health, reflection),
+// with Prometheus metrics on /metrics.
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "glog/logging.h"
+#include "model/checkpoint.h"
+#include "model/cli.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train (required)");
+ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface)");
+ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 picks a free one)");
+ABSL_FLAG(int32_t, metrics_port, 9090, "Port for Prometheus /metrics (-1: none; 0 picks a free one)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda: where the model and every session's state live");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: one per core)");
+ABSL_FLAG(int64_t, max_sessions, 64, "State slots: open sessions plus running one-off requests");
+ABSL_FLAG(int64_t, state_memory_mb, 0,
+          "Linear attention: size the slots from this memory budget instead of --max_sessions (0: off)");
+ABSL_FLAG(int64_t, max_queue, 256, "Requests waiting for a slot; past this, RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_tokens, 4096, "Cap on a request's max_tokens");
+ABSL_FLAG(int64_t, default_max_tokens, 128, "max_tokens when a request leaves it unset");
+ABSL_FLAG(int64_t, max_prompt_tokens, 32768, "Longest prompt accepted, in tokens");
+ABSL_FLAG(int64_t, prefill_chunk, 256, "Prompt tokens fed per engine step, so long prompts do not stall streams");
+ABSL_FLAG(absl::Duration, session_ttl, absl::Minutes(30), "Sessions idle this long are closed");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
+          "On SIGTERM, how long in-flight streams may run before they are cancelled");
+
+namespace {
+int Fail(const std::string& message) { return recur::Fail("recur-server", message); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  recur::InitProgram(argc, argv,
+                     "Serves a checkpoint over gRPC: streaming generation with constant-size sessions.\n"
+                     "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9090");
+  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads));
+  // SIGTERM and SIGINT are taken by sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (absl::GetFlag(FLAGS_checkpoint).empty()) return Fail("--checkpoint is required");
+  auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return Fail(std::string(device.status().message()));
+  auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), *device);
+  if (!checkpoint.ok()) return Fail(std::string(checkpoint.status().message()));
+
+  recur::ServerOptions options;
+  options.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  options.metrics_host = absl::GetFlag(FLAGS_host);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  recur::EngineOptions& engine = options.engine;
+  engine.device = *device;
+  engine.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  engine.max_queue = absl::GetFlag(FLAGS_max_queue);
+  engine.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  engine.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
+  engine.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
+  engine.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
+  engine.session_ttl = absl::GetFlag(FLAGS_session_ttl);
+  const int64_t budget_mb = absl::GetFlag(FLAGS_state_memory_mb);
+  if (budget_mb > 0) {
+    if (checkpoint->config.attention != recur::AttentionKind::kLinear) {
+      return Fail("--state_memory_mb sizes constant-size linear-attention slots; use --max_sessions for softmax");
+    }
+    engine.max_sessions = budget_mb * (1 << 20) / checkpoint->config.StateBytesPerSequence();
+  }
+  if (engine.max_sessions < 1) return Fail("the server needs at least one session slot");
+  if (engine.max_queue < 0) return Fail("--max_queue must be >= 0");
+  if (engine.max_tokens < 1 || engine.default_max_tokens < 1 || engine.default_max_tokens > engine.max_tokens) {
+    return Fail("--max_tokens and --default_max_tokens must be >= 1, the default no larger than the cap");
+  }
+  if (engine.max_prompt_tokens < 1 || engine.prefill_chunk < 1) {
+    return Fail("--max_prompt_tokens and --prefill_chunk must be >= 1");
+  }
+  const int64_t slot_bytes = checkpoint->config.attention == recur::AttentionKind::kLinear
+                                 ? checkpoint->config.StateBytesPerSequence()
+                                 : 0;
+
+  auto server = recur::RecurServer::Start(*std::move(checkpoint), options);
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  LOG(INFO) << "recur-server listening on " << absl::GetFlag(FLAGS_host) << ":" << (*server)->port() << ", "
+            << engine.max_sessions << " session slots"
+            << (slot_bytes > 0 ? absl::StrCat(" of ", slot_bytes, " bytes") : std::string())
+            << ", metrics on "
+            << ((*server)->metrics_port() >= 0 ? absl::StrCat(":", (*server)->metrics_port(), "/metrics")
+                                               : std::string("(off)"));
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  LOG(INFO) << "signal " << signal << ": draining for up to " << absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout));
+  (*server)->Shutdown(absl::GetFlag(FLAGS_drain_timeout));
+  LOG(INFO) << "stopped";
+  return 0;
+}

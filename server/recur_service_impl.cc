@@ -1,0 +1,294 @@
+#include "server/recur_service_impl.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "grpcpp/support/status_code_enum.h"
+
+namespace recur {
+
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::OK: return "OK";
+    case grpc::CANCELLED: return "CANCELLED";
+    case grpc::UNKNOWN: return "UNKNOWN";
+    case grpc::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::NOT_FOUND: return "NOT_FOUND";
+    case grpc::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::ABORTED: return "ABORTED";
+    case grpc::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::INTERNAL: return "INTERNAL";
+    case grpc::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::DATA_LOSS: return "DATA_LOSS";
+    case grpc::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN";
+  }
+}
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kEndOfSequence: return v1::FINISH_REASON_END_OF_SEQUENCE;
+    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+void ToProto(const SessionInfo& info, v1::Session* session) {
+  session->set_session_id(info.id);
+  session->set_tokens(info.tokens);
+  session->set_state_bytes(info.state_bytes);
+  session->set_last_used_unix_seconds(absl::ToDoubleSeconds(info.last_used - absl::UnixEpoch()));
+  session->set_busy(info.busy);
+}
+
+// One Generate stream. The engine pushes messages from its thread; the reactor writes them one at
+// a time (gRPC allows one write in flight) and finishes the RPC after the last. The reactor is
+// deleted by gRPC in OnDone; the engine may still hold the sink, so the two are separate objects.
+class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  class Sink : public GenerationSink {
+   public:
+    explicit Sink(GenerateReactor* reactor) : reactor_(reactor) {}
+
+    void OnText(std::string text, std::vector<int64_t> token_ids) override {
+      v1::GenerateResponse message;
+      message.set_text(std::move(text));
+      for (int64_t id : token_ids) message.add_token_ids(id);
+      Push(std::move(message), std::nullopt);
+    }
+
+    void OnFinish(FinishReason reason, const GenerationUsage& usage) override {
+      v1::GenerateResponse message;
+      message.set_finish_reason(ToProto(reason));
+      auto* u = message.mutable_usage();
+      u->set_prompt_tokens(usage.prompt_tokens);
+      u->set_generated_tokens(usage.generated_tokens);
+      u->set_time_to_first_token_seconds(usage.time_to_first_token_seconds);
+      u->set_duration_seconds(usage.duration_seconds);
+      const bool cancelled = reason == FinishReason::kCancelled;
+      Push(std::move(message),
+           cancelled ? grpc::Status(grpc::CANCELLED, "the request was cancelled") : grpc::Status::OK);
+    }
+
+    // The write in flight finished; `ok` false means the stream is broken (the client left).
+    void WriteDone(bool ok) {
+      {
+        absl::MutexLock lock(&mu_);
+        writing_ = false;
+        if (!ok) broken_ = true;
+      }
+      Pump();
+    }
+
+    void Detach() {
+      absl::MutexLock lock(&mu_);
+      reactor_ = nullptr;
+    }
+
+   private:
+    void Push(v1::GenerateResponse message, std::optional<grpc::Status> final_status) {
+      {
+        absl::MutexLock lock(&mu_);
+        // Once the final message is known the text before it is coalesced into as few writes as
+        // the client's pace allows.
+        if (!pending_.empty() && !final_status && pending_.back().finish_reason() == v1::FINISH_REASON_UNSPECIFIED &&
+            writing_) {
+          auto& last = pending_.back();
+          last.mutable_text()->append(message.text());
+          for (int64_t id : message.token_ids()) last.add_token_ids(id);
+        } else {
+          pending_.push_back(std::move(message));
+        }
+        if (final_status) final_status_ = *final_status;
+      }
+      Pump();
+    }
+
+    // Starts the next write, or finishes the RPC after the last; at most one of either at a time.
+    void Pump() {
+      GenerateReactor* reactor = nullptr;
+      const v1::GenerateResponse* next = nullptr;
+      std::optional<grpc::Status> finish;
+      {
+        absl::MutexLock lock(&mu_);
+        if (reactor_ == nullptr || writing_ || finished_) return;
+        const bool cancelled = final_status_ && final_status_->error_code() == grpc::CANCELLED;
+        if (!broken_ && !cancelled && !pending_.empty()) {
+          current_ = std::move(pending_.front());
+          pending_.pop_front();
+          writing_ = true;
+          next = &current_;
+        } else if (final_status_ && (broken_ || cancelled || pending_.empty())) {
+          finished_ = true;
+          finish = *final_status_;
+        } else if (broken_) {
+          return;  // wait for the engine's final message (it sees the cancellation within a step)
+        } else {
+          return;
+        }
+        reactor = reactor_;
+      }
+      if (next != nullptr) {
+        reactor->StartWrite(next);
+      } else {
+        reactor->Done(*finish);
+      }
+    }
+
+    absl::Mutex mu_;
+    GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);
+    std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
+    v1::GenerateResponse current_;  // the message being written
+    bool writing_ ABSL_GUARDED_BY(mu_) = false;
+    bool broken_ ABSL_GUARDED_BY(mu_) = false;
+    bool finished_ ABSL_GUARDED_BY(mu_) = false;
+    std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
+  };
+
+  GenerateReactor(Engine* engine, Metrics* metrics, const v1::GenerateRequest& message)
+      : metrics_(metrics), sink_(std::make_shared<Sink>(this)) {
+    GenerationRequest request;
+    request.prompt = message.prompt();
+    request.session_id = message.session_id();
+    if (message.has_max_tokens()) {
+      request.max_tokens = message.max_tokens();
+      if (request.max_tokens == 0) request.max_tokens = -1;  // an explicit 0 is an error, not "default"
+    }
+    const auto& sampling = message.sampling();
+    if (sampling.has_temperature()) request.sampling.temperature = sampling.temperature();
+    request.sampling.top_k = sampling.top_k();
+    if (sampling.has_top_p()) request.sampling.top_p = sampling.top_p();
+    if (sampling.has_repetition_penalty()) request.sampling.repetition_penalty = sampling.repetition_penalty();
+    request.sampling.seed = sampling.seed();
+    request.stop.assign(message.stop().begin(), message.stop().end());
+    auto ticket = engine->Submit(std::move(request), sink_);
+    if (!ticket.ok()) {
+      Done(ToGrpcStatus(ticket.status()));
+      return;
+    }
+    ticket_ = *std::move(ticket);
+  }
+
+  void OnWriteDone(bool ok) override { sink_->WriteDone(ok); }
+  void OnCancel() override {
+    if (ticket_ != nullptr) ticket_->Cancel();
+  }
+  void OnDone() override {
+    sink_->Detach();
+    delete this;
+  }
+
+ private:
+  void Done(const grpc::Status& status) {
+    if (metrics_ != nullptr) metrics_->CountRequest(CodeName(status.error_code()));
+    Finish(status);
+  }
+
+  Metrics* const metrics_;
+  std::shared_ptr<Sink> sink_;
+  std::shared_ptr<GenerationTicket> ticket_;
+};
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* RecurServiceImpl::Generate(grpc::CallbackServerContext* context,
+                                                                           const v1::GenerateRequest* request) {
+  return new GenerateReactor(engine_, metrics_, *request);
+}
+
+grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* context, const absl::Status& status) {
+  auto grpc_status = ToGrpcStatus(status);
+  if (metrics_ != nullptr) metrics_->CountRequest(CodeName(grpc_status.error_code()));
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc_status);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RecurServiceImpl::CreateSession(grpc::CallbackServerContext* context,
+                                                          const v1::CreateSessionRequest*, v1::Session* response) {
+  auto info = engine_->CreateSession();
+  if (info.ok()) ToProto(*info, response);
+  return Reply(context, info.status());
+}
+
+grpc::ServerUnaryReactor* RecurServiceImpl::GetSession(grpc::CallbackServerContext* context,
+                                                       const v1::GetSessionRequest* request, v1::Session* response) {
+  auto info = engine_->GetSession(request->session_id());
+  if (info.ok()) ToProto(*info, response);
+  return Reply(context, info.status());
+}
+
+grpc::ServerUnaryReactor* RecurServiceImpl::CloseSession(grpc::CallbackServerContext* context,
+                                                         const v1::CloseSessionRequest* request,
+                                                         v1::CloseSessionResponse*) {
+  return Reply(context, engine_->CloseSession(request->session_id()));
+}
+
+grpc::ServerUnaryReactor* RecurServiceImpl::ForkSession(grpc::CallbackServerContext* context,
+                                                        const v1::ForkSessionRequest* request, v1::Session* response) {
+  auto info = engine_->ForkSession(request->session_id());
+  if (info.ok()) ToProto(*info, response);
+  return Reply(context, info.status());
+}
+
+grpc::ServerUnaryReactor* RecurServiceImpl::ExportSession(grpc::CallbackServerContext* context,
+                                                          const v1::ExportSessionRequest* request,
+                                                          v1::ExportSessionResponse* response) {
+  auto bytes = engine_->ExportSession(request->session_id());
+  if (bytes.ok()) response->set_state(*std::move(bytes));
+  return Reply(context, bytes.status());
+}
+
+grpc::ServerUnaryReactor* RecurServiceImpl::ImportSession(grpc::CallbackServerContext* context,
+                                                          const v1::ImportSessionRequest* request,
+                                                          v1::Session* response) {
+  auto info = engine_->ImportSession(request->state());
+  if (info.ok()) ToProto(*info, response);
+  return Reply(context, info.status());
+}
+
+grpc::ServerUnaryReactor* RecurServiceImpl::GetModelInfo(grpc::CallbackServerContext* context,
+                                                         const v1::GetModelInfoRequest*, v1::ModelInfo* response) {
+  const EngineInfo info = engine_->Info();
+  response->set_attention(std::string(AttentionKindName(info.config.attention)));
+  response->set_vocab_size(info.config.vocab_size);
+  response->set_tokenizer(info.tokenizer_kind);
+  response->set_d_model(info.config.d_model);
+  response->set_num_layers(info.config.num_layers);
+  response->set_num_heads(info.config.num_heads);
+  response->set_d_ff(info.config.d_ff);
+  response->set_parameters(info.parameters);
+  response->set_state_bytes_per_session(info.state_bytes_per_session);
+  response->set_kv_cache_bytes_per_token(info.kv_cache_bytes_per_token);
+  response->set_max_sessions(info.max_sessions);
+  response->set_sessions_in_use(info.sessions_in_use);
+  response->set_sessions_free(info.max_sessions - info.sessions_in_use);
+  response->set_state_bytes_in_use(info.state_bytes_in_use);
+  response->set_device(info.device);
+  response->set_config_json(info.config.ToJson());
+  response->set_max_tokens(info.max_tokens);
+  response->set_max_prompt_tokens(info.max_prompt_tokens);
+  return Reply(context, absl::OkStatus());
+}
+
+}  // namespace recur

@@ -1,0 +1,54 @@
+#ifndef RECUR_SERVER_SERVER_H_
+#define RECUR_SERVER_SERVER_H_
+
+// A running recur-server: the engine, the gRPC service (with health checking and reflection) and
+// the metrics endpoint, put together. Used by recur-server's main and by the tests.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "model/checkpoint.h"
+#include "server/engine.h"
+#include "server/metrics.h"
+#include "server/recur_service_impl.h"
+
+namespace recur {
+
+struct ServerOptions {
+  std::string address = "127.0.0.1:50051";  // port 0 picks a free one
+  std::string metrics_host = "127.0.0.1";
+  int metrics_port = -1;                    // -1: no metrics endpoint; 0 picks a free port
+  EngineOptions engine;
+};
+
+class RecurServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<RecurServer>> Start(Checkpoint checkpoint, ServerOptions options);
+  ~RecurServer();
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : -1; }
+  Engine& engine() { return *engine_; }
+  Metrics& metrics() { return *metrics_; }
+
+  // Stops accepting calls, lets in-flight ones finish for up to `drain`, then cancels the rest.
+  void Shutdown(absl::Duration drain);
+
+ private:
+  RecurServer() = default;
+
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<RecurServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace recur
+
+#endif  // RECUR_SERVER_SERVER_H_

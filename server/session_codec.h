@@ -1,0 +1,45 @@
+#ifndef RECUR_SERVER_SESSION_CODEC_H_
+#define RECUR_SERVER_SESSION_CODEC_H_
+
+// A session's contents as bytes, so a session can move between servers that run the same model.
+// The bytes are a safetensors file (docs/checkpoint.md describes the format):
+//   layers.<i>.s, layers.<i>.z        linear attention: the sums S [1,H,d,d] and z [1,H,d], float32
+//   layers.<i>.k, layers.<i>.v        softmax attention: the key/value cache [1,H,T,d], T = consumed
+//   pending                           int64 [P]: tokens seen but not yet fed to the model
+//   seen                              int64 [U]: distinct tokens so far (for the repetition penalty)
+// and metadata: format "recur-session", version "1", consumed (tokens in the state) and the
+// model's config.json, which must match the importing server's.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "model/config.h"
+#include "model/model_state.h"
+
+namespace recur {
+
+// Everything a session remembers: the model's state after `consumed` tokens, plus the tokens the
+// model has not been fed yet (the last sampled one, which the next request feeds first).
+struct SessionState {
+  ModelState model;              // batch of one
+  std::vector<int64_t> pending;
+  std::vector<int64_t> seen;     // distinct token ids, in first-seen order
+  int64_t consumed = 0;
+
+  int64_t tokens() const { return consumed + static_cast<int64_t>(pending.size()); }
+};
+
+absl::StatusOr<std::string> EncodeSession(const SessionState& session, const ModelConfig& config);
+
+// INVALID_ARGUMENT naming the problem when the bytes are corrupt or were made by another model.
+absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelConfig& config,
+                                           const torch::Device& device);
+
+}  // namespace recur
+
+#endif  // RECUR_SERVER_SESSION_CODEC_H_
