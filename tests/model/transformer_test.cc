@@ -112,6 +112,42 @@ TEST_P(TransformerFormsTest, BatchedStepOfRowsAtDifferentPositionsMatchesSolo) {
   }
 }
 
+TEST_P(TransformerFormsTest, ConcatenatedAndSelectedStatesStepLikeTheirRows) {
+  // Three rows at different positions join one batch (ConcatStates), step twice, then leave it
+  // (SelectRows): every row must match stepping alone, before and after.
+  std::vector<int64_t> lengths{5, 12, 9};
+  std::vector<ModelState> solo, parts;
+  for (int64_t r = 0; r < 3; ++r) {
+    solo.push_back(model_->NewState(1, TestDevice()));
+    model_->Prefill(tokens_.index({Slice(r, r + 1), Slice(0, lengths[r])}), &solo.back());
+    parts.push_back(solo.back().Clone());
+  }
+  ModelState batch = ConcatStates({&parts[0], &parts[1], &parts[2]});
+  EXPECT_EQ(batch.batch_size(), 3);
+  for (int step = 0; step < 2; ++step) {
+    std::vector<torch::Tensor> next;
+    for (int64_t r = 0; r < 3; ++r) next.push_back(tokens_.index({r, lengths[r] + step}));
+    auto logits = model_->Step(torch::stack(next), &batch);
+    for (int64_t r = 0; r < 3; ++r) {
+      auto alone = model_->Step(next[r].view({1}), &solo[r]);
+      EXPECT_LE(RelativeError(logits.index({Slice(r, r + 1)}), alone), 1e-5) << "row " << r << " step " << step;
+    }
+  }
+  ModelState middle = SelectRows(batch, {1});
+  ModelState outer = SelectRows(batch, {2, 0});
+  EXPECT_EQ(middle.positions.item<int64_t>(), 14);
+  auto next = tokens_.index({Slice(1, 2), 14});
+  EXPECT_LE(RelativeError(model_->Step(next, &middle), model_->Step(next, &solo[1])), 1e-5);
+  auto pair = torch::stack({tokens_.index({2, 11}), tokens_.index({0, 7})});
+  auto logits = model_->Step(pair, &outer);
+  EXPECT_LE(RelativeError(logits.index({Slice(0, 1)}), model_->Step(pair.index({Slice(0, 1)}), &solo[2])), 1e-5);
+  EXPECT_LE(RelativeError(logits.index({Slice(1, 2)}), model_->Step(pair.index({Slice(1, 2)}), &solo[0])), 1e-5);
+  if (GetParam() == AttentionKind::kSoftmax) {
+    // A row that leaves keeps only the cache it uses.
+    EXPECT_EQ(SelectRows(batch, {0}).kv[0].capacity(), 7);
+  }
+}
+
 TEST_P(TransformerFormsTest, ForwardIsCausal) {
   auto a = model_->Forward(tokens_);
   auto changed = tokens_.clone();

@@ -1,0 +1,190 @@
+// Generate over gRPC against the model library's own generation: streaming, sessions, fork,
+// export/import, concurrency. Each case runs for linear and softmax checkpoints.
+
+#include <atomic>
+#include <thread>
+
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "model/utf8.h"
+#include "tests/server/test_server.h"
+
+namespace recur::testing {
+namespace {
+
+class GenerateTest : public ::testing::TestWithParam<AttentionKind> {
+ protected:
+  void SetUp() override {
+    WriteTestCheckpoint(dir_.Join("model"), GetParam());
+    checkpoint_ = LoadTestCheckpoint(dir_.Join("model"));
+    server_ = StartTestServer(dir_.Join("model"));
+    ASSERT_NE(server_, nullptr);
+    client_ = std::make_unique<RecurClient>(Address(*server_), absl::Seconds(60));
+  }
+
+  std::vector<int64_t> Encode(const std::string& text) { return checkpoint_.tokenizer->Encode(text); }
+
+  TempDir dir_;
+  Checkpoint checkpoint_;
+  std::unique_ptr<RecurServer> server_;
+  std::unique_ptr<RecurClient> client_;
+};
+
+TEST_P(GenerateTest, StreamEqualsLibraryGenerationAndItsText) {
+  for (double temperature : {0.0, 1.0}) {
+    auto out = Stream(*client_, MakeRequest("The engine ", 48, temperature, /*seed=*/5));
+    ASSERT_TRUE(out.status.ok()) << out.status;
+    EXPECT_EQ(out.ids, LibraryGenerate(checkpoint_, Encode("The engine "), 48, temperature, 5)) << temperature;
+    // The pieces concatenate to the tokens' text (bytes made valid UTF-8, as streamed).
+    std::string bytes;
+    for (int64_t id : out.ids) bytes += checkpoint_.tokenizer->Piece(id, -1);
+    Utf8StreamDecoder decoder;
+    EXPECT_EQ(out.text, decoder.Push(bytes) + decoder.Flush());
+    EXPECT_TRUE(IsValidUtf8(out.text));
+    const auto& usage = out.last.usage();
+    EXPECT_EQ(usage.prompt_tokens(), 11);
+    EXPECT_EQ(usage.generated_tokens(), static_cast<int64_t>(out.ids.size()));
+    EXPECT_GT(usage.time_to_first_token_seconds(), 0);
+    EXPECT_GE(usage.duration_seconds(), usage.time_to_first_token_seconds());
+    const bool eos = !out.ids.empty() && out.ids.back() == checkpoint_.tokenizer->eos_id();
+    EXPECT_EQ(out.last.finish_reason(), eos ? v1::FINISH_REASON_END_OF_SEQUENCE : v1::FINISH_REASON_LENGTH);
+  }
+}
+
+TEST_P(GenerateTest, SessionOverThreeTurnsEqualsOneRequestWithTheWholeText) {
+  struct Case {
+    double temperature;
+    double repetition_penalty;
+  };
+  for (const Case c : {Case{0.0, 1.0}, Case{0.9, 1.3}}) {
+    auto session = client_->CreateSession();
+    ASSERT_TRUE(session.ok()) << session.status();
+    std::vector<int64_t> text;  // everything the session has seen
+    const std::vector<std::string> prompts = {"First turn. ", "Second: ", "and the third "};
+    for (size_t turn = 0; turn < prompts.size(); ++turn) {
+      auto request = MakeRequest(prompts[turn], 12, c.temperature, /*seed=*/40 + turn, session->session_id());
+      request.mutable_sampling()->set_repetition_penalty(c.repetition_penalty);
+      auto out = Stream(*client_, request);
+      ASSERT_TRUE(out.status.ok()) << out.status;
+      text = Concat({text, Encode(prompts[turn])});
+      EXPECT_EQ(out.ids, LibraryGenerate(checkpoint_, text, 12, c.temperature, 40 + turn, c.repetition_penalty))
+          << "turn " << turn << ", temperature " << c.temperature;
+      text = Concat({text, out.ids});
+    }
+    auto info = client_->GetSession(session->session_id());
+    ASSERT_TRUE(info.ok());
+    EXPECT_EQ(info->tokens(), static_cast<int64_t>(text.size()));
+    // An empty prompt continues from the text so far.
+    auto more = Stream(*client_, MakeRequest("", 6, 0, 0, session->session_id()));
+    ASSERT_TRUE(more.status.ok()) << more.status;
+    EXPECT_EQ(more.ids, LibraryGenerate(checkpoint_, text, 6));
+  }
+}
+
+TEST_P(GenerateTest, ForkedSessionsContinueIndependently) {
+  auto a = client_->CreateSession();
+  ASSERT_TRUE(a.ok());
+  auto first = Stream(*client_, MakeRequest("Common start ", 8, 0, 0, a->session_id()));
+  ASSERT_TRUE(first.status.ok());
+  auto b = client_->ForkSession(a->session_id());
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_NE(a->session_id(), b->session_id());
+  const auto base = Concat({Encode("Common start "), first.ids});
+
+  auto in_a = Stream(*client_, MakeRequest("left", 10, 0, 0, a->session_id()));
+  auto in_b = Stream(*client_, MakeRequest("right", 10, 0, 0, b->session_id()));
+  auto again_a = Stream(*client_, MakeRequest("!", 10, 0, 0, a->session_id()));
+  ASSERT_TRUE(in_a.status.ok() && in_b.status.ok() && again_a.status.ok());
+  EXPECT_EQ(in_a.ids, LibraryGenerate(checkpoint_, Concat({base, Encode("left")}), 10));
+  EXPECT_EQ(in_b.ids, LibraryGenerate(checkpoint_, Concat({base, Encode("right")}), 10));
+  EXPECT_EQ(again_a.ids, LibraryGenerate(checkpoint_, Concat({base, Encode("left"), in_a.ids, Encode("!")}), 10));
+}
+
+TEST_P(GenerateTest, ExportedSessionContinuesIdenticallyOnAnotherServer) {
+  auto other = StartTestServer(dir_.Join("model"));
+  ASSERT_NE(other, nullptr);
+  RecurClient other_client(Address(*other), absl::Seconds(60));
+
+  auto session = client_->CreateSession();
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE(Stream(*client_, MakeRequest("Moving house ", 7, 0.8, 3, session->session_id())).status.ok());
+  auto bytes = client_->ExportSession(session->session_id());
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto imported = other_client.ImportSession(*bytes);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->tokens(), client_->GetSession(session->session_id())->tokens());
+
+  auto here = Stream(*client_, MakeRequest("next", 16, 0.8, 9, session->session_id()));
+  auto there = Stream(other_client, MakeRequest("next", 16, 0.8, 9, imported->session_id()));
+  ASSERT_TRUE(here.status.ok() && there.status.ok());
+  EXPECT_EQ(here.ids, there.ids);
+  EXPECT_EQ(here.text, there.text);
+}
+
+TEST_P(GenerateTest, SixtyFourConcurrentStreamsEachEqualTheirSoloRun) {
+  constexpr int kStreams = 64;
+  std::vector<Streamed> results(kStreams);
+  std::vector<std::thread> threads;
+  auto prompt = [](int i) { return "stream " + std::to_string(i) + ": "; };
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      RecurClient client(Address(*server_), absl::Seconds(120));
+      results[i] = Stream(client, MakeRequest(prompt(i), 24, i % 2 == 0 ? 0.0 : 1.0, /*seed=*/i));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kStreams; ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << results[i].status;
+    EXPECT_EQ(results[i].ids, LibraryGenerate(checkpoint_, Encode(prompt(i)), 24, i % 2 == 0 ? 0.0 : 1.0, i))
+        << "stream " << i;
+  }
+  // The decode steps really were batched.
+  const auto batch = server_->metrics().batch_size.Collect().histogram;
+  EXPECT_GT(batch.sample_sum / batch.sample_count, 1.5);
+}
+
+TEST_P(GenerateTest, CancellingAStreamFreesItsSlot) {
+  grpc::ClientContext context;
+  auto stub = v1::Recur::NewStub(grpc::CreateChannel(Address(*server_), grpc::InsecureChannelCredentials()));
+  auto reader = stub->Generate(&context, MakeRequest("cancel me ", 4000, 1.0));
+  v1::GenerateResponse message;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(reader->Read(&message));
+  EXPECT_EQ(server_->engine().Info().sessions_in_use, 1);
+  context.TryCancel();
+  while (reader->Read(&message)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::CANCELLED);
+  // The engine notices within a step; the slot and the running count go back to zero.
+  absl::Time until = absl::Now() + absl::Seconds(5);
+  while (server_->engine().Info().running_requests > 0 && absl::Now() < until) absl::SleepFor(absl::Milliseconds(5));
+  auto info = client_->GetModelInfo();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->sessions_in_use(), 0);
+  EXPECT_EQ(info->sessions_free(), info->max_sessions());
+  EXPECT_EQ(server_->metrics().running_requests.Value(), 0);
+  EXPECT_EQ(server_->metrics().active_sessions.Value(), 0);
+}
+
+TEST_P(GenerateTest, DeadlineEndsTheStreamAndFreesTheSlot) {
+  RecurClient hurried(Address(*server_), absl::Milliseconds(100));
+  auto session = client_->CreateSession();
+  ASSERT_TRUE(session.ok());
+  const absl::Time start = absl::Now();
+  auto out = Stream(hurried, MakeRequest("no time ", 4096, 1.0, 0, session->session_id()));
+  EXPECT_EQ(out.status.code(), absl::StatusCode::kDeadlineExceeded) << out.status;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  // The session is released (not busy) within a step, and usable again.
+  absl::Time until = absl::Now() + absl::Seconds(5);
+  while (client_->GetSession(session->session_id())->busy() && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  auto again = Stream(*client_, MakeRequest("again", 3, 0, 0, session->session_id()));
+  EXPECT_TRUE(again.status.ok()) << again.status;
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, GenerateTest, ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
+                         [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+
+}  // namespace
+}  // namespace recur::testing

@@ -1,0 +1,336 @@
+// Limits and errors of the server, its metrics, health, session lifetime and the recur CLI.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "tests/server/test_server.h"
+
+namespace recur::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RequestsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    WriteTestCheckpoint(dir_->Join("linear"), AttentionKind::kLinear);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  void Start(EngineOptions options = {}, bool metrics = false) {
+    server_ = StartTestServer(dir_->Join("linear"), options, metrics);
+    ASSERT_NE(server_, nullptr);
+    client_ = std::make_unique<RecurClient>(Address(*server_), absl::Seconds(60));
+  }
+
+  static TempDir* dir_;
+  std::unique_ptr<RecurServer> server_;
+  std::unique_ptr<RecurClient> client_;
+};
+TempDir* RequestsTest::dir_ = nullptr;
+
+TEST_F(RequestsTest, BadRequestsGetTheRightCodeAndAClearMessage) {
+  EngineOptions options;
+  options.max_tokens = 100;
+  options.max_prompt_tokens = 50;
+  Start(options);
+  struct Case {
+    const char* name;
+    v1::GenerateRequest request;
+    absl::StatusCode code;
+    const char* message;
+  };
+  auto with = [](auto edit) {
+    v1::GenerateRequest r = MakeRequest("hello", 5);
+    edit(r);
+    return r;
+  };
+  const std::vector<Case> cases = {
+      {"unknown session", with([](auto& r) { r.set_session_id("s-nope"); }), absl::StatusCode::kNotFound, "no session"},
+      {"max_tokens 0", with([](auto& r) { r.set_max_tokens(0); }), absl::StatusCode::kInvalidArgument, "max_tokens"},
+      {"max_tokens over cap", with([](auto& r) { r.set_max_tokens(101); }), absl::StatusCode::kInvalidArgument,
+       "max_tokens must be in [1, 100]"},
+      {"negative temperature", with([](auto& r) { r.mutable_sampling()->set_temperature(-0.5); }),
+       absl::StatusCode::kInvalidArgument, "temperature"},
+      {"top_p 0", with([](auto& r) { r.mutable_sampling()->set_top_p(0); }), absl::StatusCode::kInvalidArgument,
+       "top_p"},
+      {"top_p over 1", with([](auto& r) { r.mutable_sampling()->set_top_p(1.5); }),
+       absl::StatusCode::kInvalidArgument, "top_p"},
+      {"empty prompt, no session", with([](auto& r) { r.set_prompt(""); }), absl::StatusCode::kInvalidArgument,
+       "prompt is empty"},
+      {"prompt over the limit", with([](auto& r) { r.set_prompt(std::string(51, 'x')); }),
+       absl::StatusCode::kInvalidArgument, "over the limit of 50"},
+      {"invalid UTF-8", with([](auto& r) { r.set_prompt("caf\xC3"); }), absl::StatusCode::kInvalidArgument,
+       "UTF-8"},
+  };
+  for (const auto& c : cases) {
+    auto out = Stream(*client_, c.request);
+    EXPECT_EQ(out.status.code(), c.code) << c.name << ": " << out.status;
+    EXPECT_THAT(std::string(out.status.message()), HasSubstr(c.message)) << c.name;
+    EXPECT_TRUE(out.ids.empty()) << c.name;
+  }
+  // An empty prompt on a session that has no text yet.
+  auto session = client_->CreateSession();
+  ASSERT_TRUE(session.ok());
+  auto empty = Stream(*client_, MakeRequest("", 5, 0, 0, session->session_id()));
+  EXPECT_EQ(empty.status.code(), absl::StatusCode::kInvalidArgument);
+
+  // Session calls on an unknown id, and corrupt import bytes.
+  EXPECT_EQ(client_->GetSession("s-nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->CloseSession("s-nope").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->ForkSession("s-nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->ExportSession("s-nope").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(Stream(*client_, MakeRequest("some text", 4, 0, 0, session->session_id())).status.ok());
+  auto bytes = client_->ExportSession(session->session_id());
+  ASSERT_TRUE(bytes.ok());
+  const std::vector<std::pair<std::string, std::string>> corrupt = {
+      {"garbage", "not a session at all"},
+      {"truncated", bytes->substr(0, bytes->size() / 2)},
+      {"empty", ""},
+  };
+  for (const auto& [name, data] : corrupt) {
+    auto imported = client_->ImportSession(data);
+    EXPECT_EQ(imported.status().code(), absl::StatusCode::kInvalidArgument) << name << ": " << imported.status();
+  }
+  std::string flipped = *bytes;
+  flipped[12] = '#';  // breaks the JSON header
+  EXPECT_EQ(client_->ImportSession(flipped).status().code(), absl::StatusCode::kInvalidArgument);
+  // Bytes from a different model.
+  WriteTestCheckpoint(dir_->Join("other"), AttentionKind::kSoftmax);
+  auto softmax = StartTestServer(dir_->Join("other"));
+  RecurClient softmax_client(Address(*softmax), absl::Seconds(60));
+  auto foreign = softmax_client.ImportSession(*bytes);
+  EXPECT_EQ(foreign.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(foreign.status().message()), HasSubstr("different model"));
+}
+
+TEST_F(RequestsTest, NoFreeSlotAndAFullQueueAreResourceExhausted) {
+  EngineOptions options;
+  options.max_sessions = 2;
+  options.max_queue = 1;
+  Start(options);
+  auto a = client_->CreateSession();
+  auto b = client_->CreateSession();
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto c = client_->CreateSession();
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("no free session slot"));
+  EXPECT_EQ(client_->ForkSession(a->session_id()).status().code(), absl::StatusCode::kResourceExhausted);
+
+  // A one-off request waits in the queue for a slot; one more does not fit in the queue.
+  Streamed waiting;
+  std::thread waiter([&] {
+    RecurClient client(Address(*server_), absl::Seconds(60));
+    waiting = Stream(client, MakeRequest("waiting ", 3));
+  });
+  absl::Time until = absl::Now() + absl::Seconds(5);
+  while (server_->engine().Info().queued_requests == 0 && absl::Now() < until) absl::SleepFor(absl::Milliseconds(2));
+  EXPECT_EQ(server_->engine().Info().queued_requests, 1);
+  auto refused = Stream(*client_, MakeRequest("refused", 3));
+  EXPECT_EQ(refused.status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status.message()), HasSubstr("queue is full"));
+  // Closing a session frees a slot and the queued request runs.
+  ASSERT_TRUE(client_->CloseSession(b->session_id()).ok());
+  waiter.join();
+  EXPECT_TRUE(waiting.status.ok()) << waiting.status;
+  EXPECT_EQ(waiting.ids.size(), 3u);
+}
+
+TEST_F(RequestsTest, StateBytesStayConstantOverTwoThousandTokens) {
+  Start();
+  auto session = client_->CreateSession();
+  ASSERT_TRUE(session.ok());
+  const int64_t per_session = server_->engine().model()->config().StateBytesPerSequence();
+  EXPECT_EQ(session->state_bytes(), per_session);
+  int64_t generated = 0;
+  std::string prompt = "A long story: ";
+  for (int turn = 0; turn < 4; ++turn) {
+    auto out = Stream(*client_, MakeRequest(prompt, 500, 1.0, turn, session->session_id()));
+    ASSERT_TRUE(out.status.ok()) << out.status;
+    generated += static_cast<int64_t>(out.ids.size());
+    prompt = " ";
+    auto info = client_->GetSession(session->session_id());
+    ASSERT_TRUE(info.ok());
+    EXPECT_EQ(info->state_bytes(), per_session) << "after " << generated << " tokens";
+    EXPECT_EQ(client_->GetModelInfo()->state_bytes_in_use(), per_session);
+  }
+  EXPECT_GE(generated, 1500);  // <eos> may end a turn early; four turns of up to 500
+  EXPECT_EQ(server_->engine().Info().state_bytes_in_use, per_session);
+}
+
+TEST_F(RequestsTest, StopSequencesEndTheStreamWithoutBeingSent) {
+  Start();
+  auto free_run = Stream(*client_, MakeRequest("Stop test ", 40, 0));
+  ASSERT_TRUE(free_run.status.ok());
+  ASSERT_GE(free_run.text.size(), 12u);
+  const std::string stop = free_run.text.substr(8, 3);
+  auto request = MakeRequest("Stop test ", 40, 0);
+  request.add_stop(stop);
+  auto stopped = Stream(*client_, request);
+  ASSERT_TRUE(stopped.status.ok());
+  EXPECT_EQ(stopped.last.finish_reason(), v1::FINISH_REASON_STOP);
+  EXPECT_EQ(stopped.text, free_run.text.substr(0, free_run.text.find(stop)));
+}
+
+TEST_F(RequestsTest, IdleSessionsAreClosedAfterTheirTtl) {
+  EngineOptions options;
+  options.session_ttl = absl::Milliseconds(300);
+  Start(options);
+  auto session = client_->CreateSession();
+  ASSERT_TRUE(session.ok());
+  EXPECT_TRUE(client_->GetSession(session->session_id()).ok());
+  absl::SleepFor(absl::Milliseconds(1800));
+  EXPECT_EQ(client_->GetSession(session->session_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->GetModelInfo()->sessions_in_use(), 0);
+}
+
+TEST_F(RequestsTest, ModelInfoAndHealth) {
+  EngineOptions options;
+  options.max_sessions = 7;
+  Start(options);
+  auto info = client_->GetModelInfo();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->attention(), "linear");
+  EXPECT_EQ(info->tokenizer(), "byte");
+  EXPECT_EQ(info->vocab_size(), 257);
+  EXPECT_EQ(info->max_sessions(), 7);
+  EXPECT_EQ(info->sessions_free(), 7);
+  // L·H·(d·d + d)·4 bytes: 2 layers, 2 heads of width 16.
+  EXPECT_EQ(info->state_bytes_per_session(), 2 * 2 * (16 * 16 + 16) * 4);
+  auto health = client_->Health();
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, "SERVING");
+}
+
+// GET /metrics over a plain socket.
+std::string Scrape(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) return "";
+  const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
+  send(fd, request.data(), request.size(), 0);
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = recv(fd, buffer, sizeof(buffer), 0)) > 0;) response.append(buffer, n);
+  close(fd);
+  return response;
+}
+
+double Sample(const std::string& scrape, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(scrape, '\n')) {
+    if (absl::StartsWith(line, series + " ")) {
+      double value = -1;
+      if (absl::SimpleAtod(line.substr(series.size() + 1), &value)) return value;
+    }
+  }
+  return -1;
+}
+
+TEST_F(RequestsTest, MetricsEndpointServesTheSeriesWithSensibleValues) {
+  Start({}, /*metrics=*/true);
+  ASSERT_GT(server_->metrics_port(), 0);
+  int64_t generated = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto out = Stream(*client_, MakeRequest("metrics ", 10, 1.0, i));
+    ASSERT_TRUE(out.status.ok());
+    generated += static_cast<int64_t>(out.ids.size());
+  }
+  EXPECT_EQ(client_->GetSession("s-nope").status().code(), absl::StatusCode::kNotFound);
+  auto session = client_->CreateSession();
+  ASSERT_TRUE(session.ok());
+
+  const std::string scrape = Scrape(server_->metrics_port());
+  ASSERT_THAT(scrape, HasSubstr("200 OK"));
+  EXPECT_EQ(Sample(scrape, "recur_generated_tokens_total"), generated);
+  EXPECT_EQ(Sample(scrape, "recur_prompt_tokens_total"), 3 * 8);
+  EXPECT_EQ(Sample(scrape, "recur_requests_total{code=\"OK\"}"), 4);  // 3 Generate + CreateSession
+  EXPECT_EQ(Sample(scrape, "recur_requests_total{code=\"NOT_FOUND\"}"), 1);
+  EXPECT_EQ(Sample(scrape, "recur_time_to_first_token_seconds_count"), 3);
+  EXPECT_GT(Sample(scrape, "recur_time_to_first_token_seconds_sum"), 0);
+  EXPECT_EQ(Sample(scrape, "recur_inter_token_latency_seconds_count"), generated - 3);
+  EXPECT_EQ(Sample(scrape, "recur_request_duration_seconds_count"), 3);
+  EXPECT_GT(Sample(scrape, "recur_batch_size_count"), 0);
+  EXPECT_EQ(Sample(scrape, "recur_active_sessions"), 1);
+  EXPECT_EQ(Sample(scrape, "recur_running_requests"), 0);
+  EXPECT_EQ(Sample(scrape, "recur_queued_requests"), 0);
+  EXPECT_EQ(Sample(scrape, "recur_state_bytes"), server_->engine().Info().state_bytes_per_session);
+  // Latency buckets reach below a millisecond.
+  EXPECT_THAT(scrape, HasSubstr("recur_inter_token_latency_seconds_bucket{le=\"0.0001\"}"));
+  EXPECT_THAT(Scrape(server_->metrics_port()).substr(0, 40), HasSubstr("200 OK"));
+}
+
+// Runs the recur CLI; returns its exit code, stdout in `out`, stderr in `err`.
+int RunCli(const std::string& args, std::string* out, std::string* err) {
+  TempDir dir;
+  const std::string command =
+      std::string(RECUR_CLI_BINARY) + " " + args + " > " + dir.Join("out") + " 2> " + dir.Join("err");
+  const int status = std::system(command.c_str());
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  *out = slurp(dir.Join("out"));
+  *err = slurp(dir.Join("err"));
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(RequestsTest, CliEndToEnd) {
+  Start();
+  const std::string server = "--server " + Address(*server_) + " ";
+  std::string out, err;
+
+  ASSERT_EQ(RunCli(server + "generate 'Hello there' --max_tokens 20 --temperature 0", &out, &err), 0) << err;
+  auto reference = Stream(*client_, MakeRequest("Hello there", 20, 0));
+  EXPECT_EQ(out, reference.text + "\n");
+
+  ASSERT_EQ(RunCli(server + "session create", &out, &err), 0) << err;
+  const std::string id(absl::StripAsciiWhitespace(out));
+  EXPECT_TRUE(absl::StartsWith(id, "s-")) << out;
+  ASSERT_EQ(RunCli(server + "generate 'abc' --session " + id + " --max_tokens 5 --usage", &out, &err), 0) << err;
+  EXPECT_THAT(err, HasSubstr("finish: length"));
+  ASSERT_EQ(RunCli(server + "session info " + id, &out, &err), 0) << err;
+  EXPECT_THAT(out, HasSubstr("tokens       8"));
+
+  TempDir files;
+  ASSERT_EQ(RunCli(server + "session export " + id + " --file " + files.Join("s.bin"), &out, &err), 0) << err;
+  ASSERT_EQ(RunCli(server + "session import --file " + files.Join("s.bin"), &out, &err), 0) << err;
+  const std::string imported(absl::StripAsciiWhitespace(out));
+  EXPECT_NE(imported, id);
+  ASSERT_EQ(RunCli(server + "session fork " + id, &out, &err), 0) << err;
+  ASSERT_EQ(RunCli(server + "session close " + id, &out, &err), 0) << err;
+  ASSERT_EQ(RunCli(server + "info", &out, &err), 0) << err;
+  EXPECT_THAT(out, HasSubstr("attention            linear"));
+  EXPECT_THAT(out, HasSubstr("2 in use"));
+  ASSERT_EQ(RunCli(server + "health", &out, &err), 0) << err;
+  EXPECT_EQ(out, "SERVING\n");
+  ASSERT_EQ(RunCli(server + "bench --concurrency 4 --requests 8 --max_tokens 8", &out, &err), 0) << err;
+  EXPECT_THAT(out, HasSubstr("requests 8 (0 failed)"));
+
+  // Errors: the status on stderr and a non-zero exit.
+  EXPECT_EQ(RunCli(server + "session info " + id, &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("NOT_FOUND"));
+  EXPECT_EQ(RunCli(server + "generate 'x' --temperature -1", &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("INVALID_ARGUMENT: temperature"));
+  EXPECT_EQ(RunCli(server + "frobnicate", &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("unknown command"));
+  EXPECT_EQ(RunCli("--server 127.0.0.1:1 --timeout 2s info", &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("UNAVAILABLE"));
+}
+
+}  // namespace
+}  // namespace recur::testing

@@ -1,0 +1,88 @@
+#include "server/session_codec.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "model/transformer.h"
+
+namespace recur {
+namespace {
+
+using ::testing::HasSubstr;
+
+class SessionCodecTest : public ::testing::TestWithParam<AttentionKind> {
+ protected:
+  SessionCodecTest() {
+    config_.vocab_size = 50;
+    config_.d_model = 16;
+    config_.num_layers = 2;
+    config_.num_heads = 2;
+    config_.d_ff = 32;
+    config_.attention = GetParam();
+    torch::manual_seed(1);
+    model_ = TransformerLM(config_);
+    model_->eval();
+  }
+
+  SessionState Session(int64_t length) {
+    torch::NoGradGuard no_grad;
+    SessionState session;
+    session.model = model_->NewState(1, torch::kCPU);
+    model_->Prefill(torch::randint(0, 50, {1, length}, torch::kInt64), &session.model);
+    session.consumed = length;
+    session.pending = {7};
+    session.seen = {1, 7, 3};
+    return session;
+  }
+
+  ModelConfig config_;
+  TransformerLM model_{nullptr};
+};
+
+TEST_P(SessionCodecTest, RoundTripContinuesIdentically) {
+  torch::NoGradGuard no_grad;
+  SessionState session = Session(13);
+  auto bytes = EncodeSession(session, config_);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto decoded = DecodeSession(*bytes, config_, torch::kCPU);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->consumed, 13);
+  EXPECT_EQ(decoded->pending, session.pending);
+  EXPECT_EQ(decoded->seen, session.seen);
+  auto next = torch::tensor({7}, torch::kInt64);
+  auto a = model_->Step(next, &session.model);
+  auto b = model_->Step(next, &decoded->model);
+  EXPECT_TRUE(torch::equal(a, b));
+}
+
+TEST_P(SessionCodecTest, CorruptOrForeignBytesAreInvalidArgument) {
+  auto bytes = EncodeSession(Session(5), config_);
+  ASSERT_TRUE(bytes.ok());
+  auto error = [this](const std::string& data) {
+    auto decoded = DecodeSession(data, config_, torch::kCPU);
+    EXPECT_FALSE(decoded.ok());
+    EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+    return std::string(decoded.status().message());
+  };
+  EXPECT_THAT(error(""), HasSubstr("shorter than"));
+  EXPECT_THAT(error(bytes->substr(0, bytes->size() - 3)), HasSubstr("session bytes"));
+  ModelConfig other = config_;
+  other.d_ff = 64;
+  auto foreign = EncodeSession(Session(5), other);
+  EXPECT_THAT(error(*foreign), HasSubstr("different model"));
+  SessionState bad = Session(5);
+  bad.pending = {50};  // outside the vocabulary
+  EXPECT_THAT(error(*EncodeSession(bad, config_)), HasSubstr("outside the vocabulary"));
+  SessionState nan = Session(5);
+  if (GetParam() == AttentionKind::kLinear) {
+    nan.model.linear[0].s[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
+  } else {
+    nan.model.kv[0].k[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  EXPECT_THAT(error(*EncodeSession(nan, config_)), HasSubstr("non-finite"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, SessionCodecTest, ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
+                         [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+
+}  // namespace
+}  // namespace recur

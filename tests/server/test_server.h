@@ -1,0 +1,116 @@
+#ifndef RECUR_TESTS_SERVER_TEST_SERVER_H_
+#define RECUR_TESTS_SERVER_TEST_SERVER_H_
+
+// Real servers on ephemeral loopback ports, serving small random models, and the model library's
+// own generation as the reference they must agree with.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "client/recur_client.h"
+#include "gtest/gtest.h"
+#include "model/checkpoint.h"
+#include "model/generation.h"
+#include "model/tokenizer.h"
+#include "server/server.h"
+#include "tests/test_util.h"
+
+namespace recur::testing {
+
+// Writes a small random byte-level model of the given attention kind to `directory`.
+inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind, uint64_t seed = 11) {
+  ModelConfig config;
+  config.vocab_size = 257;
+  config.d_model = 32;
+  config.num_layers = 2;
+  config.num_heads = 2;
+  config.d_ff = 64;
+  config.chunk_size = 8;
+  config.attention = kind;
+  torch::manual_seed(seed);
+  TransformerLM model(config);
+  {
+    // Sharper logits than the default initialisation: fewer near-ties between the top tokens, so
+    // greedy comparisons test the engine rather than float rounding.
+    torch::NoGradGuard no_grad;
+    model->embedding->weight.mul_(3.0);
+  }
+  ByteTokenizer tokenizer;
+  auto status = SaveCheckpoint(directory, model, tokenizer, {"test", 0});
+  ASSERT_TRUE(status.ok()) << status;
+}
+
+inline Checkpoint LoadTestCheckpoint(const std::string& directory) {
+  auto checkpoint = LoadCheckpoint(directory);
+  EXPECT_TRUE(checkpoint.ok()) << checkpoint.status();
+  return *std::move(checkpoint);
+}
+
+inline std::unique_ptr<RecurServer> StartTestServer(const std::string& checkpoint_dir, EngineOptions engine = {},
+                                                    bool metrics = false) {
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.metrics_port = metrics ? 0 : -1;
+  options.engine = engine;
+  auto server = RecurServer::Start(LoadTestCheckpoint(checkpoint_dir), options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  return server.ok() ? *std::move(server) : nullptr;
+}
+
+inline std::string Address(const RecurServer& server) { return "127.0.0.1:" + std::to_string(server.port()); }
+
+// What a Generate stream delivered.
+struct Streamed {
+  absl::Status status;
+  std::string text;
+  std::vector<int64_t> ids;
+  v1::GenerateResponse last;
+};
+
+inline Streamed Stream(RecurClient& client, const v1::GenerateRequest& request) {
+  Streamed out;
+  out.status = client.Generate(request, [&out](const v1::GenerateResponse& message) {
+    out.text += message.text();
+    out.ids.insert(out.ids.end(), message.token_ids().begin(), message.token_ids().end());
+    out.last = message;
+  });
+  return out;
+}
+
+inline v1::GenerateRequest MakeRequest(const std::string& prompt, int64_t max_tokens, double temperature = 0,
+                                       uint64_t seed = 0, const std::string& session = "") {
+  v1::GenerateRequest request;
+  request.set_prompt(prompt);
+  request.set_max_tokens(max_tokens);
+  request.mutable_sampling()->set_temperature(temperature);
+  request.mutable_sampling()->set_seed(seed);
+  request.set_session_id(session);
+  return request;
+}
+
+// The model library's generation for the same ids and parameters (stopping at <eos>, as the
+// server does for byte-level models).
+inline std::vector<int64_t> LibraryGenerate(Checkpoint& checkpoint, const std::vector<int64_t>& prompt,
+                                            int64_t max_tokens, double temperature = 0, uint64_t seed = 0,
+                                            double repetition_penalty = 1.0) {
+  GenerationOptions options;
+  options.max_tokens = max_tokens;
+  options.sampling.temperature = temperature;
+  options.sampling.seed = seed;
+  options.sampling.repetition_penalty = repetition_penalty;
+  options.stop_token = checkpoint.tokenizer->eos_id();
+  return Generate(checkpoint.model, prompt, options);
+}
+
+inline std::vector<int64_t> Concat(std::initializer_list<std::vector<int64_t>> parts) {
+  std::vector<int64_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+}  // namespace recur::testing
+
+#endif  // RECUR_TESTS_SERVER_TEST_SERVER_H_
