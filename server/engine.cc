@@ -158,14 +158,19 @@ bool Engine::Iterate() {
     if (!request->done && (stopping || request->ticket->cancelled())) Finish(*request, FinishReason::kCancelled);
   }
   LeaveBatch();
-  // One slice of one prompt (the oldest), then one decode step for everyone already decoding: a
-  // long prompt delays running streams by one slice per step, never by its whole length.
+  // Prompt tokens first, up to prefill_chunk (oldest requests first), then one decode step for
+  // everyone already decoding. While streams are decoding, only one request's slice runs per
+  // step, so a long prompt (or a burst of new requests) delays them by one slice, never more;
+  // with nobody decoding, several prompts share the budget and start together.
   std::vector<Request*> joining;
+  int64_t budget = options_.prefill_chunk;
+  const bool streams_waiting = !batch_.empty();
   for (auto& request : running_) {
+    if (budget <= 0) break;
     if (request->done || request->decoding) continue;
-    PrefillSlice(*request);
+    budget -= PrefillSlice(*request, budget);
     if (request->decoding) joining.push_back(request.get());
-    break;
+    if (streams_waiting) break;
   }
   if (!batch_.empty()) DecodeStep();
   LeaveBatch();
@@ -231,18 +236,19 @@ void Engine::Admit() {
   }
 }
 
-void Engine::PrefillSlice(Request& request) {
+int64_t Engine::PrefillSlice(Request& request, int64_t max_tokens) {
   Session& session = *request.session;
-  const size_t n = std::min<size_t>(options_.prefill_chunk, request.feed.size() - request.fed);
+  const size_t n = std::min<size_t>(max_tokens, request.feed.size() - request.fed);
   std::vector<int64_t> slice(request.feed.begin() + request.fed, request.feed.begin() + request.fed + n);
   auto tokens = torch::tensor(slice, torch::TensorOptions().dtype(torch::kInt64)).view({1, -1}).to(options_.device);
   auto logits = checkpoint_.model->Prefill(tokens, &session.state.model);
   request.fed += n;
   session.state.consumed += n;
-  if (request.fed < request.feed.size()) return;
+  if (request.fed < request.feed.size()) return static_cast<int64_t>(n);
   // The whole prompt is in: the first token comes from the last position's logits.
   auto row = logits[0].to(torch::kCPU, torch::kFloat32).contiguous();
   if (Emit(request, row.data_ptr<float>())) request.decoding = true;
+  return static_cast<int64_t>(n);
 }
 
 void Engine::DecodeStep() {

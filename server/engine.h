@@ -39,7 +39,7 @@ struct EngineOptions {
   int64_t max_tokens = 4096;         // cap on GenerationRequest::max_tokens
   int64_t default_max_tokens = 128;  // when a request leaves it unset
   int64_t max_prompt_tokens = 32768;
-  int64_t prefill_chunk = 256;       // prompt tokens fed per engine iteration
+  int64_t prefill_chunk = 256;       // prompt tokens fed per engine iteration, over all requests
   absl::Duration session_ttl = absl::Minutes(30);  // idle sessions are closed after this
 };
 
@@ -138,7 +138,8 @@ class Engine {
   // One iteration: admit, prefill a slice, decode one batched step. Returns false when idle.
   bool Iterate();
   void Admit();
-  void PrefillSlice(Request& request);
+  // Feeds up to `max_tokens` more of the request's prompt; returns how many it fed.
+  int64_t PrefillSlice(Request& request, int64_t max_tokens);
   void DecodeStep();
   // Samples from `logits` (one row, on the host), streams the text, ends the request if done.
   // Returns true when the request goes on.

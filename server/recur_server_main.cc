@@ -3,7 +3,9 @@
 
 #include <csignal>
 #include <cstdio>
+#include <algorithm>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -18,7 +20,9 @@ ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for eve
 ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 picks a free one)");
 ABSL_FLAG(int32_t, metrics_port, 9090, "Port for Prometheus /metrics (-1: none; 0 picks a free one)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda: where the model and every session's state live");
-ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: one per core)");
+ABSL_FLAG(int32_t, threads, 0,
+          "CPU threads for LibTorch (0: one per core but one, which is left to gRPC: oversubscribed "
+          "cores stall LibTorch's parallel regions and inflate tail latency)");
 ABSL_FLAG(int64_t, max_sessions, 64, "State slots: open sessions plus running one-off requests");
 ABSL_FLAG(int64_t, state_memory_mb, 0,
           "Linear attention: size the slots from this memory budget instead of --max_sessions (0: off)");
@@ -39,7 +43,8 @@ int main(int argc, char** argv) {
   recur::InitProgram(argc, argv,
                      "Serves a checkpoint over gRPC: streaming generation with constant-size sessions.\n"
                      "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9090");
-  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads));
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : std::max(1, cores - 1));
   // SIGTERM and SIGINT are taken by sigwait below; block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);
