@@ -9,5 +9,9 @@ RUN bash deploy/build.sh -DRECUR_BUILD_TESTS=OFF \
  && cmake --install build --prefix /usr/local \
  && rm -rf build
 WORKDIR /work
-ENTRYPOINT ["recur-train"]
-CMD ["--help"]
+# The image holds every binary; the default runs the server on a mounted checkpoint:
+#   docker run -p 50051:50051 -p 9090:9090 -v $PWD/runs/demo:/model recur
+# and `docker run --entrypoint recur-train recur --help` trains.
+EXPOSE 50051 9090
+ENTRYPOINT ["recur-server"]
+CMD ["--checkpoint", "/model", "--host", "0.0.0.0"]

@@ -11,6 +11,11 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "grpcpp/completion_queue.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -212,6 +217,49 @@ TEST_F(RequestsTest, ModelInfoAndHealth) {
   auto health = client_->Health();
   ASSERT_TRUE(health.ok()) << health.status();
   EXPECT_EQ(*health, "SERVING");
+}
+
+// Asks the reflection service for the list of services, with hand-encoded protobuf bytes (the
+// reflection protos are not installed by Debian): ServerReflectionRequest{list_services: ""} is
+// field 7, length 0.
+std::string ListServicesByReflection(const std::string& address) {
+  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto call = stub.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag = nullptr;
+  bool ok = false;
+  auto wait = [&] { return cq.Next(&tag, &ok) && ok; };
+  call->StartCall(reinterpret_cast<void*>(1));
+  if (!wait()) return "";
+  const char request[] = {0x3A, 0x00};
+  grpc::Slice slice(request, sizeof(request));
+  grpc::ByteBuffer out(&slice, 1);
+  call->Write(out, reinterpret_cast<void*>(2));
+  if (!wait()) return "";
+  grpc::ByteBuffer in;
+  call->Read(&in, reinterpret_cast<void*>(3));
+  if (!wait()) return "";
+  std::vector<grpc::Slice> slices;
+  in.Dump(&slices);
+  std::string response;
+  for (const auto& s : slices) response.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  context.TryCancel();
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return response;
+}
+
+TEST_F(RequestsTest, ReflectionListsTheServices) {
+  Start();
+  const std::string services = ListServicesByReflection(Address(*server_));
+  EXPECT_THAT(services, HasSubstr("recur.v1.Recur"));
+  EXPECT_THAT(services, HasSubstr("grpc.health.v1.Health"));
 }
 
 // GET /metrics over a plain socket.
