@@ -1,0 +1,97 @@
+// The real recur-server binary: flags, start-up errors, and SIGTERM draining in-flight streams.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "tests/server/test_server.h"
+
+namespace recur::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Starts recur-server with `args`; stderr goes to `log`.
+pid_t Spawn(const std::string& args, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const std::string command = "exec " + std::string(RECUR_SERVER_BINARY) + " " + args + " 2> " + log;
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The port the server logged, or 0 if it has not (yet).
+int LoggedPort(const std::string& log) {
+  std::smatch match;
+  const std::string text = Slurp(log);
+  if (std::regex_search(text, match, std::regex("listening on 127\\.0\\.0\\.1:(\\d+)"))) return std::stoi(match[1]);
+  return 0;
+}
+
+int WaitExit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(ServerProcessTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {
+  TempDir dir;
+  WriteTestCheckpoint(dir.Join("model"), AttentionKind::kLinear);
+  const pid_t pid = Spawn("--checkpoint " + dir.Join("model") + " --port 0 --metrics_port -1 --threads 1 "
+                          "--drain_timeout 20s",
+                          dir.Join("log"));
+  int port = 0;
+  for (int i = 0; i < 600 && port == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    port = LoggedPort(dir.Join("log"));
+  }
+  ASSERT_GT(port, 0) << Slurp(dir.Join("log"));
+  RecurClient client("127.0.0.1:" + std::to_string(port), absl::Seconds(60));
+
+  // A stream long enough to be running when the signal arrives.
+  Streamed out;
+  std::atomic<int> received{0};
+  std::thread stream([&] {
+    out.status = client.Generate(MakeRequest("drain ", 3000, 1.0), [&](const v1::GenerateResponse& m) {
+      out.ids.insert(out.ids.end(), m.token_ids().begin(), m.token_ids().end());
+      out.last = m;
+      ++received;
+    });
+  });
+  while (received < 10) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  kill(pid, SIGTERM);
+  stream.join();
+  EXPECT_TRUE(out.status.ok()) << out.status;
+  const bool eos = !out.ids.empty() && out.ids.back() == 256;
+  EXPECT_TRUE(out.ids.size() == 3000u || eos) << out.ids.size() << " tokens";
+  EXPECT_EQ(WaitExit(pid), 0) << Slurp(dir.Join("log"));
+  EXPECT_THAT(Slurp(dir.Join("log")), HasSubstr("draining"));
+}
+
+TEST(ServerProcessTest, BadStartupsExitNonZeroWithAMessage) {
+  TempDir dir;
+  EXPECT_EQ(WaitExit(Spawn("", dir.Join("a"))), 1);
+  EXPECT_THAT(Slurp(dir.Join("a")), HasSubstr("--checkpoint is required"));
+  EXPECT_EQ(WaitExit(Spawn("--checkpoint " + dir.Join("missing"), dir.Join("b"))), 1);
+  EXPECT_THAT(Slurp(dir.Join("b")), HasSubstr("missing"));
+  WriteTestCheckpoint(dir.Join("model"), AttentionKind::kSoftmax);
+  EXPECT_EQ(WaitExit(Spawn("--checkpoint " + dir.Join("model") + " --state_memory_mb 10", dir.Join("c"))), 1);
+  EXPECT_THAT(Slurp(dir.Join("c")), HasSubstr("--max_sessions for softmax"));
+  EXPECT_EQ(WaitExit(Spawn("--checkpoint " + dir.Join("model") + " --device tpu", dir.Join("d"))), 1);
+  EXPECT_THAT(Slurp(dir.Join("d")), HasSubstr("unknown device"));
+}
+
+}  // namespace
+}  // namespace recur::testing
