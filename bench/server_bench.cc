@@ -68,7 +68,7 @@ class TimingSink : public GenerationSink {
   void OnText(std::string, std::vector<int64_t> ids) override {
     for (size_t i = 0; i < ids.size(); ++i) times.push_back(Clock::now());
   }
-  void OnFinish(FinishReason, const GenerationUsage&) override { done.Notify(); }
+  void OnFinish(FinishReason, const GenerationUsage&, const absl::Status&) override { done.Notify(); }
   std::vector<Clock::time_point> times;
   absl::Notification done;
 };

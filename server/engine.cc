@@ -51,6 +51,7 @@ struct Engine::Request {
   bool decoding = false;    // prefill done; a row of the batch
   bool done = false;
   FinishReason reason = FinishReason::kLength;
+  absl::Status error;
 };
 
 namespace {
@@ -168,11 +169,25 @@ bool Engine::Iterate() {
   for (auto& request : running_) {
     if (budget <= 0) break;
     if (request->done || request->decoding) continue;
-    budget -= PrefillSlice(*request, budget);
+    try {
+      budget -= PrefillSlice(*request, budget);
+    } catch (const std::exception& e) {
+      Fail(*request, e);
+      break;
+    }
     if (request->decoding) joining.push_back(request.get());
     if (streams_waiting) break;
   }
-  if (!batch_.empty()) DecodeStep();
+  if (!batch_.empty()) {
+    try {
+      DecodeStep();
+    } catch (const std::exception& e) {
+      // The batch's state is unknown now: every row in it fails.
+      for (Request* request : batch_) Fail(*request, e);
+      batch_.clear();
+      batch_state_ = ModelState();
+    }
+  }
   LeaveBatch();
   JoinBatch(std::move(joining));
   Retire();
@@ -215,8 +230,10 @@ void Engine::Admit() {
       absl::MutexLock lock(&mu_);
       request->session->busy = false;
     }
-    request->sink->OnFinish(FinishReason::kCancelled, {static_cast<int64_t>(request->prompt.size()), 0, 0,
-                                                       absl::ToDoubleSeconds(absl::Now() - request->arrived)});
+    request->sink->OnFinish(FinishReason::kCancelled,
+                            {static_cast<int64_t>(request->prompt.size()), 0, 0,
+                             absl::ToDoubleSeconds(absl::Now() - request->arrived)},
+                            absl::OkStatus());
   }
   for (auto& request : admitted) {
     Session& session = *request->session;
@@ -308,6 +325,16 @@ void Engine::Finish(Request& request, FinishReason reason) {
   }
 }
 
+void Engine::Fail(Request& request, const std::exception& e) {
+  // LibTorch's errors carry a long backtrace; the message alone is what a client can use.
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+  const std::string what = torch_error != nullptr ? torch_error->what_without_backtrace() : e.what();
+  LOG(ERROR) << "generation failed: " << what;
+  request.done = true;
+  request.reason = FinishReason::kError;
+  request.error = absl::InternalError(absl::StrCat("the model failed: ", what));
+}
+
 void Engine::JoinBatch(std::vector<Request*> joining) {
   if (joining.empty()) return;
   std::vector<const ModelState*> states;
@@ -370,6 +397,7 @@ void Engine::Retire() {
       session.tokens = session.state.tokens();
       session.state_bytes = session.state.model.Bytes();
       if (session.temporary) --temporary_slots_;
+      if (request->reason == FinishReason::kError && !session.temporary) sessions_.erase(session.id);
     }
     running_count_ -= finished.size();
     UpdateGauges();
@@ -382,7 +410,7 @@ void Engine::Retire() {
         request->generated > 0 ? absl::ToDoubleSeconds(request->first_token - request->arrived) : 0;
     usage.duration_seconds = absl::ToDoubleSeconds(now - request->arrived);
     if (metrics_ != nullptr) metrics_->request_duration.Observe(usage.duration_seconds);
-    request->sink->OnFinish(request->reason, usage);
+    request->sink->OnFinish(request->reason, usage, request->error);
   }
 }
 

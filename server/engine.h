@@ -43,7 +43,9 @@ struct EngineOptions {
   absl::Duration session_ttl = absl::Minutes(30);  // idle sessions are closed after this
 };
 
-enum class FinishReason { kLength, kStop, kEndOfSequence, kCancelled };
+// kError: the model failed (e.g. the device ran out of memory); the request's session, whose state
+// is then unknown, is closed.
+enum class FinishReason { kLength, kStop, kEndOfSequence, kCancelled, kError };
 
 struct GenerationUsage {
   int64_t prompt_tokens = 0;
@@ -57,8 +59,8 @@ class GenerationSink {
  public:
   virtual ~GenerationSink() = default;
   virtual void OnText(std::string text, std::vector<int64_t> token_ids) = 0;
-  // Called exactly once per accepted request, last.
-  virtual void OnFinish(FinishReason reason, const GenerationUsage& usage) = 0;
+  // Called exactly once per accepted request, last. `error` is set when `reason` is kError.
+  virtual void OnFinish(FinishReason reason, const GenerationUsage& usage, const absl::Status& error) = 0;
 };
 
 struct GenerationRequest {
@@ -145,6 +147,8 @@ class Engine {
   // Returns true when the request goes on.
   bool Emit(Request& request, const float* logits);
   void Finish(Request& request, FinishReason reason);
+  // Ends the request with kError after the model threw.
+  void Fail(Request& request, const std::exception& e);
   void JoinBatch(std::vector<Request*> joining);
   // Rows of finished requests go back to their sessions.
   void LeaveBatch();

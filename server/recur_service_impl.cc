@@ -45,6 +45,7 @@ v1::FinishReason ToProto(FinishReason reason) {
     case FinishReason::kStop: return v1::FINISH_REASON_STOP;
     case FinishReason::kEndOfSequence: return v1::FINISH_REASON_END_OF_SEQUENCE;
     case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kError: return v1::FINISH_REASON_UNSPECIFIED;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -73,7 +74,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       Push(std::move(message), std::nullopt);
     }
 
-    void OnFinish(FinishReason reason, const GenerationUsage& usage) override {
+    void OnFinish(FinishReason reason, const GenerationUsage& usage, const absl::Status& error) override {
       v1::GenerateResponse message;
       message.set_finish_reason(ToProto(reason));
       auto* u = message.mutable_usage();
@@ -81,9 +82,10 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       u->set_generated_tokens(usage.generated_tokens);
       u->set_time_to_first_token_seconds(usage.time_to_first_token_seconds);
       u->set_duration_seconds(usage.duration_seconds);
-      const bool cancelled = reason == FinishReason::kCancelled;
-      Push(std::move(message),
-           cancelled ? grpc::Status(grpc::CANCELLED, "the request was cancelled") : grpc::Status::OK);
+      grpc::Status status = grpc::Status::OK;
+      if (reason == FinishReason::kCancelled) status = grpc::Status(grpc::CANCELLED, "the request was cancelled");
+      if (reason == FinishReason::kError) status = ToGrpcStatus(error);
+      Push(std::move(message), status);
     }
 
     // The write in flight finished; `ok` false means the stream is broken (the client left).

@@ -121,6 +121,24 @@ TEST_F(RequestsTest, BadRequestsGetTheRightCodeAndAClearMessage) {
   EXPECT_THAT(std::string(foreign.status().message()), HasSubstr("different model"));
 }
 
+TEST_F(RequestsTest, AModelFailureIsInternalAndTheServerGoesOn) {
+  Start();
+  auto session = client_->CreateSession();
+  ASSERT_TRUE(session.ok());
+  // Break the model: an embedding with one row makes every lookup fail.
+  torch::Tensor weight = server_->engine().model()->embedding->weight;
+  torch::Tensor saved = weight.detach().clone();
+  weight.set_data(torch::zeros({1, saved.size(1)}));
+  auto failed = Stream(*client_, MakeRequest("boom", 5, 0, 0, session->session_id()));
+  EXPECT_EQ(failed.status.code(), absl::StatusCode::kInternal) << failed.status;
+  EXPECT_THAT(std::string(failed.status.message()), HasSubstr("the model failed"));
+  // The session's state is unknown after the failure, so it is gone; the slot is free again.
+  EXPECT_EQ(client_->GetSession(session->session_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->GetModelInfo()->sessions_in_use(), 0);
+  weight.set_data(saved);
+  EXPECT_TRUE(Stream(*client_, MakeRequest("fine again", 5)).status.ok());
+}
+
 TEST_F(RequestsTest, NoFreeSlotAndAFullQueueAreResourceExhausted) {
   EngineOptions options;
   options.max_sessions = 2;
