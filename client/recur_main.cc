@@ -103,6 +103,7 @@ int Generate(recur::RecurClient& client, const std::vector<std::string>& args) {
   });
   if (!status.ok()) return Fail(status);
   std::printf("\n");
+  std::fflush(stdout);
   if (absl::GetFlag(FLAGS_usage)) {
     const auto& u = last.usage();
     std::fprintf(stderr, "finish: %s, prompt tokens %lld, generated %lld, first token %.3f s, total %.3f s\n",

@@ -32,3 +32,18 @@ echo "== training for ${budget} s on ${data}"
 echo "== generating from runs/demo"
 "$bin/train/recur-generate" --checkpoint runs/demo --prompt "$prompt" --max_tokens 300 \
   --temperature 0.7 --seed 1
+
+echo
+echo "== serving runs/demo: recur-server, with the recur CLI streaming from it"
+port=${RECUR_DEMO_PORT:-50551}
+"$bin/server/recur-server" --checkpoint runs/demo --port "$port" --metrics_port -1 2> runs/demo-server.log &
+server=$!
+trap 'kill "$server" 2> /dev/null || true' EXIT
+recur=("$bin/client/recur" --server "127.0.0.1:$port")
+for _ in $(seq 100); do "${recur[@]}" --timeout 1s health > /dev/null 2>&1 && break; sleep 0.1; done
+session=$("${recur[@]}" session create)
+"${recur[@]}" generate "$prompt" --session "$session" --max_tokens 150 --temperature 0.7 --seed 1 --usage
+"${recur[@]}" generate " Then" --session "$session" --max_tokens 150 --temperature 0.7 --seed 2 --usage
+"${recur[@]}" session info "$session"
+kill -TERM "$server"
+wait "$server"
