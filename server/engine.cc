@@ -159,23 +159,38 @@ bool Engine::Iterate() {
     if (!request->done && (stopping || request->ticket->cancelled())) Finish(*request, FinishReason::kCancelled);
   }
   LeaveBatch();
-  // Prompt tokens first, up to prefill_chunk (oldest requests first), then one decode step for
-  // everyone already decoding. While streams are decoding, only one request's slice runs per
-  // step, so a long prompt (or a burst of new requests) delays them by one slice, never more;
-  // with nobody decoding, several prompts share the budget and start together.
+  // Prompt tokens first, up to prefill_chunk, then one decode step for everyone already decoding.
+  // The oldest prompt's next slice runs together with every other prompt whose remaining length
+  // is the same (a burst of similar requests starts in one batched Prefill). While streams are
+  // decoding, one such slice runs per step, so a long prompt delays them by one slice, never by
+  // its length; with nobody decoding, slices run until the budget is spent.
   std::vector<Request*> joining;
   int64_t budget = options_.prefill_chunk;
   const bool streams_waiting = !batch_.empty();
-  for (auto& request : running_) {
-    if (budget <= 0) break;
-    if (request->done || request->decoding) continue;
+  auto remaining = [](const Request& r) { return static_cast<int64_t>(r.feed.size() - r.fed); };
+  while (budget > 0) {
+    std::vector<Request*> group;
+    int64_t n = 0;
+    for (auto& request : running_) {
+      if (request->done || request->decoding) continue;
+      if (group.empty()) {
+        n = std::min(budget, remaining(*request));
+        group.push_back(request.get());
+      } else if (remaining(*request) == n && static_cast<int64_t>(group.size() + 1) * n <= budget) {
+        group.push_back(request.get());
+      }
+    }
+    if (group.empty()) break;
     try {
-      budget -= PrefillSlice(*request, budget);
+      PrefillSlice(group, n);
     } catch (const std::exception& e) {
-      Fail(*request, e);
+      for (Request* request : group) Fail(*request, e);
       break;
     }
-    if (request->decoding) joining.push_back(request.get());
+    budget -= n * static_cast<int64_t>(group.size());
+    for (Request* request : group) {
+      if (request->decoding) joining.push_back(request);
+    }
     if (streams_waiting) break;
   }
   if (!batch_.empty()) {
@@ -253,19 +268,33 @@ void Engine::Admit() {
   }
 }
 
-int64_t Engine::PrefillSlice(Request& request, int64_t max_tokens) {
-  Session& session = *request.session;
-  const size_t n = std::min<size_t>(max_tokens, request.feed.size() - request.fed);
-  std::vector<int64_t> slice(request.feed.begin() + request.fed, request.feed.begin() + request.fed + n);
-  auto tokens = torch::tensor(slice, torch::TensorOptions().dtype(torch::kInt64)).view({1, -1}).to(options_.device);
-  auto logits = checkpoint_.model->Prefill(tokens, &session.state.model);
-  request.fed += n;
-  session.state.consumed += n;
-  if (request.fed < request.feed.size()) return static_cast<int64_t>(n);
-  // The whole prompt is in: the first token comes from the last position's logits.
-  auto row = logits[0].to(torch::kCPU, torch::kFloat32).contiguous();
-  if (Emit(request, row.data_ptr<float>())) request.decoding = true;
-  return static_cast<int64_t>(n);
+void Engine::PrefillSlice(const std::vector<Request*>& group, int64_t n) {
+  std::vector<int64_t> slices;
+  for (const Request* request : group) {
+    slices.insert(slices.end(), request->feed.begin() + request->fed, request->feed.begin() + request->fed + n);
+  }
+  const int64_t rows = static_cast<int64_t>(group.size());
+  auto tokens = torch::tensor(slices, torch::TensorOptions().dtype(torch::kInt64)).view({rows, n}).to(options_.device);
+  torch::Tensor logits;
+  if (rows == 1) {
+    logits = checkpoint_.model->Prefill(tokens, &group[0]->session->state.model);
+  } else {
+    std::vector<const ModelState*> states;
+    for (const Request* request : group) states.push_back(&request->session->state.model);
+    ModelState batch = ConcatStates(states);
+    logits = checkpoint_.model->Prefill(tokens, &batch);
+    for (int64_t i = 0; i < rows; ++i) group[i]->session->state.model = SelectRows(batch, {i});
+  }
+  logits = logits.to(torch::kCPU, torch::kFloat32).contiguous();
+  for (int64_t i = 0; i < rows; ++i) {
+    Request& request = *group[i];
+    request.fed += n;
+    request.session->state.consumed += n;
+    // Once the whole prompt is in, the first token comes from the last position's logits.
+    if (request.fed == request.feed.size() && Emit(request, logits.data_ptr<float>() + i * logits.size(1))) {
+      request.decoding = true;
+    }
+  }
 }
 
 void Engine::DecodeStep() {

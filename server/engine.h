@@ -140,8 +140,9 @@ class Engine {
   // One iteration: admit, prefill a slice, decode one batched step. Returns false when idle.
   bool Iterate();
   void Admit();
-  // Feeds up to `max_tokens` more of the request's prompt; returns how many it fed.
-  int64_t PrefillSlice(Request& request, int64_t max_tokens);
+  // Feeds the next `n` prompt tokens of every request in `group` in one batched Prefill; a request
+  // whose prompt is then complete samples its first token.
+  void PrefillSlice(const std::vector<Request*>& group, int64_t n);
   void DecodeStep();
   // Samples from `logits` (one row, on the host), streams the text, ends the request if done.
   // Returns true when the request goes on.
