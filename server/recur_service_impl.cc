@@ -107,8 +107,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     void Push(v1::GenerateResponse message, std::optional<grpc::Status> final_status) {
       {
         absl::MutexLock lock(&mu_);
-        // Once the final message is known the text before it is coalesced into as few writes as
-        // the client's pace allows.
+        // While a write is in flight, text messages queue up merged into one: a slow client gets
+        // fewer, larger messages instead of an ever longer queue.
         if (!pending_.empty() && !final_status && pending_.back().finish_reason() == v1::FINISH_REASON_UNSPECIFIED &&
             writing_) {
           auto& last = pending_.back();
@@ -139,10 +139,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
         } else if (final_status_ && (broken_ || cancelled || pending_.empty())) {
           finished_ = true;
           finish = *final_status_;
-        } else if (broken_) {
-          return;  // wait for the engine's final message (it sees the cancellation within a step)
         } else {
-          return;
+          return;  // nothing to write yet, or a broken stream waiting for the engine's final message
         }
         reactor = reactor_;
       }
@@ -187,7 +185,11 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     ticket_ = *std::move(ticket);
   }
 
-  void OnWriteDone(bool ok) override { sink_->WriteDone(ok); }
+  void OnWriteDone(bool ok) override {
+    // A failed write means the client is gone: stop generating for it.
+    if (!ok && ticket_ != nullptr) ticket_->Cancel();
+    sink_->WriteDone(ok);
+  }
   void OnCancel() override {
     if (ticket_ != nullptr) ticket_->Cancel();
   }
