@@ -30,61 +30,60 @@ absl::Status RecurClient::Generate(const v1::GenerateRequest& request,
   return FromGrpcStatus(reader->Finish());
 }
 
-namespace {
-
-// Runs one unary call with a fresh context.
-template <typename Response, typename Call>
-absl::StatusOr<Response> Unary(const Call& call) {
+template <typename Request, typename Response>
+absl::StatusOr<Response> RecurClient::Call(
+    grpc::Status (v1::Recur::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+    const Request& request) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
   Response response;
-  absl::Status status = FromGrpcStatus(call(&response));
+  absl::Status status = FromGrpcStatus((stub_.get()->*method)(&context, request, &response));
   if (!status.ok()) return status;
   return response;
 }
 
+namespace {
+
+template <typename Request>
+Request WithSession(const std::string& id) {
+  Request request;
+  request.set_session_id(id);
+  return request;
+}
+
 }  // namespace
 
-#define RECUR_UNARY(Method, RequestType, ResponseType, fill)                   \
-  Unary<ResponseType>([&](ResponseType* response) {                            \
-    grpc::ClientContext context;                                               \
-    SetDeadline(&context);                                                     \
-    RequestType request;                                                       \
-    fill;                                                                      \
-    return stub_->Method(&context, request, response);                         \
-  })
-
 absl::StatusOr<v1::Session> RecurClient::CreateSession() {
-  return RECUR_UNARY(CreateSession, v1::CreateSessionRequest, v1::Session, (void)0);
+  return Call(&v1::Recur::Stub::CreateSession, v1::CreateSessionRequest());
 }
 
 absl::StatusOr<v1::Session> RecurClient::GetSession(const std::string& id) {
-  return RECUR_UNARY(GetSession, v1::GetSessionRequest, v1::Session, request.set_session_id(id));
+  return Call(&v1::Recur::Stub::GetSession, WithSession<v1::GetSessionRequest>(id));
 }
 
 absl::Status RecurClient::CloseSession(const std::string& id) {
-  return RECUR_UNARY(CloseSession, v1::CloseSessionRequest, v1::CloseSessionResponse, request.set_session_id(id))
-      .status();
+  return Call(&v1::Recur::Stub::CloseSession, WithSession<v1::CloseSessionRequest>(id)).status();
 }
 
 absl::StatusOr<v1::Session> RecurClient::ForkSession(const std::string& id) {
-  return RECUR_UNARY(ForkSession, v1::ForkSessionRequest, v1::Session, request.set_session_id(id));
+  return Call(&v1::Recur::Stub::ForkSession, WithSession<v1::ForkSessionRequest>(id));
 }
 
 absl::StatusOr<std::string> RecurClient::ExportSession(const std::string& id) {
-  auto response =
-      RECUR_UNARY(ExportSession, v1::ExportSessionRequest, v1::ExportSessionResponse, request.set_session_id(id));
+  auto response = Call(&v1::Recur::Stub::ExportSession, WithSession<v1::ExportSessionRequest>(id));
   if (!response.ok()) return response.status();
   return std::move(*response->mutable_state());
 }
 
 absl::StatusOr<v1::Session> RecurClient::ImportSession(const std::string& state) {
-  return RECUR_UNARY(ImportSession, v1::ImportSessionRequest, v1::Session, request.set_state(state));
+  v1::ImportSessionRequest request;
+  request.set_state(state);
+  return Call(&v1::Recur::Stub::ImportSession, request);
 }
 
 absl::StatusOr<v1::ModelInfo> RecurClient::GetModelInfo() {
-  return RECUR_UNARY(GetModelInfo, v1::GetModelInfoRequest, v1::ModelInfo, (void)0);
+  return Call(&v1::Recur::Stub::GetModelInfo, v1::GetModelInfoRequest());
 }
-
-#undef RECUR_UNARY
 
 absl::StatusOr<std::string> RecurClient::Health() {
   auto stub = grpc::health::v1::Health::NewStub(channel_);
