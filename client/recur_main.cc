@@ -12,15 +12,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "client/load_generator.h"
 #include "client/recur_client.h"
+#include "model/program_flags.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "recur-server address, host:port");
 ABSL_FLAG(absl::Duration, timeout, absl::InfiniteDuration(), "Deadline for each call (e.g. 30s; default: none)");
@@ -41,7 +38,7 @@ ABSL_FLAG(std::string, prompt, "The ", "bench: prompt of every request");
 namespace {
 
 constexpr char kUsage[] =
-    "recur: talk to a recur-server.\n\n"
+    "Talks to a recur-server.\n\n"
     "  recur generate \"prompt\" [--session ID] [--max_tokens N] [--temperature T] ...\n"
     "  recur session create | info ID | close ID | fork ID | export ID [--file F] | import [--file F]\n"
     "  recur info                 the model and the server's capacity\n"
@@ -209,13 +206,7 @@ int Bench() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::FlagsUsageConfig config;
-  config.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "_main.cc"); };
-  config.contains_helpshort_flags = config.contains_help_flags;
-  config.version_string = [] { return std::string("recur 0.1.0\n"); };
-  absl::SetFlagsUsageConfig(config);
-  absl::SetProgramUsageMessage(kUsage);
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> positional = recur::ParseProgramFlags(argc, argv, kUsage);
   std::vector<std::string> args(positional.begin() + 1, positional.end());
   if (args.empty()) return Fail(absl::StrCat("no command given\n\n", kUsage));
   const std::string command = args[0];

@@ -6,24 +6,14 @@
 #include <cstdio>
 #include <thread>
 
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "model/program_flags.h"
 
 namespace recur {
 
 void InitProgram(int argc, char** argv, absl::string_view usage) {
-  absl::FlagsUsageConfig config;
-  // --help lists the flags defined in the binaries' own main files, not Abseil's or glog's.
-  config.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "_main.cc"); };
-  config.contains_helpshort_flags = config.contains_help_flags;
-  config.version_string = [] { return std::string("recur 0.1.0\n"); };
-  absl::SetFlagsUsageConfig(config);
-  absl::SetProgramUsageMessage(usage);
-  absl::ParseCommandLine(argc, argv);
+  ParseProgramFlags(argc, argv, usage);
   // glog's own flags would clash with Abseil's parser: configure it in code.
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);

@@ -1,7 +1,7 @@
 #ifndef RECUR_MODEL_CLI_H_
 #define RECUR_MODEL_CLI_H_
 
-// Start-up shared by every recur binary: Abseil flags with a --help that lists the binary's own
+// Start-up shared by the LibTorch binaries: Abseil flags with a --help that lists the binary's own
 // flags, glog to stderr, and an explicit LibTorch thread count (it starts with one here).
 
 #include <string>

@@ -1,8 +1,12 @@
 #ifndef RECUR_TESTS_TEST_UTIL_H_
 #define RECUR_TESTS_TEST_UTIL_H_
 
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 
@@ -44,6 +48,22 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+struct CommandResult {
+  int exit_code = -1;  // -1: killed by a signal
+  std::string out, err;
+};
+
+// Runs `command` through the shell and captures its exit code, stdout and stderr.
+inline CommandResult RunCommand(const std::string& command) {
+  TempDir dir;
+  const int status = std::system((command + " > " + dir.Join("out") + " 2> " + dir.Join("err")).c_str());
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir.Join("out")), slurp(dir.Join("err"))};
+}
 
 }  // namespace recur::testing
 

@@ -46,7 +46,7 @@ ABSL_FLAG(int64_t, stop_after_steps, 0,
           "--max_steps/--epochs (train in pieces with --resume)");
 ABSL_FLAG(bool, evaluate, true,
           "Validate and test (false: measure training throughput and memory only; no checkpoint)");
-ABSL_FLAG(std::string, metrics_log, "", "Append one JSON line per evaluation to this file");
+ABSL_FLAG(std::string, metrics_log, "", "Append one JSON line per evaluation to this file (default: <out>.metrics.jsonl)");
 
 namespace {
 int Fail(const std::string& message) { return recur::Fail("recur-train", message); }
@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
   options.stop_after_steps = absl::GetFlag(FLAGS_stop_after_steps);
   options.evaluate = absl::GetFlag(FLAGS_evaluate);
   if (!options.out.empty()) options.state_dir = options.out + ".state";
+  if (options.metrics_log.empty() && !options.out.empty()) options.metrics_log = options.out + ".metrics.jsonl";
   const bool leader = options.data_parallel == nullptr || options.data_parallel->rank() == 0;
   options.progress = leader;
   if (!(options.lr > 0)) return Fail("--lr must be positive");

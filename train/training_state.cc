@@ -53,6 +53,11 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
     std::lock_guard<std::mutex> lock(generator.mutex());
     tensors.emplace_back("rng.cpu", generator.get_state());
   }
+  if (!params.empty() && params[0].is_cuda()) {  // dropout masks on the GPU come from its generator
+    auto generator = at::globalContext().defaultGenerator(params[0].device());
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    tensors.emplace_back("rng.cuda", generator.get_state());
+  }
 
   const TrainingProgress& p = state.progress;
   nlohmann::ordered_json json;
@@ -155,10 +160,20 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
   if (rng == saved.end() || rng->second.scalar_type() != torch::kUInt8) {
     return StateError(directory, "the random generator state is missing");
   }
+  auto cuda_rng = saved.find("rng.cuda");
+  const bool on_cuda = !params.empty() && params[0].is_cuda();
+  if (on_cuda && (cuda_rng == saved.end() || cuda_rng->second.scalar_type() != torch::kUInt8)) {
+    return StateError(directory, "the CUDA random generator state is missing (was the run started on the CPU?)");
+  }
   try {
     auto generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
     generator.set_state(rng->second);
+    if (on_cuda) {
+      auto cuda_generator = at::globalContext().defaultGenerator(params[0].device());
+      std::lock_guard<std::mutex> cuda_lock(cuda_generator.mutex());
+      cuda_generator.set_state(cuda_rng->second);
+    }
   } catch (const c10::Error& e) {
     return StateError(directory, absl::StrCat("bad random generator state: ", e.what_without_backtrace()));
   }

@@ -2,11 +2,12 @@
 #define RECUR_TRAIN_TRAINING_STATE_H_
 
 // Everything --resume needs to continue a run exactly: the current weights (as a checkpoint), the
-// AdamW moments and step counts, the CPU random generator (dropout), the best weights so far, and
-// the progress through the data. Stored as a directory, published atomically:
+// AdamW moments and step counts, the random generators behind dropout (the CPU's, and the GPU's
+// when training there), the best weights so far, and the progress through the data. Stored as a
+// directory, published atomically:
 //   config.json, tokenizer.json, model.safetensors   the current model (a loadable checkpoint)
 //   optimizer.safetensors                            exp_avg.{i}, exp_avg_sq.{i}, step.{i},
-//                                                    best.{name}, rng.cpu
+//                                                    best.{name}, rng.cpu, rng.cuda (GPU runs)
 //   trainer.json                                     step, tokens, losses, elapsed time, options
 
 #include <limits>
@@ -46,7 +47,7 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
 absl::StatusOr<ModelConfig> ReadTrainingStateConfig(const std::string& directory);
 
 // Loads a saved state into `model` (built from the saved config) and `optimizer` (over
-// model->parameters()), and restores the CPU random generator.
+// model->parameters()), and restores the random generators.
 absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, TransformerLM& model,
                                                 torch::optim::AdamW& optimizer);
 

@@ -3,11 +3,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -25,6 +23,7 @@ namespace recur::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class RequestsTest : public ::testing::Test {
  protected:
@@ -343,17 +342,10 @@ TEST_F(RequestsTest, MetricsEndpointServesTheSeriesWithSensibleValues) {
 
 // Runs the recur CLI; returns its exit code, stdout in `out`, stderr in `err`.
 int RunCli(const std::string& args, std::string* out, std::string* err) {
-  TempDir dir;
-  const std::string command =
-      std::string(RECUR_CLI_BINARY) + " " + args + " > " + dir.Join("out") + " 2> " + dir.Join("err");
-  const int status = std::system(command.c_str());
-  auto slurp = [](const std::string& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  };
-  *out = slurp(dir.Join("out"));
-  *err = slurp(dir.Join("err"));
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  CommandResult result = RunCommand(std::string(RECUR_CLI_BINARY) + " " + args);
+  *out = std::move(result.out);
+  *err = std::move(result.err);
+  return result.exit_code;
 }
 
 TEST_F(RequestsTest, CliEndToEnd) {
@@ -397,6 +389,21 @@ TEST_F(RequestsTest, CliEndToEnd) {
   EXPECT_THAT(err, HasSubstr("unknown command"));
   EXPECT_EQ(RunCli("--server 127.0.0.1:1 --timeout 2s info", &out, &err), 1);
   EXPECT_THAT(err, HasSubstr("UNAVAILABLE"));
+}
+
+TEST(CliFlags, HelpListsOnlyTheClientsFlagsAndSucceeds) {
+  std::string out, err;
+  ASSERT_EQ(RunCli("--help", &out, &err), 0) << err;
+  EXPECT_THAT(out, HasSubstr("recur generate"));
+  EXPECT_THAT(out, HasSubstr("--server"));
+  EXPECT_THAT(out, HasSubstr("--max_tokens"));
+  EXPECT_THAT(out, Not(HasSubstr("--flagfile")));  // Abseil's own flags stay out of the way
+  ASSERT_EQ(RunCli("--version", &out, &err), 0) << err;
+  EXPECT_THAT(out, HasSubstr("recur 0.1.0"));
+  EXPECT_EQ(RunCli("--no_such_flag generate x", &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("no_such_flag"));
+  EXPECT_EQ(RunCli("", &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("no command given"));
 }
 
 }  // namespace
