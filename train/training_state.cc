@@ -1,8 +1,8 @@
 #include "train/training_state.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <mutex>
+#include <utility>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -29,6 +29,17 @@ absl::Status StateError(const std::string& dir, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("training state ", dir, ": ", what));
 }
 
+// The generators dropout draws from, by their names in the state: the CPU's, and the GPU's when
+// the model trains there.
+std::vector<std::pair<std::string, at::Generator>> DropoutGenerators(const std::vector<torch::Tensor>& params) {
+  std::vector<std::pair<std::string, at::Generator>> generators;
+  generators.emplace_back("rng.cpu", at::globalContext().defaultGenerator(c10::Device(c10::kCPU)));
+  if (!params.empty() && params[0].is_cuda()) {
+    generators.emplace_back("rng.cuda", at::globalContext().defaultGenerator(params[0].device()));
+  }
+  return generators;
+}
+
 }  // namespace
 
 absl::Status SaveTrainingState(const std::string& directory, const TransformerLM& model,
@@ -48,15 +59,9 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
   for (size_t i = 0; i < state.best_params.size() && i < named.size(); ++i) {
     tensors.emplace_back(absl::StrCat("best.", named[i].key()), state.best_params[i]);
   }
-  {
-    auto generator = at::detail::getDefaultCPUGenerator();
+  for (auto& [name, generator] : DropoutGenerators(params)) {
     std::lock_guard<std::mutex> lock(generator.mutex());
-    tensors.emplace_back("rng.cpu", generator.get_state());
-  }
-  if (!params.empty() && params[0].is_cuda()) {  // dropout masks on the GPU come from its generator
-    auto generator = at::globalContext().defaultGenerator(params[0].device());
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    tensors.emplace_back("rng.cuda", generator.get_state());
+    tensors.emplace_back(name, generator.get_state());
   }
 
   const TrainingProgress& p = state.progress;
@@ -156,26 +161,18 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
     }
     state.best_params.push_back(best->second.to(named[i].value().options()));
   }
-  auto rng = saved.find("rng.cpu");
-  if (rng == saved.end() || rng->second.scalar_type() != torch::kUInt8) {
-    return StateError(directory, "the random generator state is missing");
-  }
-  auto cuda_rng = saved.find("rng.cuda");
-  const bool on_cuda = !params.empty() && params[0].is_cuda();
-  if (on_cuda && (cuda_rng == saved.end() || cuda_rng->second.scalar_type() != torch::kUInt8)) {
-    return StateError(directory, "the CUDA random generator state is missing (was the run started on the CPU?)");
-  }
-  try {
-    auto generator = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(rng->second);
-    if (on_cuda) {
-      auto cuda_generator = at::globalContext().defaultGenerator(params[0].device());
-      std::lock_guard<std::mutex> cuda_lock(cuda_generator.mutex());
-      cuda_generator.set_state(cuda_rng->second);
+  for (auto& [name, generator] : DropoutGenerators(params)) {
+    auto rng = saved.find(name);
+    if (rng == saved.end() || rng->second.scalar_type() != torch::kUInt8) {
+      return StateError(directory, absl::StrCat("the random generator state ", name, " is missing",
+                                                name == "rng.cuda" ? " (was the run started on the CPU?)" : ""));
     }
-  } catch (const c10::Error& e) {
-    return StateError(directory, absl::StrCat("bad random generator state: ", e.what_without_backtrace()));
+    try {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(rng->second);
+    } catch (const c10::Error& e) {
+      return StateError(directory, absl::StrCat("bad random generator state: ", e.what_without_backtrace()));
+    }
   }
   return state;
 }
