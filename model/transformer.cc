@@ -139,18 +139,27 @@ torch::Tensor TransformerLMImpl::Forward(const torch::Tensor& tokens) {
   return Logits(Hidden(tokens, positions, nullptr));
 }
 
-torch::Tensor TransformerLMImpl::Prefill(const torch::Tensor& tokens, ModelState* state) {
-  TORCH_CHECK(state != nullptr, "Prefill needs a state");
-  TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) >= 1, "Prefill expects tokens [B, N>=1], got ",
+torch::Tensor TransformerLMImpl::HiddenAfter(const torch::Tensor& tokens, ModelState* state,
+                                             const char* caller) {
+  TORCH_CHECK(state != nullptr, caller, " needs a state");
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) >= 1, caller, " expects tokens [B, N>=1], got ",
               tokens.sizes());
-  TORCH_CHECK(tokens.size(0) == state->batch_size(), "Prefill: ", tokens.size(0),
+  TORCH_CHECK(tokens.size(0) == state->batch_size(), caller, ": ", tokens.size(0),
               " rows of tokens for a state of ", state->batch_size());
   const int64_t n = tokens.size(1);
   auto positions = state->positions.unsqueeze(1) +
                    torch::arange(n, state->positions.options()).unsqueeze(0);
   auto hidden = Hidden(tokens, positions, state);
   state->positions = state->positions + n;
-  return Logits(hidden.index({Slice(), -1}));
+  return hidden;
+}
+
+torch::Tensor TransformerLMImpl::Prefill(const torch::Tensor& tokens, ModelState* state) {
+  return Logits(HiddenAfter(tokens, state, "Prefill").index({Slice(), -1}));
+}
+
+torch::Tensor TransformerLMImpl::Continue(const torch::Tensor& tokens, ModelState* state) {
+  return Logits(HiddenAfter(tokens, state, "Continue"));
 }
 
 torch::Tensor TransformerLMImpl::Step(const torch::Tensor& tokens, ModelState* state) {

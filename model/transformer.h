@@ -68,6 +68,10 @@ struct TransformerLMImpl : torch::nn::Module {
   // one, [B, V]. Prefill(a) then Prefill(b) equals Prefill(a + b).
   torch::Tensor Prefill(const torch::Tensor& tokens, ModelState* state);
 
+  // As Prefill, but returns the logits at every position, [B, N, V]: scoring a long text in
+  // pieces with the context carried over (Continue(a) then Continue(b) scores a + b).
+  torch::Tensor Continue(const torch::Tensor& tokens, ModelState* state);
+
   // Feeds one token per row, tokens [B]; returns logits [B, V]. The recurrent form.
   torch::Tensor Step(const torch::Tensor& tokens, ModelState* state);
 
@@ -84,6 +88,8 @@ struct TransformerLMImpl : torch::nn::Module {
   // Runs the stack on tokens [B, N] at positions [B, N]; with a state, continues it.
   torch::Tensor Hidden(const torch::Tensor& tokens, const torch::Tensor& positions,
                        ModelState* state);
+  // Hidden for tokens [B, N] after what `state` has seen; advances the state.
+  torch::Tensor HiddenAfter(const torch::Tensor& tokens, ModelState* state, const char* caller);
   torch::Tensor Logits(const torch::Tensor& hidden);
 
   ModelConfig config_;

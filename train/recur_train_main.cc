@@ -8,6 +8,7 @@
 #include "model/cli.h"
 #include "model/config.h"
 #include "train/corpus.h"
+#include "train/evaluation.h"
 #include "train/trainer.h"
 #include "train/training_state.h"
 

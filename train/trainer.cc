@@ -16,6 +16,7 @@
 #include "model/checkpoint.h"
 #include "nlohmann/json.hpp"
 #include "train/batcher.h"
+#include "train/evaluation.h"
 #include "train/progress_bar.h"
 #include "train/training_state.h"
 
@@ -51,36 +52,6 @@ double LearningRate(const TrainOptions& o, int64_t step, double progress) {
 }
 
 }  // namespace
-
-std::string DescribeLoss(double nats, bool byte_level) {
-  return byte_level ? absl::StrFormat("bpc %.3f", nats / std::log(2.0))
-                    : absl::StrFormat("ppl %.1f", std::exp(nats));
-}
-
-double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch_size,
-                int64_t seq_len, const torch::Device& device) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
-  // The stream is cut into rows as in training; every token is scored except each row's first
-  // (it has no context) and the < batch_size left over: 31 of PTB's 82,430 test tokens at 16 rows.
-  // Rows must be long enough to hold at least one target.
-  batch_size = std::max<int64_t>(1, std::min(batch_size, stream.numel() / 2));
-  StreamBatcher batches(stream, batch_size, seq_len);
-  double total = 0;
-  int64_t count = 0;
-  for (int64_t i = 0; i < batches.num_windows(); ++i) {
-    auto [input, target] = batches.Window(i);
-    auto logits = model->Forward(input.to(device));
-    auto loss = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), target.to(device).reshape({-1}),
-        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    total += loss.item<double>();
-    count += target.numel();
-  }
-  model->train(was_training);
-  return total / std::max<int64_t>(count, 1);
-}
 
 std::string TrainOptions::ToJson() const {
   nlohmann::ordered_json j;

@@ -54,17 +54,10 @@ struct TrainResult {
   torch::OrderedDict<std::string, torch::Tensor> final_params;
 };
 
-// Mean cross-entropy (nats per token) of `model` over a whole token stream.
-double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch_size,
-                int64_t seq_len, const torch::Device& device);
-
 // Trains a new model of `config` on `corpus` (or continues options.resume, whose configuration
 // must equal `config`), keeping the best checkpoint by validation loss.
 absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpus,
                                   const TrainOptions& options);
-
-// "ppl 123.4" for word-level data, "bpc 1.234" for byte-level.
-std::string DescribeLoss(double nats_per_token, bool byte_level);
 
 }  // namespace recur
 

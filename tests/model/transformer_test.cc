@@ -1,5 +1,8 @@
 #include "model/transformer.h"
 
+#include <algorithm>
+#include <vector>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -59,6 +62,20 @@ TEST_P(TransformerFormsTest, TokenByTokenPrefillMatchesForwardAtEveryPosition) {
     auto logits = model_->Prefill(tokens_.index({Slice(), Slice(i, i + 1)}), &state);
     EXPECT_LE(RelativeError(logits, full.index({Slice(), i})), 1e-5) << "position " << i;
   }
+}
+
+TEST_P(TransformerFormsTest, ContinueInPiecesMatchesForwardAtEveryPosition) {
+  auto full = model_->Forward(tokens_);  // [3, 30, V]
+  auto state = model_->NewState(3, TestDevice());
+  // Pieces of 11, 11 and 8 tokens, none a multiple of the chunk size.
+  for (int64_t start = 0; start < 30; start += 11) {
+    const int64_t end = std::min<int64_t>(start + 11, 30);
+    auto logits = model_->Continue(tokens_.index({Slice(), Slice(start, end)}), &state);
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{3, end - start, 50}));
+    EXPECT_LE(RelativeError(logits, full.index({Slice(), Slice(start, end)})), 1e-5)
+        << "positions " << start << ".." << end;
+  }
+  EXPECT_TRUE(state.positions.to(torch::kCPU).equal(torch::full({3}, 30, torch::kInt64)));
 }
 
 TEST_P(TransformerFormsTest, PrefillInTwoPiecesEqualsWhole) {

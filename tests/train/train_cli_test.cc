@@ -1,5 +1,5 @@
-// recur-train's command line: --help, and bad flag values ending in a clear message, exit 1 and no
-// output files.
+// recur-train's and recur-eval's command lines: --help, a real run, and bad flag values ending in a
+// clear message, exit 1 and (for the trainer) no output files.
 
 #include <filesystem>
 #include <fstream>
@@ -19,6 +19,7 @@ using testing::RunCommand;
 using testing::TempDir;
 
 CommandResult Train(const std::string& args) { return RunCommand(std::string(RECUR_TRAIN_BINARY) + " " + args); }
+CommandResult Eval(const std::string& args) { return RunCommand(std::string(RECUR_EVAL_BINARY) + " " + args); }
 
 TEST(TrainCliTest, HelpListsTheTrainersFlagsAndSucceeds) {
   auto help = Train("--help");
@@ -54,6 +55,50 @@ TEST(TrainCliTest, BadValuesAreClearErrorsAndWriteNothing) {
     EXPECT_THAT(result.err, HasSubstr(c.message)) << c.args;
     EXPECT_FALSE(std::filesystem::exists(out)) << c.args;
     EXPECT_FALSE(std::filesystem::exists(out + ".state")) << c.args;
+  }
+}
+
+TEST(EvalCliTest, ScoresACheckpointFreshAndCarriedAndRefusesBadInput) {
+  TempDir dir;
+  const std::string data = dir.Join("data.txt");
+  {
+    std::ofstream text(data);
+    for (int i = 0; i < 200; ++i) text << "a line of text to learn, number " << i % 7 << "\n";
+  }
+  const std::string model = dir.Join("model");
+  auto trained = Train("--dataset text --data " + data + " --out " + model +
+                       " --d_model 32 --heads 2 --layers 1 --d_ff 64 --seq_len 32 --batch_size 4 "
+                       "--max_steps 5 --threads 1");
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+
+  const std::string common = " --checkpoint " + model + " --dataset text --data_dir " + data + " --threads 1";
+  auto scored = Eval(common + " --seq_len 16 --batch_size 2");
+  ASSERT_EQ(scored.exit_code, 0) << scored.err;
+  EXPECT_THAT(scored.out, HasSubstr("fresh windows of 16 tokens:   bpc "));
+  EXPECT_THAT(scored.out, HasSubstr("context carried through each row: bpc "));
+  EXPECT_THAT(scored.out, HasSubstr("64-127"));  // the by-context table
+
+  // A word-level data set: its vocabulary is not the byte-level checkpoint's.
+  std::filesystem::create_directory(dir.Join("ptb"));
+  for (const char* split : {"train", "valid", "test"}) {
+    std::ofstream(dir.Join("ptb/ptb." + std::string(split) + ".txt")) << " the cat sat \n the dog ran \n";
+  }
+  struct Case {
+    std::string args, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"--dataset text --data_dir " + data, "--checkpoint is required"},
+           {common + " --split train", "--split must be valid or test"},
+           {common + " --context sideways", "--context must be"},
+           {common + " --seq_len 0", "--seq_len must be positive"},
+           {" --checkpoint " + dir.Join("nothing") + " --dataset text --data_dir " + data, "nothing"},
+           {" --checkpoint " + model + " --dataset ptb --data_dir " + dir.path().string(), "ptb"},
+           {" --checkpoint " + model + " --dataset ptb --data_dir " + dir.Join("ptb"), "is not this data set's"},
+       }) {
+    auto result = Eval(c.args);
+    EXPECT_EQ(result.exit_code, 1) << c.args;
+    EXPECT_THAT(result.err, HasSubstr("recur-eval: ")) << c.args;
+    EXPECT_THAT(result.err, HasSubstr(c.message)) << c.args << "\n" << result.err;
   }
 }
 

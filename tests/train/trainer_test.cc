@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "model/checkpoint.h"
+#include "train/evaluation.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 

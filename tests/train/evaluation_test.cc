@@ -1,0 +1,123 @@
+#include "train/evaluation.h"
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace recur {
+namespace {
+
+using torch::indexing::Slice;
+
+ModelConfig SmallConfig(AttentionKind kind) {
+  ModelConfig c;
+  c.vocab_size = 40;
+  c.d_model = 32;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.d_ff = 64;
+  c.attention = kind;
+  c.chunk_size = 8;
+  return c;
+}
+
+// The reference: every row scored in one Forward pass over the whole row, in float64.
+double WholeRowLoss(TransformerLM& model, const torch::Tensor& stream, int64_t rows, int64_t* count) {
+  torch::NoGradGuard no_grad;
+  const int64_t width = stream.numel() / rows;
+  auto matrix = stream.slice(0, 0, rows * width).view({rows, width});
+  auto logits = model->Forward(matrix.index({Slice(), Slice(0, -1)})).to(torch::kFloat64);
+  auto log_probs = torch::log_softmax(logits, -1);
+  auto picked = log_probs.gather(-1, matrix.index({Slice(), Slice(1)}).unsqueeze(-1));
+  *count = picked.numel();
+  return -picked.sum().item<double>();
+}
+
+class EvaluationTest : public ::testing::TestWithParam<AttentionKind> {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(3);
+    model_ = TransformerLM(SmallConfig(GetParam()));
+    model_->eval();
+    stream_ = torch::randint(0, 40, {203}, torch::kInt64);  // 3 rows of 67, 2 left over: 66 targets per row
+  }
+  TransformerLM model_{nullptr};
+  torch::Tensor stream_;
+};
+
+TEST_P(EvaluationTest, CarriedContextEqualsScoringEachWholeRowAtOnce) {
+  EvaluationOptions options;
+  options.rows = 3;
+  options.seq_len = 10;  // 7 windows, the last one short
+  options.carry_context = true;
+  const auto carried = Score(model_, stream_, options);
+  int64_t count = 0;
+  const double reference = WholeRowLoss(model_, stream_, 3, &count);
+  EXPECT_EQ(carried.tokens, count);
+  EXPECT_NEAR(carried.loss_sum, reference, 1e-4 * reference);
+}
+
+TEST_P(EvaluationTest, FreshWindowsEqualCarriedContextWhenOneWindowHoldsTheRow) {
+  EvaluationOptions options;
+  options.rows = 3;
+  options.seq_len = 66;  // the whole row's targets
+  const auto fresh = Score(model_, stream_, options);
+  options.carry_context = true;
+  const auto carried = Score(model_, stream_, options);
+  EXPECT_EQ(fresh.tokens, carried.tokens);
+  EXPECT_NEAR(fresh.loss_sum, carried.loss_sum, 1e-4 * fresh.loss_sum);
+}
+
+TEST_P(EvaluationTest, FreshWindowsForgetTheContextBeforeEachWindow) {
+  EvaluationOptions options;
+  options.rows = 3;
+  options.seq_len = 10;
+  const auto fresh = Score(model_, stream_, options);
+  // The same as scoring each window on its own from an empty context.
+  double expected = 0;
+  for (int64_t start = 0; start < 66; start += 10) {
+    const int64_t end = std::min<int64_t>(start + 10, 66);
+    auto rows = stream_.slice(0, 0, 201).view({3, 67});
+    torch::NoGradGuard no_grad;
+    auto logits = model_->Forward(rows.index({Slice(), Slice(start, end)}));
+    expected += torch::nn::functional::cross_entropy(
+                    logits.reshape({-1, 40}), rows.index({Slice(), Slice(start + 1, end + 1)}).reshape({-1}),
+                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+  }
+  EXPECT_EQ(fresh.tokens, 3 * 66);
+  EXPECT_NEAR(fresh.loss_sum, expected, 1e-4 * expected);
+  EXPECT_NEAR(Evaluate(model_, stream_, 3, 10, torch::kCPU), expected / (3 * 66), 1e-5);
+}
+
+TEST_P(EvaluationTest, BucketsPartitionTheTokensByContextLength) {
+  EvaluationOptions options;
+  options.rows = 3;
+  options.seq_len = 10;
+  options.carry_context = true;
+  options.bucket_starts = {0, 4, 25};
+  const auto carried = Score(model_, stream_, options);
+  ASSERT_EQ(carried.buckets.size(), 3u);
+  // Each row has 66 targets, with contexts 0..65 tokens.
+  EXPECT_EQ(carried.buckets[0].tokens, 3 * 4);
+  EXPECT_EQ(carried.buckets[1].tokens, 3 * 21);
+  EXPECT_EQ(carried.buckets[2].tokens, 3 * 41);
+  EXPECT_EQ(carried.buckets[2].end, -1);
+  double sum = 0;
+  for (const auto& b : carried.buckets) sum += b.loss_sum;
+  EXPECT_NEAR(sum, carried.loss_sum, 1e-9 * carried.loss_sum);
+  // Fresh windows of 10: a target's context is its column in the window, 0..9.
+  options.carry_context = false;
+  const auto fresh = Score(model_, stream_, options);
+  EXPECT_EQ(fresh.buckets[0].tokens, 3 * 4 * 7);
+  EXPECT_EQ(fresh.buckets[1].tokens, 3 * 66 - 3 * 4 * 7);
+  EXPECT_EQ(fresh.buckets[2].tokens, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(BothKinds, EvaluationTest,
+                         ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
+                         [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+
+}  // namespace
+}  // namespace recur

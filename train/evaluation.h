@@ -1,0 +1,60 @@
+#ifndef RECUR_TRAIN_EVALUATION_H_
+#define RECUR_TRAIN_EVALUATION_H_
+
+// Scoring a model on a whole token stream. The stream is cut into `rows` equal rows (as training
+// batches it) and read in windows of `seq_len` columns, in one of two ways:
+//   fresh windows   each window starts from an empty context, as training sees text; a token's
+//                   context is what precedes it in its window (what validation uses).
+//   carried context the model's state is carried from one window to the next, so every token is
+//                   predicted from everything before it in its row: how the server's sessions
+//                   read text, and how recurrent language models are conventionally evaluated.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "model/transformer.h"
+
+namespace recur {
+
+struct EvaluationOptions {
+  int64_t rows = 16;
+  int64_t seq_len = 128;
+  bool carry_context = false;
+  torch::Device device = torch::kCPU;
+  // Boundaries of the context-length buckets reported, ascending from 0; the last bucket is open.
+  std::vector<int64_t> bucket_starts = {0};
+};
+
+// The tokens whose context (tokens before them that the model saw) is in [begin, end).
+struct ContextBucket {
+  int64_t begin = 0;
+  int64_t end = 0;  // -1: unbounded
+  int64_t tokens = 0;
+  double loss_sum = 0;  // nats
+
+  double mean_loss() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
+};
+
+struct Evaluation {
+  int64_t tokens = 0;   // tokens scored: all but each row's first and the < rows left over
+  double loss_sum = 0;  // nats
+  std::vector<ContextBucket> buckets;
+
+  double mean_loss() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
+};
+
+Evaluation Score(TransformerLM& model, const torch::Tensor& stream, const EvaluationOptions& options);
+
+// Mean cross-entropy (nats per token) over fresh windows: the trainer's validation.
+double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch_size,
+                int64_t seq_len, const torch::Device& device);
+
+// "ppl 123.4" for word-level data, "bpc 1.234" for byte-level.
+std::string DescribeLoss(double nats_per_token, bool byte_level);
+
+}  // namespace recur
+
+#endif  // RECUR_TRAIN_EVALUATION_H_

@@ -1,0 +1,99 @@
+// recur-eval: scores a checkpoint on a data set's validation or test split, with fresh windows
+// (as training validates) and with the context carried through each row (the recurrent form),
+// and breaks the latter down by context length.
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "model/checkpoint.h"
+#include "model/cli.h"
+#include "train/corpus.h"
+#include "train/evaluation.h"
+
+ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train (required)");
+ABSL_FLAG(std::string, dataset, "text", "ptb, wikitext2, enwik8 or text: the data the checkpoint was trained on");
+ABSL_FLAG(std::string, data_dir, "", "Data directory (ptb, wikitext2) or file (enwik8, text)");
+ABSL_FLAG(std::string, split, "test", "valid or test");
+ABSL_FLAG(int64_t, seq_len, 128, "Window length: the context of fresh windows, the piece size when carried");
+ABSL_FLAG(int64_t, batch_size, 16, "Rows the split is cut into");
+ABSL_FLAG(std::string, context, "both", "fresh (windows), carried (through each row) or both");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: all cores)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
+
+namespace {
+
+int Fail(const std::string& message) { return recur::Fail("recur-eval", message); }
+
+std::string Describe(double nats, bool byte_level) { return recur::DescribeLoss(nats, byte_level); }
+
+std::string BucketName(const recur::ContextBucket& b) {
+  return b.end < 0 ? absl::StrFormat("%d+", b.begin) : absl::StrFormat("%d-%d", b.begin, b.end - 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  recur::InitProgram(
+      argc, argv,
+      "Scores a checkpoint on a data set's validation or test split.\n"
+      "Example: recur-eval --checkpoint runs/ptb --dataset ptb --data_dir ../shared/datasets/ptb "
+      "--seq_len 256");
+  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads));
+
+  const std::string split = absl::GetFlag(FLAGS_split);
+  const std::string context = absl::GetFlag(FLAGS_context);
+  if (absl::GetFlag(FLAGS_checkpoint).empty()) return Fail("--checkpoint is required");
+  if (split != "valid" && split != "test") return Fail("--split must be valid or test, not '" + split + "'");
+  if (context != "fresh" && context != "carried" && context != "both") {
+    return Fail("--context must be fresh, carried or both, not '" + context + "'");
+  }
+  if (absl::GetFlag(FLAGS_seq_len) <= 0) return Fail("--seq_len must be positive");
+  if (absl::GetFlag(FLAGS_batch_size) <= 0) return Fail("--batch_size must be positive");
+  auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return Fail(std::string(device.status().message()));
+
+  auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), *device);
+  if (!checkpoint.ok()) return Fail(std::string(checkpoint.status().message()));
+  auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), absl::GetFlag(FLAGS_data_dir));
+  if (!corpus.ok()) return Fail(std::string(corpus.status().message()));
+  // Word ids are only meaningful under the vocabulary the model was trained with.
+  if (corpus->tokenizer->ToJson() != checkpoint->tokenizer->ToJson()) {
+    return Fail(absl::StrCat("the checkpoint's vocabulary (", checkpoint->tokenizer->kind(), ", ",
+                             checkpoint->tokenizer->vocab_size(),
+                             " tokens) is not this data set's; was it trained on another one?"));
+  }
+  const torch::Tensor& stream = split == "valid" ? corpus->valid : corpus->test;
+
+  recur::EvaluationOptions options;
+  options.rows = absl::GetFlag(FLAGS_batch_size);
+  options.seq_len = absl::GetFlag(FLAGS_seq_len);
+  options.device = *device;
+  const bool byte_level = corpus->byte_level;
+  std::printf("%s on the %s %s split: %lld tokens in %lld rows\n",
+              absl::GetFlag(FLAGS_checkpoint).c_str(), corpus->name.c_str(), split.c_str(),
+              static_cast<long long>(stream.numel()), static_cast<long long>(options.rows));
+  if (context != "carried") {
+    const auto fresh = recur::Score(checkpoint->model, stream, options);
+    std::printf("fresh windows of %lld tokens:   %s\n", static_cast<long long>(options.seq_len),
+                Describe(fresh.mean_loss(), byte_level).c_str());
+  }
+  if (context != "fresh") {
+    options.carry_context = true;
+    for (int64_t start = 64; start < stream.numel(); start *= 2) options.bucket_starts.push_back(start);
+    const auto carried = recur::Score(checkpoint->model, stream, options);
+    std::printf("context carried through each row: %s\n", Describe(carried.mean_loss(), byte_level).c_str());
+    std::printf("  %-12s %10s  %s\n", "context", "tokens", byte_level ? "bpc" : "ppl");
+    for (const auto& bucket : carried.buckets) {
+      if (bucket.tokens == 0) continue;
+      const double mean = bucket.mean_loss();
+      std::printf("  %-12s %10lld  %.3f\n", BucketName(bucket).c_str(),
+                  static_cast<long long>(bucket.tokens), byte_level ? mean / std::log(2.0) : std::exp(mean));
+    }
+  }
+  return 0;
+}
