@@ -2,12 +2,17 @@
 #define RECUR_TRAIN_EVALUATION_H_
 
 // Scoring a model on a whole token stream. The stream is cut into `rows` equal rows (as training
-// batches it) and read in windows of `seq_len` columns, in one of two ways:
-//   fresh windows   each window starts from an empty context, as training sees text; a token's
-//                   context is what precedes it in its window (what validation uses).
-//   carried context the model's state is carried from one window to the next, so every token is
-//                   predicted from everything before it in its row: how the server's sessions
-//                   read text, and how recurrent language models are conventionally evaluated.
+// batches it) and read in windows of `seq_len` columns, in one of three ways; every token but each
+// row's first is scored exactly once in all three.
+//   fresh windows    side by side, each from an empty context, as training sees text: a token's
+//                    context is what precedes it in its window (what validation uses).
+//   sliding windows  windows start every `stride` columns and each scores only its last `stride`
+//                    tokens (the first window scores all), so every token after the first window
+//                    has at least seq_len - stride tokens of context: the usual protocol for
+//                    fixed-context transformers, at seq_len / stride times the cost.
+//   carried context  side by side, with the model's state carried from one window to the next, so
+//                    every token is predicted from everything before it in its row: how the
+//                    server's sessions read text, and how recurrent models are usually scored.
 
 #include <cstdint>
 #include <string>
@@ -22,7 +27,8 @@ namespace recur {
 struct EvaluationOptions {
   int64_t rows = 16;
   int64_t seq_len = 128;
-  bool carry_context = false;
+  int64_t stride = 0;  // 0 or seq_len: fresh windows; less: sliding windows
+  bool carry_context = false;  // carried context (stride is then ignored)
   torch::Device device = torch::kCPU;
   // Boundaries of the context-length buckets reported, ascending from 0; the last bucket is open.
   std::vector<int64_t> bucket_starts = {0};

@@ -1,7 +1,8 @@
-// recur-eval: scores a checkpoint on a data set's validation or test split, with fresh windows
-// (as training validates) and with the context carried through each row (the recurrent form),
-// and breaks the latter down by context length.
+// recur-eval: scores a checkpoint on a data set's validation or test split in the three ways of
+// train/evaluation.h (fresh windows as training validates, sliding windows, the context carried
+// through each row as the recurrent form reads), and breaks the last down by context length.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -19,9 +20,10 @@ ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-tr
 ABSL_FLAG(std::string, dataset, "text", "ptb, wikitext2, enwik8 or text: the data the checkpoint was trained on");
 ABSL_FLAG(std::string, data_dir, "", "Data directory (ptb, wikitext2) or file (enwik8, text)");
 ABSL_FLAG(std::string, split, "test", "valid or test");
-ABSL_FLAG(int64_t, seq_len, 128, "Window length: the context of fresh windows, the piece size when carried");
+ABSL_FLAG(int64_t, seq_len, 128, "Window length (the training window is the natural choice)");
+ABSL_FLAG(int64_t, stride, 0, "Sliding windows' stride (0: half the window)");
 ABSL_FLAG(int64_t, batch_size, 16, "Rows the split is cut into");
-ABSL_FLAG(std::string, context, "both", "fresh (windows), carried (through each row) or both");
+ABSL_FLAG(std::string, context, "all", "fresh, sliding, carried or all");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: all cores)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 
@@ -49,10 +51,13 @@ int main(int argc, char** argv) {
   const std::string context = absl::GetFlag(FLAGS_context);
   if (absl::GetFlag(FLAGS_checkpoint).empty()) return Fail("--checkpoint is required");
   if (split != "valid" && split != "test") return Fail("--split must be valid or test, not '" + split + "'");
-  if (context != "fresh" && context != "carried" && context != "both") {
-    return Fail("--context must be fresh, carried or both, not '" + context + "'");
+  if (context != "fresh" && context != "sliding" && context != "carried" && context != "all") {
+    return Fail("--context must be fresh, sliding, carried or all, not '" + context + "'");
   }
-  if (absl::GetFlag(FLAGS_seq_len) <= 0) return Fail("--seq_len must be positive");
+  const int64_t seq_len = absl::GetFlag(FLAGS_seq_len);
+  const int64_t stride = absl::GetFlag(FLAGS_stride) > 0 ? absl::GetFlag(FLAGS_stride) : std::max<int64_t>(1, seq_len / 2);
+  if (seq_len <= 0) return Fail("--seq_len must be positive");
+  if (stride > seq_len) return Fail("--stride must not exceed --seq_len");
   if (absl::GetFlag(FLAGS_batch_size) <= 0) return Fail("--batch_size must be positive");
   auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));
   if (!device.ok()) return Fail(std::string(device.status().message()));
@@ -71,23 +76,30 @@ int main(int argc, char** argv) {
 
   recur::EvaluationOptions options;
   options.rows = absl::GetFlag(FLAGS_batch_size);
-  options.seq_len = absl::GetFlag(FLAGS_seq_len);
+  options.seq_len = seq_len;
   options.device = *device;
   const bool byte_level = corpus->byte_level;
   std::printf("%s on the %s %s split: %lld tokens in %lld rows\n",
               absl::GetFlag(FLAGS_checkpoint).c_str(), corpus->name.c_str(), split.c_str(),
               static_cast<long long>(stream.numel()), static_cast<long long>(options.rows));
-  if (context != "carried") {
-    const auto fresh = recur::Score(checkpoint->model, stream, options);
-    std::printf("fresh windows of %lld tokens:   %s\n", static_cast<long long>(options.seq_len),
-                Describe(fresh.mean_loss(), byte_level).c_str());
+  auto report = [&](const std::string& how, const recur::Evaluation& e) {
+    std::printf("  %-44s %s\n", how.c_str(), Describe(e.mean_loss(), byte_level).c_str());
+  };
+  if (context == "fresh" || context == "all") {
+    report(absl::StrFormat("fresh windows of %d", seq_len), recur::Score(checkpoint->model, stream, options));
   }
-  if (context != "fresh") {
+  if (context == "sliding" || context == "all") {
+    options.stride = stride;
+    report(absl::StrFormat("sliding windows of %d, stride %d", seq_len, stride),
+           recur::Score(checkpoint->model, stream, options));
+  }
+  if (context == "carried" || context == "all") {
     options.carry_context = true;
     for (int64_t start = 64; start < stream.numel(); start *= 2) options.bucket_starts.push_back(start);
     const auto carried = recur::Score(checkpoint->model, stream, options);
-    std::printf("context carried through each row: %s\n", Describe(carried.mean_loss(), byte_level).c_str());
-    std::printf("  %-12s %10s  %s\n", "context", "tokens", byte_level ? "bpc" : "ppl");
+    report("context carried through each row", carried);
+    std::printf("\n  carried, by context length:\n  %-12s %10s  %s\n", "context", "tokens",
+                byte_level ? "bpc" : "ppl");
     for (const auto& bucket : carried.buckets) {
       if (bucket.tokens == 0) continue;
       const double mean = bucket.mean_loss();

@@ -91,6 +91,38 @@ TEST_P(EvaluationTest, FreshWindowsForgetTheContextBeforeEachWindow) {
   EXPECT_NEAR(Evaluate(model_, stream_, 3, 10, torch::kCPU), expected / (3 * 66), 1e-5);
 }
 
+TEST_P(EvaluationTest, SlidingWindowsScoreEachTokenOnceWithAtLeastSeqLenMinusStrideContext) {
+  EvaluationOptions options;
+  options.rows = 3;
+  options.seq_len = 10;
+  options.stride = 4;
+  options.bucket_starts = {0, 6};
+  const auto sliding = Score(model_, stream_, options);
+  // The reference, one target at a time: target t (predicting column t + 1) is scored by the
+  // window starting at the multiple of the stride that leaves it 6..9 tokens of context (or by
+  // the first window, for t < 10).
+  torch::NoGradGuard no_grad;
+  auto rows = stream_.slice(0, 0, 201).view({3, 67});
+  double expected = 0;
+  for (int64_t t = 0; t < 66; ++t) {
+    const int64_t start = t < 10 ? 0 : ((t - 10) / 4 + 1) * 4;
+    ASSERT_TRUE(t < 10 || (t - start >= 6 && t - start < 10)) << t;
+    auto logits = model_->Forward(rows.index({Slice(), Slice(start, t + 1)})).select(1, -1);
+    expected += torch::nn::functional::cross_entropy(
+                    logits, rows.index({Slice(), t + 1}),
+                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+  }
+  EXPECT_EQ(sliding.tokens, 3 * 66);
+  EXPECT_NEAR(sliding.loss_sum, expected, 1e-4 * expected);
+  // Only the first window's first 6 targets have less than 6 tokens of context.
+  EXPECT_EQ(sliding.buckets[0].tokens, 3 * 6);
+  // A stride of the full window is fresh windows.
+  options.stride = 10;
+  EXPECT_NEAR(Score(model_, stream_, options).loss_sum,
+              Evaluate(model_, stream_, 3, 10, torch::kCPU) * 3 * 66, 1e-6 * expected);
+}
+
 TEST_P(EvaluationTest, BucketsPartitionTheTokensByContextLength) {
   EvaluationOptions options;
   options.rows = 3;

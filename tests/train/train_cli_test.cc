@@ -58,7 +58,7 @@ TEST(TrainCliTest, BadValuesAreClearErrorsAndWriteNothing) {
   }
 }
 
-TEST(EvalCliTest, ScoresACheckpointFreshAndCarriedAndRefusesBadInput) {
+TEST(EvalCliTest, ScoresACheckpointThreeWaysAndRefusesBadInput) {
   TempDir dir;
   const std::string data = dir.Join("data.txt");
   {
@@ -74,8 +74,10 @@ TEST(EvalCliTest, ScoresACheckpointFreshAndCarriedAndRefusesBadInput) {
   const std::string common = " --checkpoint " + model + " --dataset text --data_dir " + data + " --threads 1";
   auto scored = Eval(common + " --seq_len 16 --batch_size 2");
   ASSERT_EQ(scored.exit_code, 0) << scored.err;
-  EXPECT_THAT(scored.out, HasSubstr("fresh windows of 16 tokens:   bpc "));
-  EXPECT_THAT(scored.out, HasSubstr("context carried through each row: bpc "));
+  EXPECT_THAT(scored.out, HasSubstr("fresh windows of 16 "));
+  EXPECT_THAT(scored.out, HasSubstr("sliding windows of 16, stride 8 "));
+  EXPECT_THAT(scored.out, HasSubstr("context carried through each row "));
+  EXPECT_THAT(scored.out, HasSubstr("bpc "));
   EXPECT_THAT(scored.out, HasSubstr("64-127"));  // the by-context table
 
   // A word-level data set: its vocabulary is not the byte-level checkpoint's.
@@ -91,6 +93,7 @@ TEST(EvalCliTest, ScoresACheckpointFreshAndCarriedAndRefusesBadInput) {
            {common + " --split train", "--split must be valid or test"},
            {common + " --context sideways", "--context must be"},
            {common + " --seq_len 0", "--seq_len must be positive"},
+           {common + " --seq_len 8 --stride 9", "--stride must not exceed --seq_len"},
            {" --checkpoint " + dir.Join("nothing") + " --dataset text --data_dir " + data, "nothing"},
            {" --checkpoint " + model + " --dataset ptb --data_dir " + dir.path().string(), "ptb"},
            {" --checkpoint " + model + " --dataset ptb --data_dir " + dir.Join("ptb"), "is not this data set's"},
