@@ -27,6 +27,9 @@ ABSL_FLAG(int64_t, chunk_size, 64, "Chunk length of the chunkwise linear-attenti
 ABSL_FLAG(bool, tie_embeddings, true, "Share the input embedding with the output layer");
 ABSL_FLAG(int64_t, seq_len, 128, "Training window length (tokens)");
 ABSL_FLAG(int64_t, batch_size, 16, "Sequences per step");
+ABSL_FLAG(bool, carry_context, false,
+          "Linear attention: carry each row's state from window to window, in training and in "
+          "evaluation (the recurrent way), instead of starting every window afresh");
 ABSL_FLAG(double, lr, 1e-3, "Peak learning rate (AdamW)");
 ABSL_FLAG(int64_t, warmup, 100, "Linear warm-up steps, then cosine decay to lr/10");
 ABSL_FLAG(double, weight_decay, 0.01, "AdamW weight decay on weight matrices");
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
 
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
   options.seq_len = absl::GetFlag(FLAGS_seq_len);
+  options.carry_context = absl::GetFlag(FLAGS_carry_context);
   options.lr = absl::GetFlag(FLAGS_lr);
   options.warmup = absl::GetFlag(FLAGS_warmup);
   options.weight_decay = absl::GetFlag(FLAGS_weight_decay);

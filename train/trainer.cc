@@ -57,6 +57,7 @@ std::string TrainOptions::ToJson() const {
   nlohmann::ordered_json j;
   j["batch_size"] = batch_size;
   j["seq_len"] = seq_len;
+  j["carry_context"] = carry_context;
   j["lr"] = lr;
   j["warmup"] = warmup;
   j["weight_decay"] = weight_decay;
@@ -93,6 +94,14 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
                                                    " is not divisible by WORLD_SIZE ", world));
   }
   const bool leader = rank == 0;  // the one rank that writes files and shows progress
+  if (options.carry_context && config.attention != AttentionKind::kLinear) {
+    return absl::InvalidArgumentError(
+        "carrying the context between windows needs linear attention (softmax's cache would grow "
+        "with the whole training split)");
+  }
+  if (options.carry_context && world > 1) {
+    return absl::UnimplementedError("carrying the context is not supported with data-parallel training yet");
+  }
 
   torch::manual_seed(options.seed);
   TransformerLM model(config);
@@ -132,6 +141,12 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
           " and seq_len ", saved.value("seq_len", int64_t{0}), "; this run asks for ",
           options.batch_size, " and ", options.seq_len));
     }
+    if (saved.value("carry_context", false) != options.carry_context) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot resume: the state was trained ", saved.value("carry_context", false) ? "with" : "without",
+          " --carry_context; this run asks for the opposite"));
+    }
+    state.carried = std::move(resumed->carried);
     state.progress = resumed->progress;
     state.best_params = std::move(resumed->best_params);
     LOG_IF(INFO, leader) << "resuming from " << options.resume << " at step " << state.progress.step;
@@ -140,6 +155,15 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
 
   StreamBatcher batches(corpus.train, options.batch_size, options.seq_len);
   const int64_t rows_per_rank = options.batch_size / world;
+  if (options.carry_context && progress.step % batches.num_windows() != 0) {
+    const auto expected = model->NewState(options.batch_size, options.device);
+    bool fits = state.carried.positions.defined() && state.carried.linear.size() == expected.linear.size();
+    for (size_t i = 0; fits && i < expected.linear.size(); ++i) {
+      fits = state.carried.linear[i].s.sizes() == expected.linear[i].s.sizes() &&
+             state.carried.linear[i].z.sizes() == expected.linear[i].z.sizes();
+    }
+    if (!fits) return absl::InvalidArgumentError("cannot resume: the state's carried context is missing or malformed");
+  }
   const int64_t total_steps =
       options.max_steps > 0 ? options.max_steps : options.epochs * batches.num_windows();
   const int64_t eval_every = options.eval_every > 0 ? options.eval_every : batches.num_windows();
@@ -182,10 +206,16 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
 
   int64_t peak_heap = 0;  // the largest LiveHeapBytes() seen after a forward pass
 
+  EvaluationOptions evaluation;
+  evaluation.rows = options.batch_size;
+  evaluation.seq_len = options.seq_len;
+  evaluation.carry_context = options.carry_context;
+  evaluation.device = options.device;
+
   // Validates, logs, keeps the model if it is the best so far, and saves the resumable state.
   auto evaluate = [&](double lr) -> absl::Status {
     if (!options.evaluate) return absl::OkStatus();
-    const double valid = Evaluate(model, corpus.valid, options.batch_size, options.seq_len, options.device);
+    const double valid = Score(model, corpus.valid, evaluation).mean_loss();
     progress.elapsed_seconds = SecondsSince(start);
     const int64_t epoch = (progress.step - 1) / batches.num_windows() + 1;
     if (!leader) {
@@ -236,17 +266,29 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     lr = LearningRate(options, progress.step, fraction_done());
     for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 
-    auto [input, target] = batches.Window(progress.step % batches.num_windows());
+    const int64_t window = progress.step % batches.num_windows();
+    auto [input, target] = batches.Window(window);
     if (world > 1) {
       input = input.slice(0, rank * rows_per_rank, (rank + 1) * rows_per_rank);
       target = target.slice(0, rank * rows_per_rank, (rank + 1) * rows_per_rank);
     }
-    auto logits = model->Forward(input.to(options.device));
+    torch::Tensor logits;
+    if (options.carry_context) {
+      // Each epoch starts the rows afresh; within it the state flows on, cut off from the graph.
+      if (window == 0) state.carried = model->NewState(options.batch_size, options.device);
+      logits = model->Continue(input.to(options.device), &state.carried);
+    } else {
+      logits = model->Forward(input.to(options.device));
+    }
     auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
                                                       target.to(options.device).reshape({-1}));
     peak_heap = std::max(peak_heap, LiveHeapBytes());
     optimizer.zero_grad();
     loss.backward();
+    for (auto& layer : state.carried.linear) {  // truncated backpropagation: the next window's
+      layer.s = layer.s.detach();               // gradients stop here
+      layer.z = layer.z.detach();
+    }
     if (dp != nullptr) {
       std::vector<torch::Tensor> grads;
       for (auto& p : model->parameters()) {
@@ -301,8 +343,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
       params[i].copy_(state.best_params[i]);
     }
   }
-  result.test_loss = options.evaluate ? Evaluate(model, corpus.test, options.batch_size,
-                                                 options.seq_len, options.device)
+  result.test_loss = options.evaluate ? Score(model, corpus.test, evaluation).mean_loss()
                                       : std::numeric_limits<double>::quiet_NaN();
   {
     torch::NoGradGuard no_grad;

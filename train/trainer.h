@@ -18,6 +18,10 @@ namespace recur {
 struct TrainOptions {
   int64_t batch_size = 16;
   int64_t seq_len = 128;
+  // Linear attention only: each row's recurrent state is carried from one window to the next
+  // (detached, so gradients stop at the window), as recurrent language models are trained, and
+  // validation and test carry it through each row too. Off: every window starts afresh.
+  bool carry_context = false;
   double lr = 1e-3;
   int64_t warmup = 100;  // steps of linear warm-up, then cosine decay to lr / 10
   double weight_decay = 0.01;

@@ -63,6 +63,13 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
     std::lock_guard<std::mutex> lock(generator.mutex());
     tensors.emplace_back(name, generator.get_state());
   }
+  if (state.carried.positions.defined()) {
+    for (size_t i = 0; i < state.carried.linear.size(); ++i) {
+      tensors.emplace_back(absl::StrCat("carried.s.", i), state.carried.linear[i].s);
+      tensors.emplace_back(absl::StrCat("carried.z.", i), state.carried.linear[i].z);
+    }
+    tensors.emplace_back("carried.positions", state.carried.positions);
+  }
 
   const TrainingProgress& p = state.progress;
   nlohmann::ordered_json json;
@@ -172,6 +179,17 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
       generator.set_state(rng->second);
     } catch (const c10::Error& e) {
       return StateError(directory, absl::StrCat("bad random generator state: ", e.what_without_backtrace()));
+    }
+  }
+  if (auto positions = saved.find("carried.positions"); positions != saved.end()) {
+    const auto device = params.empty() ? torch::Device(torch::kCPU) : params[0].device();
+    state.carried.positions = positions->second.to(device);
+    for (int64_t i = 0; i < model->config().num_layers; ++i) {
+      auto s = saved.find(absl::StrCat("carried.s.", i)), z = saved.find(absl::StrCat("carried.z.", i));
+      if (s == saved.end() || z == saved.end()) {
+        return StateError(directory, absl::StrCat("the carried state of layer ", i, " is missing"));
+      }
+      state.carried.linear.push_back({s->second.to(device), z->second.to(device)});
     }
   }
   return state;

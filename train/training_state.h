@@ -7,7 +7,9 @@
 // directory, published atomically:
 //   config.json, tokenizer.json, model.safetensors   the current model (a loadable checkpoint)
 //   optimizer.safetensors                            exp_avg.{i}, exp_avg_sq.{i}, step.{i},
-//                                                    best.{name}, rng.cpu, rng.cuda (GPU runs)
+//                                                    best.{name}, rng.cpu, rng.cuda (GPU runs),
+//                                                    carried.{s,z}.{layer}, carried.positions
+//                                                    (--carry_context runs)
 //   trainer.json                                     step, tokens, losses, elapsed time, options
 
 #include <limits>
@@ -20,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/checkpoint.h"
+#include "model/model_state.h"
 
 namespace recur {
 
@@ -36,6 +39,7 @@ struct TrainingProgress {
 struct TrainingState {
   TrainingProgress progress;
   std::vector<torch::Tensor> best_params;  // in model->parameters() order; empty if none yet
+  ModelState carried;  // the linear-attention state carried between windows; empty if none
   std::string options_json;                // the options the run was started with
 };
 

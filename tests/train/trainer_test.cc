@@ -129,14 +129,19 @@ ModelConfig DropoutConfig() {
   return c;
 }
 
-// N steps straight vs N/2, resume, N/2: identical weights, bit for bit.
-TEST(ResumeTest, SplitRunEqualsStraightRun) {
+// N steps straight vs N/2, resume, N/2: identical weights, bit for bit. The split falls in the
+// middle of an epoch, so with the context carried the saved recurrent state must be restored too.
+class SplitResumeTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SplitResumeTest, SplitRunEqualsStraightRun) {
   TempDir dir;
   Corpus corpus = ByteCorpus("text", Text());
-  auto straight = Train(DropoutConfig(), corpus, ResumeOptions());
+  TrainOptions options = ResumeOptions();
+  options.carry_context = GetParam();
+  auto straight = Train(DropoutConfig(), corpus, options);
   ASSERT_TRUE(straight.ok()) << straight.status();
 
-  TrainOptions first = ResumeOptions();
+  TrainOptions first = options;
   first.stop_after_steps = 10;
   first.state_dir = dir.Join("state");
   auto half = Train(DropoutConfig(), corpus, first);
@@ -144,7 +149,7 @@ TEST(ResumeTest, SplitRunEqualsStraightRun) {
   EXPECT_EQ(half->steps, 10);
 
   torch::manual_seed(999);  // disturb the generator: resume must restore it
-  TrainOptions second = ResumeOptions();
+  TrainOptions second = options;
   second.resume = dir.Join("state");
   auto resumed = Train(DropoutConfig(), corpus, second);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
@@ -153,6 +158,28 @@ TEST(ResumeTest, SplitRunEqualsStraightRun) {
     EXPECT_TRUE(torch::equal(resumed->final_params[p.key()], p.value())) << p.key();
   }
   EXPECT_EQ(resumed->best_valid_loss, straight->best_valid_loss);
+  EXPECT_EQ(resumed->test_loss, straight->test_loss);
+}
+
+INSTANTIATE_TEST_SUITE_P(FreshAndCarried, SplitResumeTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "carried" : "fresh"; });
+
+TEST(CarriedContextTest, ChangesTrainingAndNeedsLinearAttention) {
+  Corpus corpus = ByteCorpus("text", Text());
+  TrainOptions options = ResumeOptions();
+  auto fresh = Train(DropoutConfig(), corpus, options);
+  options.carry_context = true;
+  auto carried = Train(DropoutConfig(), corpus, options);
+  ASSERT_TRUE(fresh.ok() && carried.ok());
+  // Only the first window of each row reads the same context both ways.
+  EXPECT_FALSE(torch::equal(fresh->final_params["blocks.0.attention.qkv.weight"],
+                            carried->final_params["blocks.0.attention.qkv.weight"]));
+  EXPECT_NE(fresh->best_valid_loss, carried->best_valid_loss);
+
+  ModelConfig softmax = DropoutConfig();
+  softmax.attention = AttentionKind::kSoftmax;
+  EXPECT_THAT(std::string(Train(softmax, corpus, options).status().message()),
+              ::testing::HasSubstr("needs linear attention"));
 }
 
 TEST(ResumeTest, CorruptStateIsAClearErrorAndWritesNothing) {
@@ -183,7 +210,7 @@ TEST(ResumeTest, CorruptStateIsAClearErrorAndWritesNothing) {
   EXPECT_FALSE(Train(DropoutConfig(), corpus, second).ok());
 }
 
-TEST(ResumeTest, OtherDataOrBatchingIsRefused) {
+TEST(ResumeTest, OtherDataBatchingOrContextIsRefused) {
   TempDir dir;
   Corpus corpus = ByteCorpus("text", Text());
   TrainOptions first = ResumeOptions();
@@ -196,6 +223,10 @@ TEST(ResumeTest, OtherDataOrBatchingIsRefused) {
   EXPECT_THAT(std::string(Train(DropoutConfig(), corpus, second).status().message()),
               ::testing::HasSubstr("batch_size"));
   second.batch_size = 4;
+  second.carry_context = true;
+  EXPECT_THAT(std::string(Train(DropoutConfig(), corpus, second).status().message()),
+              ::testing::HasSubstr("--carry_context"));
+  second.carry_context = false;
   Corpus other = ByteCorpus("text", Text() + Text());
   EXPECT_THAT(std::string(Train(DropoutConfig(), other, second).status().message()),
               ::testing::HasSubstr("cannot resume"));
