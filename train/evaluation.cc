@@ -40,17 +40,17 @@ Evaluation Score(TransformerLM& model, const torch::Tensor& stream, const Evalua
     auto target = matrix.slice(1, start + 1 + scored_from, start + 1 + length).to(options.device);
     auto logits = options.carry_context ? model->Continue(input, &state) : model->Forward(input);
     logits = logits.slice(1, scored_from, length);
+    const int64_t columns = length - scored_from;
     // Nats per target summed over the rows: [columns], one entry per context length.
     auto losses = torch::nn::functional::cross_entropy(
                       logits.reshape({-1, logits.size(-1)}), target.reshape({-1}),
                       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
-                      .view({rows, length - scored_from})
+                      .view({rows, columns})
                       .to(torch::kFloat64)
                       .sum(0)
                       .cpu();
     // The context of the first scored target: its column in the window, or in the row.
     const int64_t first = scored_from + (options.carry_context ? start : 0);
-    const int64_t columns = length - scored_from;
     for (auto& bucket : result.buckets) {
       const int64_t begin = std::clamp<int64_t>(bucket.begin - first, 0, columns);
       const int64_t end = bucket.end < 0 ? columns : std::clamp<int64_t>(bucket.end - first, 0, columns);
