@@ -44,6 +44,10 @@ absl::Status ModelConfig::Validate() const {
   if (!(dropout >= 0.0 && dropout < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("dropout must be in [0, 1), got ", dropout));
   }
+  if (!(embedding_dropout >= 0.0 && embedding_dropout < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("embedding_dropout must be in [0, 1), got ", embedding_dropout));
+  }
   if (feature_map != "elu+1") {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown feature_map '", feature_map, "' (only 'elu+1' is supported)"));
@@ -76,6 +80,7 @@ std::string ModelConfig::ToJson() const {
   j["num_heads"] = num_heads;
   j["d_ff"] = d_ff;
   j["dropout"] = dropout;
+  j["embedding_dropout"] = embedding_dropout;
   j["attention"] = std::string(AttentionKindName(attention));
   j["feature_map"] = feature_map;
   j["positional_encoding"] = positional_encoding;
@@ -114,6 +119,10 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
         read("tie_embeddings", &c.tie_embeddings), read("chunk_size", &c.chunk_size),
         read("epsilon", &c.epsilon)}) {
     if (!s.ok()) return s;
+  }
+  // Added after version 1's first checkpoints, so optional.
+  if (j.contains("embedding_dropout")) {
+    if (auto s = read("embedding_dropout", &c.embedding_dropout); !s.ok()) return s;
   }
   auto kind = ParseAttentionKind(attention);
   if (!kind.ok()) return kind.status();

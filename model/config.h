@@ -23,6 +23,9 @@ struct ModelConfig {
   int64_t num_heads = 4;
   int64_t d_ff = 1024;
   double dropout = 0.0;
+  // Training only: the probability of dropping a word type from the input embedding for a step
+  // (every occurrence alike; Gal & Ghahramani 2016, as in AWD-LSTM). Optional in config.json.
+  double embedding_dropout = 0.0;
   AttentionKind attention = AttentionKind::kLinear;
   // φ(x) = elu(x) + 1, the map of Katharopoulos et al.; the only one implemented.
   std::string feature_map = "elu+1";

@@ -57,6 +57,13 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch:
   return h + dropout(ff_out(dropout(F::gelu(ff_in(norm2(h))))));
 }
 
+torch::Tensor EmbeddingDropout(const torch::Tensor& weight, double p) {
+  TORCH_CHECK(p >= 0.0 && p < 1.0, "embedding dropout must be in [0, 1), got ", p);
+  if (p == 0.0) return weight;
+  auto keep = torch::empty({weight.size(0), 1}, weight.options()).bernoulli_(1.0 - p);
+  return weight * keep / (1.0 - p);
+}
+
 TransformerLMImpl::TransformerLMImpl(const ModelConfig& config) : config_(config) {
   auto status = config.Validate();
   TORCH_CHECK(status.ok(), "invalid model config: ", std::string(status.message()));
@@ -116,7 +123,7 @@ ModelState TransformerLMImpl::NewState(int64_t batch, const torch::Device& devic
 torch::Tensor TransformerLMImpl::Hidden(const torch::Tensor& tokens, const torch::Tensor& positions,
                                         ModelState* state) {
   const double scale = std::sqrt(static_cast<double>(config_.d_model));
-  auto x = embedding(tokens) * scale + SinusoidalEncoding(positions, config_.d_model);
+  auto x = Embed(tokens) * scale + SinusoidalEncoding(positions, config_.d_model);
   x = dropout(x);
   torch::Tensor start = state != nullptr ? state->positions : torch::Tensor();
   for (size_t i = 0; i < blocks->size(); ++i) {
@@ -126,6 +133,12 @@ torch::Tensor TransformerLMImpl::Hidden(const torch::Tensor& tokens, const torch
     x = blocks[i]->as<TransformerBlock>()->forward(x, start, linear, kv);
   }
   return final_norm(x);
+}
+
+torch::Tensor TransformerLMImpl::Embed(const torch::Tensor& tokens) {
+  if (!is_training() || config_.embedding_dropout == 0.0) return embedding(tokens);
+  // Only the input side: a tied output layer keeps scoring every word.
+  return F::embedding(tokens, EmbeddingDropout(embedding->weight, config_.embedding_dropout));
 }
 
 torch::Tensor TransformerLMImpl::Logits(const torch::Tensor& hidden) {

@@ -53,6 +53,10 @@ struct TransformerBlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(TransformerBlock);
 
+// Embedding dropout: `weight` [V, D] with each row (word type) zeroed with probability p and the
+// rest scaled by 1 / (1 - p), so a dropped word is missing at every one of its occurrences.
+torch::Tensor EmbeddingDropout(const torch::Tensor& weight, double p);
+
 struct TransformerLMImpl : torch::nn::Module {
   // `config` must be valid (ModelConfig::Validate); an invalid one throws.
   explicit TransformerLMImpl(const ModelConfig& config);
@@ -91,6 +95,8 @@ struct TransformerLMImpl : torch::nn::Module {
   // Hidden for tokens [B, N] after what `state` has seen; advances the state.
   torch::Tensor HiddenAfter(const torch::Tensor& tokens, ModelState* state, const char* caller);
   torch::Tensor Logits(const torch::Tensor& hidden);
+  // The input embedding of tokens, with embedding dropout when training.
+  torch::Tensor Embed(const torch::Tensor& tokens);
 
   ModelConfig config_;
 };

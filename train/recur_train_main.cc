@@ -23,6 +23,8 @@ ABSL_FLAG(int64_t, heads, 4, "Attention heads per block");
 ABSL_FLAG(int64_t, d_model, 256, "Model width");
 ABSL_FLAG(int64_t, d_ff, 1024, "Feed-forward width");
 ABSL_FLAG(double, dropout, 0.1, "Dropout probability");
+ABSL_FLAG(double, embedding_dropout, 0.0,
+          "Probability of dropping a whole word type from the input embedding for a step");
 ABSL_FLAG(int64_t, chunk_size, 64, "Chunk length of the chunkwise linear-attention form");
 ABSL_FLAG(bool, tie_embeddings, true, "Share the input embedding with the output layer");
 ABSL_FLAG(int64_t, seq_len, 128, "Training window length (tokens)");
@@ -87,6 +89,7 @@ int main(int argc, char** argv) {
   config.num_heads = absl::GetFlag(FLAGS_heads);
   config.d_ff = absl::GetFlag(FLAGS_d_ff);
   config.dropout = absl::GetFlag(FLAGS_dropout);
+  config.embedding_dropout = absl::GetFlag(FLAGS_embedding_dropout);
   config.attention = *attention;
   config.chunk_size = absl::GetFlag(FLAGS_chunk_size);
   config.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "nlohmann/json.hpp"
+
 namespace recur {
 namespace {
 
@@ -12,6 +14,7 @@ TEST(ModelConfigTest, DefaultIsValidAndRoundTrips) {
   ModelConfig c;
   c.attention = AttentionKind::kSoftmax;
   c.dropout = 0.25;
+  c.embedding_dropout = 0.1;
   ASSERT_TRUE(c.Validate().ok());
   auto back = ModelConfig::FromJson(c.ToJson());
   ASSERT_TRUE(back.ok()) << back.status();
@@ -29,6 +32,7 @@ TEST(ModelConfigTest, ImpossibleShapesNameTheField) {
   EXPECT_THAT(message([](ModelConfig& c) { c.num_heads = 3; }), HasSubstr("divisible by num_heads"));
   EXPECT_THAT(message([](ModelConfig& c) { c.vocab_size = -1; }), HasSubstr("vocab_size"));
   EXPECT_THAT(message([](ModelConfig& c) { c.dropout = 1.0; }), HasSubstr("dropout"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.embedding_dropout = -0.1; }), HasSubstr("embedding_dropout"));
   EXPECT_THAT(message([](ModelConfig& c) { c.chunk_size = 0; }), HasSubstr("chunk_size"));
   EXPECT_THAT(message([](ModelConfig& c) { c.feature_map = "relu"; }), HasSubstr("feature_map"));
   EXPECT_THAT(message([](ModelConfig& c) { c.positional_encoding = "learned"; }),
@@ -42,6 +46,16 @@ TEST(ModelConfigTest, FromJsonRejectsMissingAndMistypedFields) {
   json.replace(json.find("\"d_model\":256"), 13, "\"d_model\":\"x\"");
   EXPECT_THAT(ModelConfig::FromJson(json).status().message(), HasSubstr("'d_model' has the wrong type"));
   EXPECT_THAT(ModelConfig::FromJson("nope").status().message(), HasSubstr("not a JSON object"));
+}
+
+TEST(ModelConfigTest, EmbeddingDropoutIsOptionalForOlderCheckpoints) {
+  ModelConfig c;
+  c.embedding_dropout = 0.2;
+  auto json = nlohmann::json::parse(c.ToJson());
+  json.erase("embedding_dropout");
+  auto back = ModelConfig::FromJson(json.dump());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->embedding_dropout, 0.0);
 }
 
 TEST(ModelConfigTest, StateBytesFollowTheFormula) {

@@ -275,5 +275,40 @@ TEST(TransformerTrainingTest, LearnsARepeatingSequence) {
   EXPECT_LT(last_loss, 0.1);
 }
 
+TEST(EmbeddingDropoutTest, DropsWholeRowsAndScalesTheRest) {
+  torch::manual_seed(11);
+  auto weight = torch::randn({2000, 8});
+  auto dropped = EmbeddingDropout(weight, 0.25);
+  auto zero_rows = (dropped == 0).all(1);
+  auto kept_rows = dropped.isclose(weight / 0.75).all(1);
+  // Every row is either wholly dropped or wholly kept and scaled up.
+  EXPECT_TRUE(zero_rows.logical_xor(kept_rows).all().item<bool>());
+  const double fraction = zero_rows.to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(fraction, 0.25, 0.03);  // 2,000 draws: 3 standard deviations is 0.029
+  EXPECT_TRUE(EmbeddingDropout(weight, 0.0).equal(weight));
+}
+
+TEST(EmbeddingDropoutTest, ActsOnlyWhenTrainingAndOnlyOnTheInputSide) {
+  ModelConfig c = SmallConfig(AttentionKind::kLinear);
+  torch::manual_seed(4);
+  TransformerLM plain(c);
+  c.embedding_dropout = 0.5;
+  TransformerLM dropping(c);
+  {
+    torch::NoGradGuard no_grad;
+    auto from = plain->parameters();
+    auto to = dropping->parameters();
+    for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+  }
+  auto tokens = torch::randint(0, 50, {2, 12}, torch::kInt64);
+  plain->eval();
+  dropping->eval();
+  EXPECT_TRUE(plain->Forward(tokens).equal(dropping->Forward(tokens)));
+  // Training (no other dropout in SmallConfig): the input embeddings change, so do the logits.
+  plain->train();
+  dropping->train();
+  EXPECT_FALSE(plain->Forward(tokens).allclose(dropping->Forward(tokens)));
+}
+
 }  // namespace
 }  // namespace recur
