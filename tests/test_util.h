@@ -12,9 +12,25 @@
 
 #include <torch/torch.h>
 
+#include "model/config.h"
+
 namespace recur::testing {
 
 // CUDA when RECUR_TEST_DEVICE=cuda and a GPU is present, the CPU otherwise.
+// A small model for numerical tests: 2 layers, D = 32, 4 heads, d_ff = 64, and a chunk size of
+// 8 that does not divide the sequence lengths the tests use.
+inline ModelConfig SmallModelConfig(AttentionKind kind, int64_t vocab_size) {
+  ModelConfig c;
+  c.vocab_size = vocab_size;
+  c.d_model = 32;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.d_ff = 64;
+  c.attention = kind;
+  c.chunk_size = 8;
+  return c;
+}
+
 inline torch::Device TestDevice() {
   const char* env = std::getenv("RECUR_TEST_DEVICE");
   if (env != nullptr && std::string(env) == "cuda" && torch::cuda::is_available()) {

@@ -16,17 +16,7 @@ using testing::RelativeError;
 using testing::TestDevice;
 using torch::indexing::Slice;
 
-ModelConfig SmallConfig(AttentionKind kind) {
-  ModelConfig c;
-  c.vocab_size = 50;
-  c.d_model = 32;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.d_ff = 64;
-  c.attention = kind;
-  c.chunk_size = 8;  // does not divide the prompt lengths used below
-  return c;
-}
+ModelConfig SmallConfig(AttentionKind kind) { return testing::SmallModelConfig(kind, 50); }
 
 class TransformerFormsTest : public ::testing::TestWithParam<AttentionKind> {
  protected:

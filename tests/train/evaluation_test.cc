@@ -5,22 +5,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "tests/test_util.h"
+
 namespace recur {
 namespace {
 
 using torch::indexing::Slice;
 
-ModelConfig SmallConfig(AttentionKind kind) {
-  ModelConfig c;
-  c.vocab_size = 40;
-  c.d_model = 32;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.d_ff = 64;
-  c.attention = kind;
-  c.chunk_size = 8;
-  return c;
-}
+ModelConfig SmallConfig(AttentionKind kind) { return testing::SmallModelConfig(kind, 40); }
 
 // The reference: every row scored in one Forward pass over the whole row, in float64.
 double WholeRowLoss(TransformerLM& model, const torch::Tensor& stream, int64_t rows, int64_t* count) {
