@@ -7,6 +7,11 @@
 
 namespace recur {
 
+namespace {
+// A few tokens is the point; a wide kernel belongs to attention.
+constexpr int64_t kMaxShortConv = 16;
+}  // namespace
+
 absl::string_view AttentionKindName(AttentionKind kind) {
   return kind == AttentionKind::kLinear ? "linear" : "softmax";
 }
@@ -37,9 +42,18 @@ absl::Status ModelConfig::Validate() const {
                                                    ") must be divisible by num_heads (",
                                                    num_heads, ")"));
   }
-  if (d_model % 2 != 0) {
+  if (positional_encoding != "sinusoidal" && positional_encoding != "none") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown positional_encoding '",
+                                                   positional_encoding,
+                                                   "' (expected 'sinusoidal' or 'none')"));
+  }
+  if (positional_encoding == "sinusoidal" && d_model % 2 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("d_model must be even for sinusoidal positions, got ", d_model));
+  }
+  if (short_conv < 0 || short_conv > kMaxShortConv) {
+    return absl::InvalidArgumentError(absl::StrCat("short_conv must be in [0, ", kMaxShortConv,
+                                                   "] (0: none), got ", short_conv));
   }
   if (!(dropout >= 0.0 && dropout < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("dropout must be in [0, 1), got ", dropout));
@@ -52,11 +66,6 @@ absl::Status ModelConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown feature_map '", feature_map, "' (only 'elu+1' is supported)"));
   }
-  if (positional_encoding != "sinusoidal") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown positional_encoding '",
-                                                   positional_encoding,
-                                                   "' (only 'sinusoidal' is supported)"));
-  }
   if (!(epsilon > 0.0 && std::isfinite(epsilon))) {
     return absl::InvalidArgumentError(absl::StrCat("epsilon must be positive, got ", epsilon));
   }
@@ -65,7 +74,13 @@ absl::Status ModelConfig::Validate() const {
 
 int64_t ModelConfig::StateBytesPerSequence() const {
   const int64_t d = head_dim();
-  return num_layers * num_heads * (d * d + d) * static_cast<int64_t>(sizeof(float));
+  return num_layers * num_heads * (d * d + d) * static_cast<int64_t>(sizeof(float)) +
+         ShortConvBytesPerSequence();
+}
+
+int64_t ModelConfig::ShortConvBytesPerSequence() const {
+  if (short_conv == 0) return 0;
+  return num_layers * (short_conv - 1) * 3 * d_model * static_cast<int64_t>(sizeof(float));
 }
 
 int64_t ModelConfig::KvCacheBytesPerToken() const {
@@ -84,6 +99,7 @@ std::string ModelConfig::ToJson() const {
   j["attention"] = std::string(AttentionKindName(attention));
   j["feature_map"] = feature_map;
   j["positional_encoding"] = positional_encoding;
+  j["short_conv"] = short_conv;
   j["tie_embeddings"] = tie_embeddings;
   j["chunk_size"] = chunk_size;
   j["epsilon"] = epsilon;
@@ -123,6 +139,9 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
   // Added after version 1's first checkpoints, so optional.
   if (j.contains("embedding_dropout")) {
     if (auto s = read("embedding_dropout", &c.embedding_dropout); !s.ok()) return s;
+  }
+  if (j.contains("short_conv")) {
+    if (auto s = read("short_conv", &c.short_conv); !s.ok()) return s;
   }
   auto kind = ParseAttentionKind(attention);
   if (!kind.ok()) return kind.status();

@@ -29,8 +29,13 @@ struct ModelConfig {
   AttentionKind attention = AttentionKind::kLinear;
   // φ(x) = elu(x) + 1, the map of Katharopoulos et al.; the only one implemented.
   std::string feature_map = "elu+1";
-  // Sinusoidal encodings work at any position, which the recurrent state needs.
+  // "sinusoidal": added to the embedding, computed at any position (the recurrent state has no
+  // length cap). "none": no encoding; the model must tell positions apart by other means (a short
+  // convolution, the causal sums).
   std::string positional_encoding = "sinusoidal";
+  // Width K of a causal depthwise convolution over the q, k, v projections of every attention
+  // layer (see short_convolution.h); 0: none. Optional in config.json.
+  int64_t short_conv = 0;
   bool tie_embeddings = true;
   // Chunk length of the chunkwise-parallel form used by Forward and Prefill.
   int64_t chunk_size = 64;
@@ -42,9 +47,11 @@ struct ModelConfig {
   // An error that names the offending field, or OK.
   absl::Status Validate() const;
 
-  // Bytes of recurrent state per sequence for linear attention: L·H·(d·d + d) float32 values.
-  // For softmax attention, the key/value cache bytes per token of context: L·2·d_model float32.
+  // Bytes of recurrent state per sequence for linear attention: L·H·(d·d + d) float32 values,
+  // plus L·(K−1)·3·d_model for a short convolution's last inputs (the part softmax attention has
+  // too). For softmax attention, the key/value cache bytes per token of context: L·2·d_model.
   int64_t StateBytesPerSequence() const;
+  int64_t ShortConvBytesPerSequence() const;
   int64_t KvCacheBytesPerToken() const;
 
   std::string ToJson() const;  // a JSON object

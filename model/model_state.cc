@@ -16,6 +16,7 @@ ModelState Map(const ModelState& in, Fn fn) {
   ModelState out;
   for (const auto& l : in.linear) out.linear.push_back({fn(l.s), fn(l.z)});
   for (const auto& c : in.kv) out.kv.push_back({fn(c.k), fn(c.v)});
+  for (const auto& c : in.conv) out.conv.push_back(fn(c));
   out.positions = fn(in.positions);
   return out;
 }
@@ -25,6 +26,7 @@ int64_t ModelState::Bytes() const {
   int64_t bytes = 0;
   for (const auto& l : linear) bytes += TensorBytes(l.s) + TensorBytes(l.z);
   for (const auto& c : kv) bytes += TensorBytes(c.k) + TensorBytes(c.v);
+  for (const auto& c : conv) bytes += TensorBytes(c);
   return bytes;
 }
 
@@ -59,6 +61,9 @@ ModelState ConcatStates(const std::vector<const ModelState*>& states) {
     out.kv.push_back({gather([&](const ModelState& s) { return padded(s.kv[l].k); }),
                       gather([&](const ModelState& s) { return padded(s.kv[l].v); })});
   }
+  for (size_t l = 0; l < first.conv.size(); ++l) {
+    out.conv.push_back(gather([l](const ModelState& s) { return s.conv[l]; }));
+  }
   out.positions = gather([](const ModelState& s) { return s.positions; });
   return out;
 }
@@ -67,6 +72,7 @@ ModelState SelectRows(const ModelState& state, const std::vector<int64_t>& rows)
   auto index = torch::tensor(rows, torch::TensorOptions().dtype(torch::kInt64)).to(state.device());
   ModelState out;
   for (const auto& l : state.linear) out.linear.push_back({l.s.index_select(0, index), l.z.index_select(0, index)});
+  for (const auto& c : state.conv) out.conv.push_back(c.index_select(0, index));
   out.positions = state.positions.index_select(0, index);
   if (!state.kv.empty()) {
     const int64_t length = rows.empty() ? 0 : out.positions.max().item<int64_t>();

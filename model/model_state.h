@@ -16,12 +16,15 @@ namespace recur {
 struct ModelState {
   std::vector<LinearAttentionState> linear;  // one per layer, for linear attention
   std::vector<KeyValueCache> kv;             // one per layer, for softmax attention
+  // One per layer when the model has a short convolution: its last K−1 q/k/v inputs [B, K−1, 3D].
+  std::vector<torch::Tensor> conv;
   torch::Tensor positions;                   // [B] int64: tokens consumed per row
 
   int64_t batch_size() const { return positions.size(0); }
   torch::Device device() const { return positions.device(); }
 
-  // Bytes of attention state (S and z, or the key/value cache): what a server accounts per slot.
+  // Bytes of attention state (S and z, or the key/value cache, and any short-convolution inputs):
+  // what a server accounts per slot.
   int64_t Bytes() const;
 
   // A deep copy, e.g. to fork a session.

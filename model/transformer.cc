@@ -8,6 +8,7 @@
 
 #include "model/linear_attention.h"
 #include "model/positional_encoding.h"
+#include "model/short_convolution.h"
 #include "model/softmax_attention.h"
 
 namespace recur {
@@ -17,14 +18,18 @@ using torch::indexing::Slice;
 
 AttentionLayerImpl::AttentionLayerImpl(const ModelConfig& c) : config(c) {
   qkv = register_module("qkv", torch::nn::Linear(c.d_model, 3 * c.d_model));
+  if (c.short_conv > 0) conv = register_parameter("conv", torch::zeros({c.short_conv, 3 * c.d_model}));
   out = register_module("out", torch::nn::Linear(c.d_model, c.d_model));
 }
 
 torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& positions,
-                                          LinearAttentionState* linear, KeyValueCache* kv) {
+                                          LinearAttentionState* linear, KeyValueCache* kv,
+                                          torch::Tensor* conv_tail) {
   const int64_t b = x.size(0), n = x.size(1), h = config.num_heads, d = config.head_dim();
+  auto projected = qkv(x);  // [B, N, 3D]
+  if (conv.defined()) projected = CausalShortConvolution(projected, conv, conv_tail);
   // [B, N, 3D] → three [B, H, N, d].
-  auto parts = qkv(x).view({b, n, 3, h, d}).permute({2, 0, 3, 1, 4});
+  auto parts = projected.view({b, n, 3, h, d}).permute({2, 0, 3, 1, 4});
   auto q = parts[0], k = parts[1], v = parts[2];
 
   torch::Tensor y;
@@ -52,8 +57,9 @@ TransformerBlockImpl::TransformerBlockImpl(const ModelConfig& c) {
 }
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& positions,
-                                            LinearAttentionState* linear, KeyValueCache* kv) {
-  auto h = x + dropout(attention(norm1(x), positions, linear, kv));
+                                            LinearAttentionState* linear, KeyValueCache* kv,
+                                            torch::Tensor* conv_tail) {
+  auto h = x + dropout(attention(norm1(x), positions, linear, kv, conv_tail));
   return h + dropout(ff_out(dropout(F::gelu(ff_in(norm2(h))))));
 }
 
@@ -88,6 +94,11 @@ TransformerLMImpl::TransformerLMImpl(const ModelConfig& config) : config_(config
     auto& p = item.value();
     if (name == "embedding.weight") {
       p.normal_(0.0, 1.0 / std::sqrt(static_cast<double>(config.d_model)));
+    } else if (absl::EndsWith(name, "attention.conv")) {
+      // The identity (all weight on the current position): training starts from the model without
+      // the convolution and learns how far back to look.
+      p.zero_();
+      p[config.short_conv - 1].fill_(1.0);
     } else if (p.dim() == 2) {
       const bool residual_out = name.find("attention.out.weight") != std::string::npos ||
                                 name.find("ff_out.weight") != std::string::npos;
@@ -116,6 +127,10 @@ ModelState TransformerLMImpl::NewState(int64_t batch, const torch::Device& devic
       state.kv.push_back(KeyValueCache::Empty(batch, h, d, device));
     }
   }
+  for (int64_t i = 0; config_.short_conv > 0 && i < config_.num_layers; ++i) {
+    state.conv.push_back(torch::zeros({batch, config_.short_conv - 1, 3 * config_.d_model},
+                                      torch::TensorOptions().device(device)));
+  }
   state.positions = torch::zeros({batch}, torch::TensorOptions().dtype(torch::kInt64).device(device));
   return state;
 }
@@ -123,14 +138,16 @@ ModelState TransformerLMImpl::NewState(int64_t batch, const torch::Device& devic
 torch::Tensor TransformerLMImpl::Hidden(const torch::Tensor& tokens, const torch::Tensor& positions,
                                         ModelState* state) {
   const double scale = std::sqrt(static_cast<double>(config_.d_model));
-  auto x = Embed(tokens) * scale + SinusoidalEncoding(positions, config_.d_model);
+  auto x = Embed(tokens) * scale;
+  if (config_.positional_encoding == "sinusoidal") x = x + SinusoidalEncoding(positions, config_.d_model);
   x = dropout(x);
   torch::Tensor start = state != nullptr ? state->positions : torch::Tensor();
   for (size_t i = 0; i < blocks->size(); ++i) {
     LinearAttentionState* linear =
         state != nullptr && !state->linear.empty() ? &state->linear[i] : nullptr;
     KeyValueCache* kv = state != nullptr && !state->kv.empty() ? &state->kv[i] : nullptr;
-    x = blocks[i]->as<TransformerBlock>()->forward(x, start, linear, kv);
+    torch::Tensor* conv_tail = state != nullptr && !state->conv.empty() ? &state->conv[i] : nullptr;
+    x = blocks[i]->as<TransformerBlock>()->forward(x, start, linear, kv, conv_tail);
   }
   return final_norm(x);
 }

@@ -2,8 +2,9 @@
 #define RECUR_MODEL_TRANSFORMER_H_
 
 // The decoder-only language model shared by recur-train and recur-server: token embedding scaled
-// by √D plus sinusoidal positions, pre-LayerNorm blocks (attention, then a GELU feed-forward), a
-// final LayerNorm and a tied or untied output layer.
+// by √D plus sinusoidal positions (or none), pre-LayerNorm blocks (attention, its q, k, v
+// optionally through a short convolution, then a GELU feed-forward), a final LayerNorm and a tied
+// or untied output layer.
 //
 // Three entry points compute the same function:
 //   Forward  — training: all positions at once (chunkwise linear attention or masked softmax).
@@ -28,12 +29,15 @@ struct AttentionLayerImpl : torch::nn::Module {
   explicit AttentionLayerImpl(const ModelConfig& config);
 
   // x: [B, N, D]. Without a state: training (no memory kept). With one: continues each row from
-  // `positions` ([B] int64), updating `linear` or `kv` (whichever the kind uses).
+  // `positions` ([B] int64), updating `linear` or `kv` (whichever the kind uses) and `conv_tail`
+  // (when the config has a short convolution).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions = {},
-                        LinearAttentionState* linear = nullptr, KeyValueCache* kv = nullptr);
+                        LinearAttentionState* linear = nullptr, KeyValueCache* kv = nullptr,
+                        torch::Tensor* conv_tail = nullptr);
 
   ModelConfig config;
   torch::nn::Linear qkv{nullptr};
+  torch::Tensor conv;  // [K, 3D] short-convolution weights over q, k, v; undefined without one
   torch::nn::Linear out{nullptr};
 };
 TORCH_MODULE(AttentionLayer);
@@ -42,7 +46,8 @@ struct TransformerBlockImpl : torch::nn::Module {
   explicit TransformerBlockImpl(const ModelConfig& config);
 
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions = {},
-                        LinearAttentionState* linear = nullptr, KeyValueCache* kv = nullptr);
+                        LinearAttentionState* linear = nullptr, KeyValueCache* kv = nullptr,
+                        torch::Tensor* conv_tail = nullptr);
 
   torch::nn::LayerNorm norm1{nullptr};
   AttentionLayer attention{nullptr};

@@ -35,6 +35,9 @@ absl::StatusOr<std::string> EncodeSession(const SessionState& session, const Mod
     tensors.emplace_back(absl::StrCat("layers.", i, ".k"), session.model.kv[i].k.narrow(2, 0, session.consumed));
     tensors.emplace_back(absl::StrCat("layers.", i, ".v"), session.model.kv[i].v.narrow(2, 0, session.consumed));
   }
+  for (size_t i = 0; i < session.model.conv.size(); ++i) {
+    tensors.emplace_back(absl::StrCat("layers.", i, ".conv"), session.model.conv[i]);
+  }
   tensors.emplace_back("pending", LongTensor(session.pending));
   tensors.emplace_back("seen", LongTensor(session.seen));
   return EncodeSafetensors(tensors, {{"format", kFormat},
@@ -93,6 +96,11 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
       auto v = take(prefix + "v", torch::kFloat32, {1, h, session.consumed, d});
       if (!v.ok()) return v.status();
       session.model.kv.push_back({k->to(device), v->to(device)});
+    }
+    if (config.short_conv > 0) {
+      auto conv = take(prefix + "conv", torch::kFloat32, {1, config.short_conv - 1, 3 * config.d_model});
+      if (!conv.ok()) return conv.status();
+      session.model.conv.push_back(conv->to(device));
     }
   }
   for (const char* name : {"pending", "seen"}) {

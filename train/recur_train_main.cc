@@ -25,6 +25,10 @@ ABSL_FLAG(int64_t, d_ff, 1024, "Feed-forward width");
 ABSL_FLAG(double, dropout, 0.1, "Dropout probability");
 ABSL_FLAG(double, embedding_dropout, 0.0,
           "Probability of dropping a whole word type from the input embedding for a step");
+ABSL_FLAG(int64_t, short_conv, 0,
+          "Width of a causal depthwise convolution over each layer's q, k, v (e.g. 4; 0: none)");
+ABSL_FLAG(std::string, positional_encoding, "sinusoidal",
+          "sinusoidal (added to the embedding) or none (e.g. with --short_conv)");
 ABSL_FLAG(int64_t, chunk_size, 64, "Chunk length of the chunkwise linear-attention form");
 ABSL_FLAG(bool, tie_embeddings, true, "Share the input embedding with the output layer");
 ABSL_FLAG(int64_t, seq_len, 128, "Training window length (tokens)");
@@ -91,6 +95,8 @@ int main(int argc, char** argv) {
   config.dropout = absl::GetFlag(FLAGS_dropout);
   config.embedding_dropout = absl::GetFlag(FLAGS_embedding_dropout);
   config.attention = *attention;
+  config.short_conv = absl::GetFlag(FLAGS_short_conv);
+  config.positional_encoding = absl::GetFlag(FLAGS_positional_encoding);
   config.chunk_size = absl::GetFlag(FLAGS_chunk_size);
   config.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
   if (auto s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));

@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "glog/logging.h"
@@ -108,10 +109,13 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
   model->to(options.device);
   model->train();
 
-  // Weight decay on matrices only, not on biases, norms or the (tied) embedding.
+  // Weight decay on matrices only, not on biases, norms, the (tied) embedding or the short
+  // convolutions (their identity start is not small weights).
   std::vector<torch::Tensor> decayed, undecayed;
   for (const auto& p : model->named_parameters()) {
-    (p.value().dim() == 2 && p.key() != "embedding.weight" ? decayed : undecayed).push_back(p.value());
+    const bool matrix = p.value().dim() == 2 && p.key() != "embedding.weight" &&
+                        !absl::EndsWith(p.key(), "attention.conv");
+    (matrix ? decayed : undecayed).push_back(p.value());
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decayed, std::make_unique<torch::optim::AdamWOptions>(
@@ -161,6 +165,10 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     for (size_t i = 0; fits && i < expected.linear.size(); ++i) {
       fits = state.carried.linear[i].s.sizes() == expected.linear[i].s.sizes() &&
              state.carried.linear[i].z.sizes() == expected.linear[i].z.sizes();
+    }
+    fits = fits && state.carried.conv.size() == expected.conv.size();
+    for (size_t i = 0; fits && i < expected.conv.size(); ++i) {
+      fits = state.carried.conv[i].sizes() == expected.conv[i].sizes();
     }
     if (!fits) return absl::InvalidArgumentError("cannot resume: the state's carried context is missing or malformed");
   }
@@ -289,6 +297,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
       layer.s = layer.s.detach();               // gradients stop here
       layer.z = layer.z.detach();
     }
+    for (auto& tail : state.carried.conv) tail = tail.detach();
     if (dp != nullptr) {
       std::vector<torch::Tensor> grads;
       for (auto& p : model->parameters()) {

@@ -68,6 +68,9 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
       tensors.emplace_back(absl::StrCat("carried.s.", i), state.carried.linear[i].s);
       tensors.emplace_back(absl::StrCat("carried.z.", i), state.carried.linear[i].z);
     }
+    for (size_t i = 0; i < state.carried.conv.size(); ++i) {
+      tensors.emplace_back(absl::StrCat("carried.conv.", i), state.carried.conv[i]);
+    }
     tensors.emplace_back("carried.positions", state.carried.positions);
   }
 
@@ -190,6 +193,13 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
         return StateError(directory, absl::StrCat("the carried state of layer ", i, " is missing"));
       }
       state.carried.linear.push_back({s->second.to(device), z->second.to(device)});
+      if (model->config().short_conv > 0) {
+        auto conv = saved.find(absl::StrCat("carried.conv.", i));
+        if (conv == saved.end()) {
+          return StateError(directory, absl::StrCat("the carried convolution inputs of layer ", i, " are missing"));
+        }
+        state.carried.conv.push_back(conv->second.to(device));
+      }
     }
   }
   return state;

@@ -37,6 +37,17 @@ TEST(ModelConfigTest, ImpossibleShapesNameTheField) {
   EXPECT_THAT(message([](ModelConfig& c) { c.feature_map = "relu"; }), HasSubstr("feature_map"));
   EXPECT_THAT(message([](ModelConfig& c) { c.positional_encoding = "learned"; }),
               HasSubstr("positional_encoding"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.short_conv = -1; }), HasSubstr("short_conv"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.short_conv = 17; }), HasSubstr("short_conv"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.d_model = 33; c.num_heads = 3; }), HasSubstr("even"));
+}
+
+TEST(ModelConfigTest, NoPositionalEncodingAllowsAnOddWidth) {
+  ModelConfig c;
+  c.positional_encoding = "none";
+  c.d_model = 33;
+  c.num_heads = 3;
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
 }
 
 TEST(ModelConfigTest, FromJsonRejectsMissingAndMistypedFields) {
@@ -48,20 +59,28 @@ TEST(ModelConfigTest, FromJsonRejectsMissingAndMistypedFields) {
   EXPECT_THAT(ModelConfig::FromJson("nope").status().message(), HasSubstr("not a JSON object"));
 }
 
-TEST(ModelConfigTest, EmbeddingDropoutIsOptionalForOlderCheckpoints) {
+TEST(ModelConfigTest, LaterFieldsAreOptionalForOlderCheckpoints) {
   ModelConfig c;
   c.embedding_dropout = 0.2;
+  c.short_conv = 4;
+  c.positional_encoding = "none";
   auto json = nlohmann::json::parse(c.ToJson());
+  EXPECT_EQ(ModelConfig::FromJson(json.dump())->short_conv, 4);
   json.erase("embedding_dropout");
+  json.erase("short_conv");
   auto back = ModelConfig::FromJson(json.dump());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->embedding_dropout, 0.0);
+  EXPECT_EQ(back->short_conv, 0);
+  EXPECT_EQ(back->positional_encoding, "none");
 }
 
 TEST(ModelConfigTest, StateBytesFollowTheFormula) {
   ModelConfig c;  // 4 layers, 4 heads, d = 64
   EXPECT_EQ(c.StateBytesPerSequence(), 4 * 4 * (64 * 64 + 64) * 4);
   EXPECT_EQ(c.KvCacheBytesPerToken(), 4 * 2 * 256 * 4);
+  c.short_conv = 4;  // plus the last 3 q/k/v inputs of each layer
+  EXPECT_EQ(c.StateBytesPerSequence(), 4 * 4 * (64 * 64 + 64) * 4 + 4 * 3 * 3 * 256 * 4);
   EXPECT_THAT(ParseAttentionKind("performer").status().message(), HasSubstr("unknown attention"));
 }
 

@@ -18,11 +18,26 @@ using torch::indexing::Slice;
 
 ModelConfig SmallConfig(AttentionKind kind) { return testing::SmallModelConfig(kind, 50); }
 
-class TransformerFormsTest : public ::testing::TestWithParam<AttentionKind> {
+// An architecture every form must agree on.
+struct FormsVariant {
+  std::string name;
+  AttentionKind kind;
+  int64_t short_conv = 0;
+  std::string positional_encoding = "sinusoidal";
+};
+
+class TransformerFormsTest : public ::testing::TestWithParam<FormsVariant> {
  protected:
   void SetUp() override {
     torch::manual_seed(5);
-    model_ = TransformerLM(SmallConfig(GetParam()));
+    auto config = SmallConfig(GetParam().kind);
+    config.short_conv = GetParam().short_conv;
+    config.positional_encoding = GetParam().positional_encoding;
+    model_ = TransformerLM(config);
+    // The convolutions start as the identity; random taps make every one of them count.
+    for (auto& p : model_->named_parameters()) {
+      if (p.key().find("attention.conv") != std::string::npos) p.value().normal_(0.0, 0.5);
+    }
     model_->to(TestDevice());
     model_->eval();
     tokens_ = torch::randint(0, 50, {3, 30}, torch::TensorOptions().dtype(torch::kInt64).device(TestDevice()));
@@ -99,6 +114,7 @@ TEST_P(TransformerFormsTest, BatchedStepOfRowsAtDifferentPositionsMatchesSolo) {
       batch.linear[l].s[r].copy_(one.linear[l].s[0]);
       batch.linear[l].z[r].copy_(one.linear[l].z[0]);
     }
+    for (size_t l = 0; l < batch.conv.size(); ++l) batch.conv[l][r].copy_(one.conv[l][0]);
     for (size_t l = 0; l < batch.kv.size(); ++l) {
       const int64_t cap = std::max(batch.kv[l].capacity(), one.kv[l].capacity());
       auto grow = [cap](torch::Tensor t) {
@@ -149,7 +165,7 @@ TEST_P(TransformerFormsTest, ConcatenatedAndSelectedStatesStepLikeTheirRows) {
   auto logits = model_->Step(pair, &outer);
   EXPECT_LE(RelativeError(logits.index({Slice(0, 1)}), model_->Step(pair.index({Slice(0, 1)}), &solo[2])), 1e-5);
   EXPECT_LE(RelativeError(logits.index({Slice(1, 2)}), model_->Step(pair.index({Slice(1, 2)}), &solo[0])), 1e-5);
-  if (GetParam() == AttentionKind::kSoftmax) {
+  if (GetParam().kind == AttentionKind::kSoftmax) {
     // A row that leaves keeps only the cache it uses.
     EXPECT_EQ(SelectRows(batch, {0}).kv[0].capacity(), 7);
   }
@@ -181,13 +197,18 @@ TEST_P(TransformerFormsTest, GenerateGreedyMatchesForwardArgmax) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, TransformerFormsTest,
-                         ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
-                         [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(
+    Variants, TransformerFormsTest,
+    ::testing::Values(FormsVariant{"linear", AttentionKind::kLinear},
+                      FormsVariant{"softmax", AttentionKind::kSoftmax},
+                      FormsVariant{"linear_conv4_no_positions", AttentionKind::kLinear, 4, "none"},
+                      FormsVariant{"softmax_conv3", AttentionKind::kSoftmax, 3}),
+    [](const auto& info) { return info.param.name; });
 
 TEST(TransformerStateTest, LinearStateBytesStayConstant) {
   torch::NoGradGuard no_grad;
   auto config = SmallConfig(AttentionKind::kLinear);
+  config.short_conv = 4;  // its inputs are state too, and constant as well
   TransformerLM model(config);
   auto state = model->NewState(1, torch::kCPU);
   EXPECT_EQ(state.Bytes(), config.StateBytesPerSequence());
@@ -204,6 +225,22 @@ TEST(TransformerStateTest, SoftmaxCacheGrowsWithContext) {
   const int64_t before = state.Bytes();
   for (int i = 0; i < 100; ++i) model->Step(torch::tensor({i % 50}, torch::kInt64), &state);
   EXPECT_GT(state.Bytes(), before);
+}
+
+TEST(TransformerStateTest, ShortConvolutionStartsAsTheIdentity) {
+  // A fresh model with the convolution computes what the same model without it does: training
+  // starts from the plain architecture. (The convolution's start draws no random numbers, so the
+  // same seed gives both the same other weights.)
+  torch::NoGradGuard no_grad;
+  auto tokens = torch::randint(0, 50, {2, 20}, torch::kInt64);
+  auto config = SmallConfig(AttentionKind::kLinear);
+  torch::manual_seed(3);
+  TransformerLM plain(config);
+  config.short_conv = 4;
+  torch::manual_seed(3);
+  TransformerLM convolved(config);
+  EXPECT_EQ(convolved->ParameterCount(), plain->ParameterCount() + 2 * 4 * 3 * 32);
+  EXPECT_LE(RelativeError(convolved->Forward(tokens), plain->Forward(tokens)), 1e-6);
 }
 
 TEST(TransformerStateTest, CloneIsIndependent) {

@@ -1,5 +1,8 @@
 #include "server/session_codec.h"
 
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/transformer.h"
@@ -9,7 +12,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class SessionCodecTest : public ::testing::TestWithParam<AttentionKind> {
+// Each attention kind, without and with a short convolution (whose last inputs travel too).
+class SessionCodecTest : public ::testing::TestWithParam<std::tuple<AttentionKind, int64_t>> {
  protected:
   SessionCodecTest() {
     config_.vocab_size = 50;
@@ -17,10 +21,15 @@ class SessionCodecTest : public ::testing::TestWithParam<AttentionKind> {
     config_.num_layers = 2;
     config_.num_heads = 2;
     config_.d_ff = 32;
-    config_.attention = GetParam();
+    config_.attention = std::get<0>(GetParam());
+    config_.short_conv = std::get<1>(GetParam());
     torch::manual_seed(1);
     model_ = TransformerLM(config_);
     model_->eval();
+    torch::NoGradGuard no_grad;
+    for (auto& p : model_->named_parameters()) {  // taps that all count, not the identity start
+      if (p.key().find("attention.conv") != std::string::npos) p.value().normal_(0.0, 0.5);
+    }
   }
 
   SessionState Session(int64_t length) {
@@ -73,16 +82,26 @@ TEST_P(SessionCodecTest, CorruptOrForeignBytesAreInvalidArgument) {
   bad.pending = {50};  // outside the vocabulary
   EXPECT_THAT(error(*EncodeSession(bad, config_)), HasSubstr("outside the vocabulary"));
   SessionState nan = Session(5);
-  if (GetParam() == AttentionKind::kLinear) {
+  if (config_.attention == AttentionKind::kLinear) {
     nan.model.linear[0].s[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
   } else {
     nan.model.kv[0].k[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
   }
   EXPECT_THAT(error(*EncodeSession(nan, config_)), HasSubstr("non-finite"));
+  if (config_.short_conv > 0) {
+    SessionState short_tail = Session(5);
+    short_tail.model.conv[1] = short_tail.model.conv[1].narrow(1, 0, 1);
+    EXPECT_THAT(error(*EncodeSession(short_tail, config_)), HasSubstr("layers.1.conv' has shape"));
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, SessionCodecTest, ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
-                         [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Kinds, SessionCodecTest,
+                         ::testing::Combine(::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
+                                            ::testing::Values(int64_t{0}, int64_t{3})),
+                         [](const auto& info) {
+                           return absl::StrCat(AttentionKindName(std::get<0>(info.param)), "_conv",
+                                               std::get<1>(info.param));
+                         });
 
 }  // namespace
 }  // namespace recur

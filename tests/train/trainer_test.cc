@@ -125,7 +125,8 @@ TrainOptions ResumeOptions() {
 
 ModelConfig DropoutConfig() {
   ModelConfig c = TinyConfig();
-  c.dropout = 0.2;  // so the random generator must be restored too
+  c.dropout = 0.2;    // so the random generator must be restored too
+  c.short_conv = 3;  // and, with the context carried, the convolution's last inputs
   return c;
 }
 
