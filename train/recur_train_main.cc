@@ -39,6 +39,9 @@ ABSL_FLAG(bool, carry_context, false,
 ABSL_FLAG(double, lr, 1e-3, "Peak learning rate (AdamW)");
 ABSL_FLAG(int64_t, warmup, 100, "Linear warm-up steps, then cosine decay to lr/10");
 ABSL_FLAG(double, weight_decay, 0.01, "AdamW weight decay on weight matrices");
+ABSL_FLAG(double, ema_decay, 0,
+          "Also keep a moving average of the weights with this decay per step (e.g. 0.999; 0: off), "
+          "validated beside them; the better of the two is kept");
 ABSL_FLAG(double, clip, 1.0, "Gradient-norm clip (0: off)");
 ABSL_FLAG(int64_t, epochs, 1, "Passes over the training split (when --max_steps is 0)");
 ABSL_FLAG(int64_t, max_steps, 0, "Stop after this many steps (0: use --epochs)");
@@ -115,6 +118,7 @@ int main(int argc, char** argv) {
   options.warmup = absl::GetFlag(FLAGS_warmup);
   options.weight_decay = absl::GetFlag(FLAGS_weight_decay);
   options.clip = absl::GetFlag(FLAGS_clip);
+  options.ema_decay = absl::GetFlag(FLAGS_ema_decay);
   options.epochs = absl::GetFlag(FLAGS_epochs);
   options.max_steps = absl::GetFlag(FLAGS_max_steps);
   options.time_budget = absl::GetFlag(FLAGS_time_budget);

@@ -3,10 +3,13 @@
 #include <malloc.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -52,6 +55,41 @@ double LearningRate(const TrainOptions& o, int64_t step, double progress) {
   return o.lr * (0.1 + 0.9 * cosine);
 }
 
+// Puts `weights` (in model->parameters() order) into the model for its lifetime, then puts the
+// model's own weights back: to validate, test or save other weights than the current ones.
+class ScopedWeights {
+ public:
+  ScopedWeights(TransformerLM& model, const std::vector<torch::Tensor>& weights)
+      : params_(model->parameters()) {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size() && i < weights.size(); ++i) {
+      own_.push_back(params_[i].detach().clone());
+      params_[i].copy_(weights[i]);
+    }
+  }
+  ~ScopedWeights() {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < own_.size(); ++i) params_[i].copy_(own_[i]);
+  }
+  ScopedWeights(const ScopedWeights&) = delete;
+  ScopedWeights& operator=(const ScopedWeights&) = delete;
+
+ private:
+  std::vector<torch::Tensor> params_, own_;
+};
+
+std::vector<torch::Tensor> CloneAll(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> copies;
+  for (const auto& t : tensors) copies.push_back(t.detach().clone());
+  return copies;
+}
+
+// The moving average's decay after `step` updates: small at first (the average of a few steps
+// would otherwise be mostly the random start), `decay` once (1 + step) / (10 + step) passes it.
+double EmaDecayAt(double decay, int64_t step) {
+  return std::min(decay, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
+}
+
 }  // namespace
 
 std::string TrainOptions::ToJson() const {
@@ -63,6 +101,7 @@ std::string TrainOptions::ToJson() const {
   j["warmup"] = warmup;
   j["weight_decay"] = weight_decay;
   j["clip"] = clip;
+  j["ema_decay"] = ema_decay;
   j["epochs"] = epochs;
   j["max_steps"] = max_steps;
   j["time_budget"] = time_budget;
@@ -99,6 +138,9 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     return absl::InvalidArgumentError(
         "carrying the context between windows needs linear attention (softmax's cache would grow "
         "with the whole training split)");
+  }
+  if (!(options.ema_decay >= 0.0 && options.ema_decay < 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("ema_decay must be in [0, 1) (0: off), got ", options.ema_decay));
   }
   if (options.carry_context && world > 1) {
     return absl::UnimplementedError("carrying the context is not supported with data-parallel training yet");
@@ -150,12 +192,19 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
           "cannot resume: the state was trained ", saved.value("carry_context", false) ? "with" : "without",
           " --carry_context; this run asks for the opposite"));
     }
+    if (saved.value("ema_decay", 0.0) != options.ema_decay) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot resume: the state used --ema_decay ", saved.value("ema_decay", 0.0),
+          "; this run asks for ", options.ema_decay));
+    }
     state.carried = std::move(resumed->carried);
+    state.ema_params = std::move(resumed->ema_params);
     state.progress = resumed->progress;
     state.best_params = std::move(resumed->best_params);
     LOG_IF(INFO, leader) << "resuming from " << options.resume << " at step " << state.progress.step;
   }
   TrainingProgress& progress = state.progress;
+  if (options.ema_decay > 0 && state.ema_params.empty()) state.ema_params = CloneAll(model->parameters());
 
   StreamBatcher batches(corpus.train, options.batch_size, options.seq_len);
   const int64_t rows_per_rank = options.batch_size / world;
@@ -223,7 +272,14 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
   // Validates, logs, keeps the model if it is the best so far, and saves the resumable state.
   auto evaluate = [&](double lr) -> absl::Status {
     if (!options.evaluate) return absl::OkStatus();
-    const double valid = Score(model, corpus.valid, evaluation).mean_loss();
+    const double valid_own = Score(model, corpus.valid, evaluation).mean_loss();
+    double valid_ema = std::numeric_limits<double>::quiet_NaN();
+    if (!state.ema_params.empty()) {
+      ScopedWeights averaged(model, state.ema_params);
+      valid_ema = Score(model, corpus.valid, evaluation).mean_loss();
+    }
+    const bool ema_better = valid_ema < valid_own;  // false when there is no average
+    const double valid = ema_better ? valid_ema : valid_own;
     progress.elapsed_seconds = SecondsSince(start);
     const int64_t epoch = (progress.step - 1) / batches.num_windows() + 1;
     if (!leader) {
@@ -231,17 +287,27 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
       return absl::OkStatus();
     }
     bar.Finish();
-    LOG(INFO) << absl::StrFormat("step %d epoch %d: train loss %.4f, valid loss %.4f (%s)", progress.step,
-                                 epoch, progress.recent_loss, valid, DescribeLoss(valid, corpus.byte_level));
+    LOG(INFO) << absl::StrFormat("step %d epoch %d: train loss %.4f, valid loss %.4f (%s)%s", progress.step,
+                                 epoch, progress.recent_loss, valid_own,
+                                 DescribeLoss(valid_own, corpus.byte_level),
+                                 state.ema_params.empty()
+                                     ? ""
+                                     : absl::StrFormat(", averaged weights %.4f (%s)", valid_ema,
+                                                       DescribeLoss(valid_ema, corpus.byte_level)));
     if (metrics.is_open()) {
       nlohmann::ordered_json line;
       line["step"] = progress.step;
       line["epoch"] = epoch;
       line["epoch_progress"] = static_cast<double>(progress.step) / batches.num_windows();
       line["train_loss"] = progress.recent_loss;
-      line["valid_loss"] = valid;
+      line["valid_loss"] = valid_own;
       line[corpus.byte_level ? "valid_bpc" : "valid_ppl"] =
-          corpus.byte_level ? valid / std::log(2.0) : std::exp(valid);
+          corpus.byte_level ? valid_own / std::log(2.0) : std::exp(valid_own);
+      if (!state.ema_params.empty()) {
+        line["valid_loss_ema"] = valid_ema;
+        line[corpus.byte_level ? "valid_bpc_ema" : "valid_ppl_ema"] =
+            corpus.byte_level ? valid_ema / std::log(2.0) : std::exp(valid_ema);
+      }
       line["lr"] = lr;
       line["tokens_per_second"] = progress.tokens / std::max(progress.elapsed_seconds, 1e-9);
       line["elapsed_seconds"] = progress.elapsed_seconds;
@@ -251,13 +317,13 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     }
     if (valid < progress.best_valid_loss) {
       progress.best_valid_loss = valid;
-      state.best_params.clear();
-      for (const auto& p : model->parameters()) state.best_params.push_back(p.detach().clone());
+      state.best_params = CloneAll(ema_better ? state.ema_params : model->parameters());
       if (!options.out.empty()) {
         Provenance provenance;
         provenance.dataset = corpus.name;
         provenance.steps = progress.step;
         provenance.valid_loss = valid;
+        ScopedWeights best(model, state.best_params);
         if (auto s = SaveCheckpoint(options.out, model, *corpus.tokenizer, provenance); !s.ok()) return s;
       }
     }
@@ -310,6 +376,12 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     }
     if (options.clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), options.clip);
     optimizer.step();
+    if (!state.ema_params.empty()) {
+      torch::NoGradGuard no_grad;
+      const double decay = EmaDecayAt(options.ema_decay, progress.step);
+      const auto params = model->parameters();
+      for (size_t i = 0; i < params.size(); ++i) state.ema_params[i].mul_(decay).add_(params[i], 1.0 - decay);
+    }
 
     ++progress.step;
     progress.tokens += target.numel() * world;
@@ -342,24 +414,14 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
   result.seconds = SecondsSince(start);
   result.tokens_per_second = progress.tokens / std::max(result.seconds, 1e-9);
   result.best_valid_loss = progress.best_valid_loss;
-  // Test the best model, then put the final weights back (the caller may keep using them).
-  std::vector<torch::Tensor> final_params;
   {
-    torch::NoGradGuard no_grad;
-    auto params = model->parameters();
-    for (size_t i = 0; i < params.size() && i < state.best_params.size(); ++i) {
-      final_params.push_back(params[i].detach().clone());
-      params[i].copy_(state.best_params[i]);
-    }
-  }
-  result.test_loss = options.evaluate ? Score(model, corpus.test, evaluation).mean_loss()
-                                      : std::numeric_limits<double>::quiet_NaN();
-  {
-    torch::NoGradGuard no_grad;
-    auto params = model->parameters();
-    for (size_t i = 0; i < final_params.size(); ++i) params[i].copy_(final_params[i]);
+    // Test the best model; the final weights come back after (the caller may keep using them).
+    ScopedWeights best(model, state.best_params);
+    result.test_loss = options.evaluate ? Score(model, corpus.test, evaluation).mean_loss()
+                                        : std::numeric_limits<double>::quiet_NaN();
   }
   result.final_params = model->named_parameters();
+  result.ema_params = state.ema_params;
   if (metrics.is_open()) {
     // The summary line a sweep collects.
     nlohmann::ordered_json line;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <torch/ordered_dict.h>
 #include <torch/types.h>
@@ -26,6 +27,10 @@ struct TrainOptions {
   int64_t warmup = 100;  // steps of linear warm-up, then cosine decay to lr / 10
   double weight_decay = 0.01;
   double clip = 1.0;  // gradient norm clip; 0 turns it off
+  // > 0: also keep an exponential moving average of the weights (Polyak averaging), updated after
+  // every step with this decay (e.g. 0.999; a smaller one in the first steps), and validate it
+  // beside the weights themselves: whichever scores better becomes the best model.
+  double ema_decay = 0;
   int64_t epochs = 1;
   int64_t max_steps = 0;      // 0: as many as `epochs` take
   double time_budget = 0;     // seconds; 0: no limit
@@ -56,6 +61,7 @@ struct TrainResult {
   double seconds = 0;
   // The weights after the last step (not the best ones), for tests and callers that go on.
   torch::OrderedDict<std::string, torch::Tensor> final_params;
+  std::vector<torch::Tensor> ema_params;  // their moving average (--ema_decay), parameters() order
 };
 
 // Trains a new model of `config` on `corpus` (or continues options.resume, whose configuration

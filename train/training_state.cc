@@ -59,6 +59,9 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
   for (size_t i = 0; i < state.best_params.size() && i < named.size(); ++i) {
     tensors.emplace_back(absl::StrCat("best.", named[i].key()), state.best_params[i]);
   }
+  for (size_t i = 0; i < state.ema_params.size() && i < named.size(); ++i) {
+    tensors.emplace_back(absl::StrCat("ema.", named[i].key()), state.ema_params[i]);
+  }
   for (auto& [name, generator] : DropoutGenerators(params)) {
     std::lock_guard<std::mutex> lock(generator.mutex());
     tensors.emplace_back(name, generator.get_state());
@@ -170,6 +173,17 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
       return StateError(directory, absl::StrCat("best weights for '", named[i].key(), "' have the wrong shape"));
     }
     state.best_params.push_back(best->second.to(named[i].value().options()));
+  }
+  for (size_t i = 0; i < named.size(); ++i) {
+    auto ema = saved.find("ema." + named[i].key());
+    if (ema == saved.end()) {
+      if (i > 0) return StateError(directory, absl::StrCat("averaged weights for '", named[i].key(), "' are missing"));
+      break;
+    }
+    if (ema->second.sizes() != named[i].value().sizes()) {
+      return StateError(directory, absl::StrCat("averaged weights for '", named[i].key(), "' have the wrong shape"));
+    }
+    state.ema_params.push_back(ema->second.to(named[i].value().options()));
   }
   for (auto& [name, generator] : DropoutGenerators(params)) {
     auto rng = saved.find(name);

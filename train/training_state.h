@@ -7,7 +7,8 @@
 // directory, published atomically:
 //   config.json, tokenizer.json, model.safetensors   the current model (a loadable checkpoint)
 //   optimizer.safetensors                            exp_avg.{i}, exp_avg_sq.{i}, step.{i},
-//                                                    best.{name}, rng.cpu, rng.cuda (GPU runs),
+//                                                    best.{name}, ema.{name} (--ema_decay runs),
+//                                                    rng.cpu, rng.cuda (GPU runs),
 //                                                    carried.{s,z}.{layer}, carried.positions
 //                                                    (--carry_context runs)
 //   trainer.json                                     step, tokens, losses, elapsed time, options
@@ -39,6 +40,7 @@ struct TrainingProgress {
 struct TrainingState {
   TrainingProgress progress;
   std::vector<torch::Tensor> best_params;  // in model->parameters() order; empty if none yet
+  std::vector<torch::Tensor> ema_params;   // the weights' moving average, same order; empty if off
   ModelState carried;  // the linear-attention state carried between windows; empty if none
   std::string options_json;                // the options the run was started with
 };
