@@ -13,10 +13,17 @@
 namespace recur::testing {
 namespace {
 
-class GenerateTest : public ::testing::TestWithParam<AttentionKind> {
+// A served architecture: the attention kind and the short convolution's width (0: none).
+struct ServedModel {
+  std::string name;
+  AttentionKind kind;
+  int64_t short_conv = 0;
+};
+
+class GenerateTest : public ::testing::TestWithParam<ServedModel> {
  protected:
   void SetUp() override {
-    WriteTestCheckpoint(dir_.Join("model"), GetParam());
+    WriteTestCheckpoint(dir_.Join("model"), GetParam().kind, /*seed=*/11, GetParam().short_conv);
     checkpoint_ = LoadTestCheckpoint(dir_.Join("model"));
     server_ = StartTestServer(dir_.Join("model"));
     ASSERT_NE(server_, nullptr);
@@ -183,8 +190,11 @@ TEST_P(GenerateTest, DeadlineEndsTheStreamAndFreesTheSlot) {
   EXPECT_TRUE(again.status.ok()) << again.status;
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, GenerateTest, ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
-                         [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Models, GenerateTest,
+                         ::testing::Values(ServedModel{"linear", AttentionKind::kLinear},
+                                           ServedModel{"softmax", AttentionKind::kSoftmax},
+                                           ServedModel{"linear_conv4", AttentionKind::kLinear, 4}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace recur::testing

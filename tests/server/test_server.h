@@ -20,8 +20,11 @@
 
 namespace recur::testing {
 
-// Writes a small random byte-level model of the given attention kind to `directory`.
-inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind, uint64_t seed = 11) {
+// Writes a small random byte-level model of the given attention kind to `directory`; with a
+// short convolution (random taps, not its identity start) and no positional encoding when
+// `short_conv` > 0.
+inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind, uint64_t seed = 11,
+                                int64_t short_conv = 0) {
   ModelConfig config;
   config.vocab_size = 257;
   config.d_model = 32;
@@ -30,6 +33,8 @@ inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind
   config.d_ff = 64;
   config.chunk_size = 8;
   config.attention = kind;
+  config.short_conv = short_conv;
+  if (short_conv > 0) config.positional_encoding = "none";
   torch::manual_seed(seed);
   TransformerLM model(config);
   {
@@ -37,6 +42,9 @@ inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind
     // greedy comparisons test the engine rather than float rounding.
     torch::NoGradGuard no_grad;
     model->embedding->weight.mul_(3.0);
+    for (auto& p : model->named_parameters()) {
+      if (p.key().find("attention.conv") != std::string::npos) p.value().normal_(0.0, 0.5);
+    }
   }
   ByteTokenizer tokenizer;
   auto status = SaveCheckpoint(directory, model, tokenizer, {"test", 0});
