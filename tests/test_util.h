@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "model/config.h"
+#include "model/transformer.h"
 
 namespace recur::testing {
 
@@ -29,6 +30,15 @@ inline ModelConfig SmallModelConfig(AttentionKind kind, int64_t vocab_size) {
   c.attention = kind;
   c.chunk_size = 8;
   return c;
+}
+
+// Random taps for every short convolution of `model`. They start as the identity, under which a
+// form that mishandled the convolution's state would go unnoticed.
+inline void RandomizeShortConvolutions(TransformerLM& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    if (p.key().find("attention.conv") != std::string::npos) p.value().normal_(0.0, 0.5);
+  }
 }
 
 inline torch::Device TestDevice() {

@@ -34,10 +34,7 @@ class TransformerFormsTest : public ::testing::TestWithParam<FormsVariant> {
     config.short_conv = GetParam().short_conv;
     config.positional_encoding = GetParam().positional_encoding;
     model_ = TransformerLM(config);
-    // The convolutions start as the identity; random taps make every one of them count.
-    for (auto& p : model_->named_parameters()) {
-      if (p.key().find("attention.conv") != std::string::npos) p.value().normal_(0.0, 0.5);
-    }
+    testing::RandomizeShortConvolutions(model_);
     model_->to(TestDevice());
     model_->eval();
     tokens_ = torch::randint(0, 50, {3, 30}, torch::TensorOptions().dtype(torch::kInt64).device(TestDevice()));

@@ -6,6 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/transformer.h"
+#include "tests/test_util.h"
 
 namespace recur {
 namespace {
@@ -26,10 +27,7 @@ class SessionCodecTest : public ::testing::TestWithParam<std::tuple<AttentionKin
     torch::manual_seed(1);
     model_ = TransformerLM(config_);
     model_->eval();
-    torch::NoGradGuard no_grad;
-    for (auto& p : model_->named_parameters()) {  // taps that all count, not the identity start
-      if (p.key().find("attention.conv") != std::string::npos) p.value().normal_(0.0, 0.5);
-    }
+    testing::RandomizeShortConvolutions(model_);
   }
 
   SessionState Session(int64_t length) {
