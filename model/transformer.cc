@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 #include "model/linear_attention.h"
 #include "model/positional_encoding.h"
@@ -16,9 +17,19 @@ namespace recur {
 namespace F = torch::nn::functional;
 using torch::indexing::Slice;
 
+namespace {
+constexpr char kShortConvolutionName[] = "conv";
+}  // namespace
+
+bool IsShortConvolutionWeight(const std::string& parameter_name) {
+  return absl::EndsWith(parameter_name, absl::StrCat("attention.", kShortConvolutionName));
+}
+
 AttentionLayerImpl::AttentionLayerImpl(const ModelConfig& c) : config(c) {
   qkv = register_module("qkv", torch::nn::Linear(c.d_model, 3 * c.d_model));
-  if (c.short_conv > 0) conv = register_parameter("conv", torch::zeros({c.short_conv, 3 * c.d_model}));
+  if (c.short_conv > 0) {
+    conv = register_parameter(kShortConvolutionName, torch::zeros({c.short_conv, 3 * c.d_model}));
+  }
   out = register_module("out", torch::nn::Linear(c.d_model, c.d_model));
 }
 
@@ -94,7 +105,7 @@ TransformerLMImpl::TransformerLMImpl(const ModelConfig& config) : config_(config
     auto& p = item.value();
     if (name == "embedding.weight") {
       p.normal_(0.0, 1.0 / std::sqrt(static_cast<double>(config.d_model)));
-    } else if (absl::EndsWith(name, "attention.conv")) {
+    } else if (IsShortConvolutionWeight(name)) {
       // The identity (all weight on the current position): training starts from the model without
       // the convolution and learns how far back to look.
       p.zero_();

@@ -11,6 +11,8 @@
 //   Prefill  — a prompt into a ModelState (chunkwise), returning the last position's logits.
 //   Step     — one token per row of a batch of states (the recurrent form), returning logits.
 
+#include <string>
+
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/dropout.h>
@@ -41,6 +43,10 @@ struct AttentionLayerImpl : torch::nn::Module {
   torch::nn::Linear out{nullptr};
 };
 TORCH_MODULE(AttentionLayer);
+
+// Whether a name from named_parameters() is a short convolution's taps: they start as the
+// identity and take no weight decay, unlike the other matrices.
+bool IsShortConvolutionWeight(const std::string& parameter_name);
 
 struct TransformerBlockImpl : torch::nn::Module {
   explicit TransformerBlockImpl(const ModelConfig& config);

@@ -13,7 +13,6 @@
 
 #include <torch/torch.h>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "glog/logging.h"
@@ -156,7 +155,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
   std::vector<torch::Tensor> decayed, undecayed;
   for (const auto& p : model->named_parameters()) {
     const bool matrix = p.value().dim() == 2 && p.key() != "embedding.weight" &&
-                        !absl::EndsWith(p.key(), "attention.conv");
+                        !IsShortConvolutionWeight(p.key());
     (matrix ? decayed : undecayed).push_back(p.value());
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;

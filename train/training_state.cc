@@ -1,6 +1,8 @@
 #include "train/training_state.h"
 
+#include <map>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -27,6 +29,27 @@ std::string ParamKey(const torch::Tensor& p) { return c10::guts::to_string(p.uns
 
 absl::Status StateError(const std::string& dir, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("training state ", dir, ": ", what));
+}
+
+// One tensor per model parameter saved under `prefix` (the best or the averaged weights): empty
+// when the state holds none, an error when it holds some but not all, or one of the wrong shape.
+absl::StatusOr<std::vector<torch::Tensor>> ReadParameterSet(
+    const std::string& directory, const std::map<std::string, torch::Tensor>& saved,
+    const torch::OrderedDict<std::string, torch::Tensor>& named, const std::string& prefix,
+    absl::string_view what) {
+  std::vector<torch::Tensor> set;
+  for (size_t i = 0; i < named.size(); ++i) {
+    auto found = saved.find(prefix + named[i].key());
+    if (found == saved.end()) {
+      if (i == 0) return set;
+      return StateError(directory, absl::StrCat(what, " for '", named[i].key(), "' are missing"));
+    }
+    if (found->second.sizes() != named[i].value().sizes()) {
+      return StateError(directory, absl::StrCat(what, " for '", named[i].key(), "' have the wrong shape"));
+    }
+    set.push_back(found->second.to(named[i].value().options()));
+  }
+  return set;
 }
 
 // The generators dropout draws from, by their names in the state: the CPU's, and the GPU's when
@@ -163,28 +186,8 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
     adam->exp_avg_sq(sq->second.to(params[i].options()));
     optimizer.state()[ParamKey(params[i])] = std::move(adam);
   }
-  for (size_t i = 0; i < named.size(); ++i) {
-    auto best = saved.find("best." + named[i].key());
-    if (best == saved.end()) {
-      state.best_params.clear();
-      break;
-    }
-    if (best->second.sizes() != named[i].value().sizes()) {
-      return StateError(directory, absl::StrCat("best weights for '", named[i].key(), "' have the wrong shape"));
-    }
-    state.best_params.push_back(best->second.to(named[i].value().options()));
-  }
-  for (size_t i = 0; i < named.size(); ++i) {
-    auto ema = saved.find("ema." + named[i].key());
-    if (ema == saved.end()) {
-      if (i > 0) return StateError(directory, absl::StrCat("averaged weights for '", named[i].key(), "' are missing"));
-      break;
-    }
-    if (ema->second.sizes() != named[i].value().sizes()) {
-      return StateError(directory, absl::StrCat("averaged weights for '", named[i].key(), "' have the wrong shape"));
-    }
-    state.ema_params.push_back(ema->second.to(named[i].value().options()));
-  }
+  ASSIGN_OR_RETURN(state.best_params, ReadParameterSet(directory, saved, named, "best.", "best weights"));
+  ASSIGN_OR_RETURN(state.ema_params, ReadParameterSet(directory, saved, named, "ema.", "averaged weights"));
   for (auto& [name, generator] : DropoutGenerators(params)) {
     auto rng = saved.find(name);
     if (rng == saved.end() || rng->second.scalar_type() != torch::kUInt8) {

@@ -2,12 +2,15 @@
 
 #include <cmath>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <sstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "model/checkpoint.h"
+#include "model/safetensors.h"
 #include "train/evaluation.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
@@ -210,6 +213,37 @@ TEST(ResumeTest, CorruptStateIsAClearErrorAndWritesNothing) {
 
   second.resume = dir.Join("missing");
   EXPECT_FALSE(Train(DropoutConfig(), corpus, second).ok());
+}
+
+// A state with some but not all of the best (or averaged) weights, or one of the wrong shape, is
+// refused with the parameter's name rather than resumed from a mix.
+TEST(ResumeTest, IncompleteOrMisshapenSavedWeightsAreRefused) {
+  TempDir dir;
+  Corpus corpus = ByteCorpus("text", Text());
+  TrainOptions first = ResumeOptions();
+  first.max_steps = 6;  // past the first evaluation, so best weights are saved
+  first.state_dir = dir.Join("state");
+  ASSERT_TRUE(Train(DropoutConfig(), corpus, first).ok());
+  const std::string optimizer = dir.Join("state") + "/optimizer.safetensors";
+  auto saved = ReadSafetensors(optimizer);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  ASSERT_TRUE(saved->tensors.count("best.blocks.0.attention.conv"));
+  ASSERT_TRUE(saved->tensors.count("ema.blocks.0.attention.conv"));
+
+  auto resume_with = [&](const std::function<void(std::map<std::string, torch::Tensor>&)>& edit) {
+    std::map<std::string, torch::Tensor> tensors = saved->tensors;
+    edit(tensors);
+    NamedTensors named(tensors.begin(), tensors.end());
+    EXPECT_TRUE(WriteSafetensors(optimizer, named).ok());
+    TrainOptions second = ResumeOptions();
+    second.resume = dir.Join("state");
+    return std::string(Train(DropoutConfig(), corpus, second).status().message());
+  };
+  EXPECT_THAT(resume_with([](auto& t) { t.erase("best.blocks.0.attention.conv"); }),
+              ::testing::HasSubstr("best weights for 'blocks.0.attention.conv' are missing"));
+  EXPECT_THAT(resume_with([](auto& t) { t["ema.blocks.0.attention.conv"] = torch::zeros({2, 2}); }),
+              ::testing::HasSubstr("averaged weights for 'blocks.0.attention.conv' have the wrong shape"));
+  EXPECT_EQ(resume_with([](auto&) {}), "");  // the untouched state still resumes
 }
 
 TEST(ResumeTest, OtherDataBatchingOrContextIsRefused) {
