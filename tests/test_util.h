@@ -37,7 +37,7 @@ inline ModelConfig SmallModelConfig(AttentionKind kind, int64_t vocab_size) {
 inline void RandomizeShortConvolutions(TransformerLM& model) {
   torch::NoGradGuard no_grad;
   for (auto& p : model->named_parameters()) {
-    if (p.key().find("attention.conv") != std::string::npos) p.value().normal_(0.0, 0.5);
+    if (IsShortConvolutionWeight(p.key())) p.value().normal_(0.0, 0.5);
   }
 }
 
