@@ -105,9 +105,16 @@ int main(int argc, char** argv) {
     if (summary.done) {
       std::printf(": done earlier, kept\n");
     } else {
+      // An interrupted run goes on from its last evaluation; one that saved nothing starts again.
+      const std::string state = recur::InterruptedRunState(dir.string());
+      if (state.empty()) {
+        fs::remove(metrics, ec);
+      } else {
+        args.push_back("--resume=" + state);
+        std::printf(": resuming the interrupted run from %s", state.c_str());
+      }
       std::fflush(stdout);
       fs::create_directories(dir, ec);
-      fs::remove(metrics, ec);  // a partial log from an interrupted run
       const auto start = std::chrono::steady_clock::now();
       const int status = RunLogged(args, (dir / "train.log").string());
       const double minutes =

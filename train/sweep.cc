@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -150,6 +151,12 @@ RunSummary ReadRunSummary(const std::string& metrics_log) {
     }
   }
   return summary;
+}
+
+std::string InterruptedRunState(const std::string& run_dir) {
+  const auto state = std::filesystem::path(run_dir) / "model.state";
+  std::error_code ec;
+  return std::filesystem::is_regular_file(state / "trainer.json", ec) ? state.string() : "";
 }
 
 absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vector<RunSummary>& runs,

@@ -54,6 +54,10 @@ struct RunSummary {
 };
 RunSummary ReadRunSummary(const std::string& metrics_log);
 
+// The resumable state an interrupted run left in `run_dir` (the trainer saves `model.state` beside
+// its checkpoint `model` at each evaluation), or "" when it left none and must start again.
+std::string InterruptedRunState(const std::string& run_dir);
+
 // Writes results.csv, curves.csv and plot.gp into `directory`; returns the gnuplot script path.
 absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vector<RunSummary>& runs,
                                              const std::string& directory);

@@ -41,6 +41,30 @@ int64_t LiveHeapBytes() {
   return static_cast<int64_t>(info.uordblks + info.hblkhd);
 }
 
+// A resumed run's metrics log keeps only the lines up to the saved step, so it reads as if the
+// run had never stopped: a line logged after the last save (or torn by a kill, or the summary of an
+// invocation ended by --stop_after_steps) would otherwise appear twice or out of place.
+absl::Status TrimMetricsLog(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return absl::OkStatus();  // nothing logged yet
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && !j.value("final", false) && j.value("step", step + 1) <= step) kept += line + "\n";
+  }
+  in.close();
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << kept;
+    if (!out.flush()) return absl::UnavailableError(absl::StrCat("cannot write ", temporary));
+  }
+  std::error_code ec;
+  std::filesystem::rename(temporary, path, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot replace ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
 int64_t PeakResidentBytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -226,6 +250,9 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
 
   std::ofstream metrics;
   if (leader && !options.metrics_log.empty()) {
+    if (!options.resume.empty()) {
+      if (auto s = TrimMetricsLog(options.metrics_log, progress.step); !s.ok()) return s;
+    }
     const auto parent = std::filesystem::path(options.metrics_log).parent_path();
     std::error_code ec;
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);

@@ -1,5 +1,6 @@
 #include "train/sweep.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include <gmock/gmock.h>
@@ -109,6 +110,15 @@ TEST(SweepTest, SummaryAndReportFromMetricsLogs) {
   std::getline(csv, first);
   EXPECT_EQ(header, "batch_size,steps,best_valid_ppl,test_ppl,tokens_per_second,peak_memory_mb,peak_heap_mb,seconds,parameters");
   EXPECT_EQ(first, "4,20,120.0000,130.0000,1000.0,1.0,2.0,9.0,77");
+}
+
+TEST(SweepTest, FindsTheStateAnInterruptedRunLeft) {
+  testing::TempDir dir;
+  EXPECT_EQ(InterruptedRunState(dir.Join("run")), "");
+  std::filesystem::create_directories(dir.Join("run/model.state"));
+  EXPECT_EQ(InterruptedRunState(dir.Join("run")), "");  // no trainer.json: not a saved state
+  std::ofstream(dir.Join("run/model.state/trainer.json")) << "{}";
+  EXPECT_EQ(InterruptedRunState(dir.Join("run")), dir.Join("run/model.state"));
 }
 
 }  // namespace

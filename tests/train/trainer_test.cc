@@ -134,6 +134,22 @@ ModelConfig DropoutConfig() {
   return c;
 }
 
+// (step, validation loss) of each evaluation a metrics log holds, and then -1 and the test loss
+// for each summary line.
+std::vector<std::pair<int64_t, double>> LoggedEvaluations(const std::string& path) {
+  std::vector<std::pair<int64_t, double>> evaluations;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.value("final", false)) {
+      evaluations.emplace_back(-1, j.at("test_loss").get<double>());
+    } else {
+      evaluations.emplace_back(j.at("step").get<int64_t>(), j.at("valid_loss").get<double>());
+    }
+  }
+  return evaluations;
+}
+
 // N steps straight vs N/2, resume, N/2: identical weights, bit for bit. The split falls in the
 // middle of an epoch, so with the context carried the saved recurrent state must be restored too.
 class SplitResumeTest : public ::testing::TestWithParam<bool> {};
@@ -143,19 +159,28 @@ TEST_P(SplitResumeTest, SplitRunEqualsStraightRun) {
   Corpus corpus = ByteCorpus("text", Text());
   TrainOptions options = ResumeOptions();
   options.carry_context = GetParam();
-  auto straight = Train(DropoutConfig(), corpus, options);
+  TrainOptions straight_options = options;
+  straight_options.metrics_log = dir.Join("straight.jsonl");
+  auto straight = Train(DropoutConfig(), corpus, straight_options);
   ASSERT_TRUE(straight.ok()) << straight.status();
 
   TrainOptions first = options;
   first.stop_after_steps = 10;
   first.state_dir = dir.Join("state");
+  first.metrics_log = dir.Join("split.jsonl");
   auto half = Train(DropoutConfig(), corpus, first);
   ASSERT_TRUE(half.ok()) << half.status();
   EXPECT_EQ(half->steps, 10);
+  {
+    // What a kill after the save can leave behind: a line past the saved step and a torn one.
+    std::ofstream log(first.metrics_log, std::ios::app);
+    log << R"({"step":15,"valid_loss":1.0})" << "\n" << R"({"step":1)";
+  }
 
   torch::manual_seed(999);  // disturb the generator: resume must restore it
   TrainOptions second = options;
   second.resume = dir.Join("state");
+  second.metrics_log = first.metrics_log;
   auto resumed = Train(DropoutConfig(), corpus, second);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   EXPECT_EQ(resumed->steps, 20);
@@ -164,6 +189,10 @@ TEST_P(SplitResumeTest, SplitRunEqualsStraightRun) {
   }
   EXPECT_EQ(resumed->best_valid_loss, straight->best_valid_loss);
   EXPECT_EQ(resumed->test_loss, straight->test_loss);
+  // The split run's log reads as the straight run's: evaluations at 5, 10, 15, 20, one summary.
+  const auto logged = LoggedEvaluations(straight_options.metrics_log);
+  ASSERT_EQ(logged.size(), 5u);
+  EXPECT_EQ(LoggedEvaluations(first.metrics_log), logged);
 }
 
 INSTANTIATE_TEST_SUITE_P(FreshAndCarried, SplitResumeTest, ::testing::Bool(),
