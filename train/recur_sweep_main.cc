@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
     }
     auto summary = recur::ReadRunSummary(metrics);
     if (summary.done) {
-      std::printf(": done earlier, kept\n");
+      std::printf(" (done earlier, kept)");
     } else {
       // An interrupted run goes on from its last evaluation; one that saved nothing starts again.
       const std::string state = recur::InterruptedRunState(dir.string());
