@@ -55,6 +55,13 @@ absl::Status ModelConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("short_conv must be in [0, ", kMaxShortConv,
                                                    "] (0: none), got ", short_conv));
   }
+  if (state_decay != "none" && state_decay != "multiscale") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown state_decay '", state_decay,
+                                                   "' (expected 'none' or 'multiscale')"));
+  }
+  if (state_decay != "none" && attention != AttentionKind::kLinear) {
+    return absl::InvalidArgumentError("state_decay applies to linear attention only");
+  }
   if (!(dropout >= 0.0 && dropout < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("dropout must be in [0, 1), got ", dropout));
   }
@@ -100,6 +107,7 @@ std::string ModelConfig::ToJson() const {
   j["feature_map"] = feature_map;
   j["positional_encoding"] = positional_encoding;
   j["short_conv"] = short_conv;
+  j["state_decay"] = state_decay;
   j["tie_embeddings"] = tie_embeddings;
   j["chunk_size"] = chunk_size;
   j["epsilon"] = epsilon;
@@ -142,6 +150,9 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
   }
   if (j.contains("short_conv")) {
     if (auto s = read("short_conv", &c.short_conv); !s.ok()) return s;
+  }
+  if (j.contains("state_decay")) {
+    if (auto s = read("state_decay", &c.state_decay); !s.ok()) return s;
   }
   auto kind = ParseAttentionKind(attention);
   if (!kind.ok()) return kind.status();

@@ -36,6 +36,10 @@ struct ModelConfig {
   // Width K of a causal depthwise convolution over the q, k, v projections of every attention
   // layer (see short_convolution.h); 0: none. Optional in config.json.
   int64_t short_conv = 0;
+  // Linear attention only. "none": the paper's state, a plain sum. "multiscale": each head's state
+  // decays by γ_h = 1 − 2^(−5−h) per token (see linear_attention.h), so old tokens fade at a
+  // different rate in each head. Optional in config.json.
+  std::string state_decay = "none";
   bool tie_embeddings = true;
   // Chunk length of the chunkwise-parallel form used by Forward and Prefill.
   int64_t chunk_size = 64;

@@ -13,6 +13,65 @@ namespace {
 torch::ScalarType AccumulationType(const torch::Tensor& t) {
   return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
+
+// The chunkwise form with a per-head decay γ (log_gamma [H, 1]). fq, fk, fv: [B, H, nc·C, ·] after
+// the feature map, padded with zero rows past the n real tokens. Query i of a chunk sees the state
+// entering the chunk decayed by γ^(i+1), key j of a chunk reaches the chunk's end decayed by
+// γ^(C−1−j), and the state entering chunk t is Σ_{u<t} γ^(C(t−1−u)) (chunk u's sum) + γ^(C·t) S₀:
+// a product with an nc×nc matrix per head rather than a cumulative sum.
+torch::Tensor DecayedChunkwise(const torch::Tensor& fq, const torch::Tensor& fk,
+                               const torch::Tensor& fv, const torch::Tensor& log_gamma, int64_t n,
+                               int64_t c, double eps, LinearAttentionState* state) {
+  const int64_t b = fq.size(0), h = fq.size(1), d = fq.size(3), dv = fv.size(3);
+  const int64_t chunks = fq.size(2) / c;
+  auto q = fq.view({b, h, chunks, c, d});
+  auto k = fk.view({b, h, chunks, c, d});
+  auto v = fv.view({b, h, chunks, c, dv});
+
+  auto position = torch::arange(c, fq.options());                        // [C]
+  auto query_decay = torch::exp(log_gamma * (position + 1)).view({1, h, 1, c, 1});
+  auto key_decay = torch::exp(log_gamma * (c - 1 - position)).view({1, h, 1, c, 1});
+  auto distance = position.unsqueeze(1) - position.unsqueeze(0);          // i − j, [C, C]
+  auto intra = torch::exp(log_gamma.unsqueeze(-1) * distance.clamp_min(0))
+                   .masked_fill(distance < 0, 0.0)
+                   .view({1, h, 1, c, c});
+  auto a = torch::matmul(q, k.transpose(-1, -2)) * intra;  // [B,H,nc,C,C]
+
+  auto decayed_k = k * key_decay;
+  auto chunk_s = torch::matmul(decayed_k.transpose(-1, -2), v);  // [B,H,nc,d,dv]
+  auto chunk_z = decayed_k.sum(-2);                               // [B,H,nc,d]
+  auto chunk_index = torch::arange(chunks, fq.options());
+  auto gap = chunk_index.unsqueeze(1) - 1 - chunk_index.unsqueeze(0);  // t − 1 − u, [nc, nc]
+  auto carry = torch::exp(log_gamma.unsqueeze(-1) * (c * gap.clamp_min(0)))
+                   .masked_fill(gap < 0, 0.0)
+                   .unsqueeze(0);  // [1,H,nc,nc]
+  auto prev_s = torch::matmul(carry, chunk_s.reshape({b, h, chunks, d * dv}))
+                    .view({b, h, chunks, d, dv});
+  auto prev_z = torch::matmul(carry, chunk_z);
+  if (state != nullptr) {
+    auto entry = torch::exp(log_gamma * (c * chunk_index));  // γ^(C·t), [H, nc]
+    prev_s = prev_s + entry.view({1, h, chunks, 1, 1}) * state->s.unsqueeze(2);
+    prev_z = prev_z + entry.view({1, h, chunks, 1}) * state->z.unsqueeze(2);
+  }
+
+  auto numerator = query_decay * torch::matmul(q, prev_s) + torch::matmul(a, v);
+  auto denominator = query_decay.squeeze(-1) * torch::matmul(q, prev_z.unsqueeze(-1)).squeeze(-1) +
+                     a.sum(-1) + eps;
+  auto y = (numerator / denominator.unsqueeze(-1)).view({b, h, chunks * c, dv});
+  if (y.size(2) > n) y = y.index({Slice(), Slice(), Slice(0, n)});
+
+  if (state != nullptr) {
+    // After the last real token: S = γ^n S₀ + Σ_j γ^(n−1−j) φ(k_j) v_jᵀ (padded keys are zero).
+    auto index = torch::arange(chunks * c, fq.options());
+    auto weight = torch::exp(log_gamma * (n - 1 - index).clamp_min(0)).view({1, h, -1, 1});
+    auto weighted_k = fk * weight;
+    auto total = torch::exp(log_gamma.squeeze(1) * static_cast<double>(n));  // [H]
+    state->s = total.view({1, h, 1, 1}) * state->s +
+               torch::matmul(weighted_k.transpose(-1, -2), fv);
+    state->z = total.view({1, h, 1}) * state->z + weighted_k.sum(-2);
+  }
+  return y;
+}
 }  // namespace
 
 LinearAttentionState LinearAttentionState::Zeros(int64_t batch, int64_t heads, int64_t d,
@@ -23,10 +82,22 @@ LinearAttentionState LinearAttentionState::Zeros(int64_t batch, int64_t heads, i
 
 torch::Tensor EluFeatureMap(const torch::Tensor& x) { return F::elu(x) + 1.0; }
 
+torch::Tensor MultiScaleDecay(int64_t heads, const torch::Device& device) {
+  auto h = torch::arange(heads, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  return 1.0 - torch::pow(2.0, -5.0 - h);
+}
+
 torch::Tensor LinearAttentionNaive(const torch::Tensor& q, const torch::Tensor& k,
-                                   const torch::Tensor& v, double eps) {
+                                   const torch::Tensor& v, double eps,
+                                   const torch::Tensor& decay) {
   const int64_t n = q.size(-2);
   auto scores = torch::matmul(EluFeatureMap(q), EluFeatureMap(k).transpose(-1, -2));  // [B,H,N,N]
+  if (decay.defined()) {
+    auto position = torch::arange(n, scores.options());
+    auto distance = (position.unsqueeze(1) - position.unsqueeze(0)).clamp_min(0);  // i − j
+    auto log_gamma = decay.to(scores.scalar_type()).log().view({-1, 1, 1});      // [H,1,1]
+    scores = scores * torch::exp(log_gamma * distance);
+  }
   auto causal = torch::ones({n, n}, q.options().dtype(torch::kBool)).tril();
   scores = scores.masked_fill(causal.logical_not(), 0.0);
   auto numerator = torch::matmul(scores, v);
@@ -36,7 +107,7 @@ torch::Tensor LinearAttentionNaive(const torch::Tensor& q, const torch::Tensor& 
 
 torch::Tensor LinearAttentionChunkwise(const torch::Tensor& q, const torch::Tensor& k,
                                        const torch::Tensor& v, int64_t chunk_size, double eps,
-                                       LinearAttentionState* state) {
+                                       LinearAttentionState* state, const torch::Tensor& decay) {
   TORCH_CHECK(chunk_size > 0, "chunk_size must be positive");
   const int64_t b = q.size(0), h = q.size(1), n = q.size(2), d = q.size(3), dv = v.size(3);
   const auto out_dtype = q.scalar_type();
@@ -57,6 +128,10 @@ torch::Tensor LinearAttentionChunkwise(const torch::Tensor& q, const torch::Tens
     fq = F::pad(fq, F::PadFuncOptions({0, 0, 0, pad}));
     fk = F::pad(fk, F::PadFuncOptions({0, 0, 0, pad}));
     fv = F::pad(fv, F::PadFuncOptions({0, 0, 0, pad}));
+  }
+  if (decay.defined()) {
+    return DecayedChunkwise(fq, fk, fv, decay.to(accum).log().view({h, 1}), n, c, eps, state)
+        .to(out_dtype);
   }
   fq = fq.view({b, h, chunks, c, d});
   fk = fk.view({b, h, chunks, c, d});
@@ -93,12 +168,17 @@ torch::Tensor LinearAttentionChunkwise(const torch::Tensor& q, const torch::Tens
 
 torch::Tensor LinearAttentionStep(const torch::Tensor& q, const torch::Tensor& k,
                                   const torch::Tensor& v, double eps,
-                                  LinearAttentionState* state) {
+                                  LinearAttentionState* state, const torch::Tensor& decay) {
   TORCH_CHECK(state != nullptr, "LinearAttentionStep needs a state");
   const auto accum = AccumulationType(q);
   auto fq = EluFeatureMap(q.to(accum));  // [B,H,d]
   auto fk = EluFeatureMap(k.to(accum));
   auto fv = v.to(accum);
+  if (decay.defined()) {
+    auto gamma = decay.to(state->s.scalar_type());
+    state->s.mul_(gamma.view({1, -1, 1, 1}));
+    state->z.mul_(gamma.view({1, -1, 1}));
+  }
   // S ← S + φ(k) vᵀ,  z ← z + φ(k), in place so a pooled state needs no copy.
   state->s.add_(fk.unsqueeze(-1) * fv.unsqueeze(-2));
   state->z.add_(fk);

@@ -45,11 +45,14 @@ torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::T
 
   torch::Tensor y;
   if (config.attention == AttentionKind::kLinear) {
+    torch::Tensor decay;
+    if (config.state_decay == "multiscale") decay = MultiScaleDecay(h, x.device());
     if (linear != nullptr && n == 1) {
-      y = LinearAttentionStep(q.squeeze(2), k.squeeze(2), v.squeeze(2), config.epsilon, linear)
+      y = LinearAttentionStep(q.squeeze(2), k.squeeze(2), v.squeeze(2), config.epsilon, linear,
+                              decay)
               .unsqueeze(2);
     } else {
-      y = LinearAttentionChunkwise(q, k, v, config.chunk_size, config.epsilon, linear);
+      y = LinearAttentionChunkwise(q, k, v, config.chunk_size, config.epsilon, linear, decay);
     }
   } else {
     y = kv != nullptr ? CachedSoftmaxAttention(q, k, v, positions, kv)

@@ -29,6 +29,9 @@ ABSL_FLAG(int64_t, short_conv, 0,
           "Width of a causal depthwise convolution over each layer's q, k, v (e.g. 4; 0: none)");
 ABSL_FLAG(std::string, positional_encoding, "sinusoidal",
           "sinusoidal (added to the embedding) or none (e.g. with --short_conv)");
+ABSL_FLAG(std::string, state_decay, "none",
+          "Linear attention: none (the paper's summed state) or multiscale (head h's state decays "
+          "by 1 - 2^(-5-h) per token)");
 ABSL_FLAG(int64_t, chunk_size, 64, "Chunk length of the chunkwise linear-attention form");
 ABSL_FLAG(bool, tie_embeddings, true, "Share the input embedding with the output layer");
 ABSL_FLAG(int64_t, seq_len, 128, "Training window length (tokens)");
@@ -100,6 +103,7 @@ int main(int argc, char** argv) {
   config.attention = *attention;
   config.short_conv = absl::GetFlag(FLAGS_short_conv);
   config.positional_encoding = absl::GetFlag(FLAGS_positional_encoding);
+  config.state_decay = absl::GetFlag(FLAGS_state_decay);
   config.chunk_size = absl::GetFlag(FLAGS_chunk_size);
   config.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
   if (auto s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));

@@ -40,6 +40,13 @@ TEST(ModelConfigTest, ImpossibleShapesNameTheField) {
   EXPECT_THAT(message([](ModelConfig& c) { c.short_conv = -1; }), HasSubstr("short_conv"));
   EXPECT_THAT(message([](ModelConfig& c) { c.short_conv = 17; }), HasSubstr("short_conv"));
   EXPECT_THAT(message([](ModelConfig& c) { c.d_model = 33; c.num_heads = 3; }), HasSubstr("even"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.state_decay = "exponential"; }),
+              HasSubstr("unknown state_decay"));
+  EXPECT_THAT(message([](ModelConfig& c) {
+                c.state_decay = "multiscale";
+                c.attention = AttentionKind::kSoftmax;
+              }),
+              HasSubstr("linear attention only"));
 }
 
 TEST(ModelConfigTest, NoPositionalEncodingAllowsAnOddWidth) {
@@ -64,14 +71,18 @@ TEST(ModelConfigTest, LaterFieldsAreOptionalForOlderCheckpoints) {
   c.embedding_dropout = 0.2;
   c.short_conv = 4;
   c.positional_encoding = "none";
+  c.state_decay = "multiscale";
   auto json = nlohmann::json::parse(c.ToJson());
   EXPECT_EQ(ModelConfig::FromJson(json.dump())->short_conv, 4);
+  EXPECT_EQ(ModelConfig::FromJson(json.dump())->state_decay, "multiscale");
   json.erase("embedding_dropout");
   json.erase("short_conv");
+  json.erase("state_decay");
   auto back = ModelConfig::FromJson(json.dump());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->embedding_dropout, 0.0);
   EXPECT_EQ(back->short_conv, 0);
+  EXPECT_EQ(back->state_decay, "none");
   EXPECT_EQ(back->positional_encoding, "none");
 }
 

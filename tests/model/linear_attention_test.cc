@@ -106,6 +106,130 @@ INSTANTIATE_TEST_SUITE_P(
       return os.str();
     });
 
+// The decayed forms (S ← γ S + φ(k) vᵀ). Decays from fast to none, so that the terms a wrong
+// exponent would misweigh are large.
+class DecayedLinearAttentionTest : public ::testing::TestWithParam<Shape> {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(9);
+    const Shape s = GetParam();
+    auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(TestDevice());
+    q_ = torch::randn({s.batch, s.heads, s.length, s.dim}, opts);
+    k_ = torch::randn({s.batch, s.heads, s.length, s.dim}, opts);
+    v_ = torch::randn({s.batch, s.heads, s.length, s.dim}, opts);
+    decay_ = torch::linspace(0.5, 1.0, s.heads, opts);
+  }
+  // An independent reference: the recurrence written out token by token, in float64.
+  std::pair<torch::Tensor, LinearAttentionState> Recurrence() const {
+    const Shape s = GetParam();
+    auto fq = EluFeatureMap(q_.to(torch::kFloat64)), fk = EluFeatureMap(k_.to(torch::kFloat64));
+    auto v = v_.to(torch::kFloat64);
+    auto gamma = decay_.to(torch::kFloat64);
+    auto state_s = torch::zeros({s.batch, s.heads, s.dim, s.dim}, fq.options());
+    auto state_z = torch::zeros({s.batch, s.heads, s.dim}, fq.options());
+    auto y = torch::empty_like(v);
+    for (int64_t i = 0; i < s.length; ++i) {
+      for (int64_t h = 0; h < s.heads; ++h) {
+        const double g = gamma[h].item<double>();
+        for (int64_t b = 0; b < s.batch; ++b) {
+          auto fk_i = fk[b][h][i], fq_i = fq[b][h][i];
+          state_s[b][h] = g * state_s[b][h] + torch::outer(fk_i, v[b][h][i]);
+          state_z[b][h] = g * state_z[b][h] + fk_i;
+          y[b][h][i] = torch::mv(state_s[b][h].t(), fq_i) / (torch::dot(state_z[b][h], fq_i) + kEps);
+        }
+      }
+    }
+    return {y, LinearAttentionState{state_s, state_z}};
+  }
+  torch::Tensor q_, k_, v_, decay_;
+};
+
+TEST_P(DecayedLinearAttentionTest, NaiveMatchesRecurrence) {
+  auto reference = Recurrence().first;
+  auto naive = LinearAttentionNaive(q_.to(torch::kFloat64), k_.to(torch::kFloat64),
+                                    v_.to(torch::kFloat64), kEps, decay_);
+  EXPECT_LE(RelativeError(naive, reference), 1e-10);
+}
+
+TEST_P(DecayedLinearAttentionTest, ChunkwiseMatchesRecurrence) {
+  const Shape s = GetParam();
+  auto [reference, reference_state] = Recurrence();
+  auto state = LinearAttentionState::Zeros(s.batch, s.heads, s.dim, s.dim, q_.device());
+  auto y = LinearAttentionChunkwise(q_, k_, v_, s.chunk, kEps, &state, decay_);
+  ASSERT_EQ(y.sizes(), q_.sizes());
+  EXPECT_LE(RelativeError(y, reference), 1e-5);
+  EXPECT_LE(RelativeError(state.s, reference_state.s), 1e-5);
+  EXPECT_LE(RelativeError(state.z, reference_state.z), 1e-5);
+}
+
+TEST_P(DecayedLinearAttentionTest, StepMatchesRecurrence) {
+  const Shape s = GetParam();
+  auto [reference, reference_state] = Recurrence();
+  auto state = LinearAttentionState::Zeros(s.batch, s.heads, s.dim, s.dim, q_.device());
+  std::vector<torch::Tensor> outputs;
+  for (int64_t i = 0; i < s.length; ++i) {
+    outputs.push_back(LinearAttentionStep(q_.select(2, i), k_.select(2, i), v_.select(2, i), kEps,
+                                          &state, decay_));
+  }
+  EXPECT_LE(RelativeError(torch::stack(outputs, 2), reference), 1e-5);
+  EXPECT_LE(RelativeError(state.s, reference_state.s), 1e-5);
+  EXPECT_LE(RelativeError(state.z, reference_state.z), 1e-5);
+}
+
+TEST_P(DecayedLinearAttentionTest, ChunkwiseContinuesFromState) {
+  const Shape s = GetParam();
+  const int64_t split = s.length / 3 + 1;
+  auto state = LinearAttentionState::Zeros(s.batch, s.heads, s.dim, s.dim, q_.device());
+  auto part = [&](Slice range) {
+    return LinearAttentionChunkwise(q_.index({Slice(), Slice(), range}),
+                                    k_.index({Slice(), Slice(), range}),
+                                    v_.index({Slice(), Slice(), range}), s.chunk, kEps, &state,
+                                    decay_);
+  };
+  auto first = part(Slice(0, split));
+  auto second = part(Slice(split));
+  EXPECT_LE(RelativeError(torch::cat({first, second}, 2), Recurrence().first), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, DecayedLinearAttentionTest,
+    ::testing::Values(Shape{1, 1, 1, 4, 1}, Shape{1, 2, 37, 8, 1}, Shape{2, 3, 50, 8, 7},
+                      Shape{1, 4, 64, 8, 16}, Shape{2, 4, 100, 8, 64}, Shape{1, 2, 30, 4, 128}),
+    [](const auto& info) {
+      std::ostringstream os;
+      os << info.param;
+      return os.str();
+    });
+
+TEST(DecayedLinearAttentionGradientTest, ChunkwiseGradientsMatchNaive) {
+  torch::manual_seed(13);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(TestDevice());
+  auto decay = MultiScaleDecay(3, TestDevice());
+  for (int64_t chunk : {1, 5, 16, 40}) {
+    auto q = torch::randn({2, 3, 33, 8}, opts).requires_grad_();
+    auto k = torch::randn({2, 3, 33, 8}, opts).requires_grad_();
+    auto v = torch::randn({2, 3, 33, 8}, opts).requires_grad_();
+    auto upstream = torch::randn({2, 3, 33, 8}, opts);
+    auto naive_grads = torch::autograd::grad(
+        {(LinearAttentionNaive(q, k, v, kEps, decay) * upstream).sum()}, {q, k, v});
+    auto chunk_grads = torch::autograd::grad(
+        {(LinearAttentionChunkwise(q, k, v, chunk, kEps, nullptr, decay) * upstream).sum()},
+        {q, k, v});
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_LE(RelativeError(chunk_grads[i], naive_grads[i]), 1e-10)
+          << "chunk " << chunk << " input " << i;
+    }
+  }
+}
+
+TEST(DecayedLinearAttentionGradientTest, MultiScaleDecayFollowsRetNet) {
+  auto decay = MultiScaleDecay(4, torch::kCPU);
+  ASSERT_EQ(decay.numel(), 4);
+  for (int64_t h = 0; h < 4; ++h) {
+    EXPECT_FLOAT_EQ(decay[h].item<float>(), 1.0f - std::pow(2.0f, -5.0f - h));
+  }
+}
+
 // Gradients of the chunkwise form against autograd of the naive form, in float64.
 TEST(LinearAttentionGradientTest, ChunkwiseGradientsMatchNaive) {
   torch::manual_seed(11);

@@ -24,6 +24,7 @@ struct FormsVariant {
   AttentionKind kind;
   int64_t short_conv = 0;
   std::string positional_encoding = "sinusoidal";
+  std::string state_decay = "none";
 };
 
 class TransformerFormsTest : public ::testing::TestWithParam<FormsVariant> {
@@ -33,6 +34,7 @@ class TransformerFormsTest : public ::testing::TestWithParam<FormsVariant> {
     auto config = SmallConfig(GetParam().kind);
     config.short_conv = GetParam().short_conv;
     config.positional_encoding = GetParam().positional_encoding;
+    config.state_decay = GetParam().state_decay;
     model_ = TransformerLM(config);
     testing::RandomizeShortConvolutions(model_);
     model_->to(TestDevice());
@@ -199,7 +201,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(FormsVariant{"linear", AttentionKind::kLinear},
                       FormsVariant{"softmax", AttentionKind::kSoftmax},
                       FormsVariant{"linear_conv4_no_positions", AttentionKind::kLinear, 4, "none"},
-                      FormsVariant{"softmax_conv3", AttentionKind::kSoftmax, 3}),
+                      FormsVariant{"softmax_conv3", AttentionKind::kSoftmax, 3},
+                      FormsVariant{"linear_multiscale_decay", AttentionKind::kLinear, 4, "none",
+                                   "multiscale"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(TransformerStateTest, LinearStateBytesStayConstant) {
