@@ -23,6 +23,16 @@ void BM_LinearChunkwiseForward(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(LinearAttentionChunkwise(q, k, v, 64, 1e-6));
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
+// The same with a multi-scale decaying state (--state_decay multiscale).
+void BM_LinearDecayedChunkwiseForward(benchmark::State& state) {
+  torch::NoGradGuard no_grad;
+  auto q = Random(state.range(0)), k = Random(state.range(0)), v = Random(state.range(0));
+  auto decay = MultiScaleDecay(kHeads, torch::kCPU);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(LinearAttentionChunkwise(q, k, v, 64, 1e-6, nullptr, decay));
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
 void BM_LinearNaiveForward(benchmark::State& state) {
   torch::NoGradGuard no_grad;
   auto q = Random(state.range(0)), k = Random(state.range(0)), v = Random(state.range(0));
@@ -35,7 +45,8 @@ void BM_SoftmaxForward(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(CausalSoftmaxAttention(q, k, v));
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
-BENCHMARK(BM_LinearChunkwiseForward)->RangeMultiplier(4)->Range(256, 4096)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LinearChunkwiseForward)->RangeMultiplier(4)->Range(256, 16384)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LinearDecayedChunkwiseForward)->RangeMultiplier(4)->Range(256, 16384)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_LinearNaiveForward)->RangeMultiplier(4)->Range(256, 4096)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SoftmaxForward)->RangeMultiplier(4)->Range(256, 4096)->Unit(benchmark::kMillisecond);
 
