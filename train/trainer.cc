@@ -49,8 +49,13 @@ absl::Status TrimMetricsLog(const std::string& path, int64_t step) {
   if (!in) return absl::OkStatus();  // nothing logged yet
   std::string kept, line;
   while (std::getline(in, line)) {
+    // Keeps the evaluation lines up to `step`; drops torn or foreign lines and any summary.
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && !j.value("final", false) && j.value("step", step + 1) <= step) kept += line + "\n";
+    if (!j.is_object()) continue;
+    const auto final_it = j.find("final"), step_it = j.find("step");
+    const bool summary = final_it != j.end() && !(final_it->is_boolean() && !final_it->get<bool>());
+    if (summary || step_it == j.end() || !step_it->is_number_integer()) continue;
+    if (step_it->get<int64_t>() <= step) kept += line + "\n";
   }
   in.close();
   const std::string temporary = path + ".tmp";

@@ -172,9 +172,11 @@ TEST_P(SplitResumeTest, SplitRunEqualsStraightRun) {
   ASSERT_TRUE(half.ok()) << half.status();
   EXPECT_EQ(half->steps, 10);
   {
-    // What a kill after the save can leave behind: a line past the saved step and a torn one.
+    // What a kill after the save can leave behind: a line past the saved step and a torn one;
+    // and lines no run of ours writes (fields of the wrong type), which must not stop the resume.
     std::ofstream log(first.metrics_log, std::ios::app);
-    log << R"({"step":15,"valid_loss":1.0})" << "\n" << R"({"step":1)";
+    log << R"({"step":"7"})" << "\n" << R"({"step":3,"final":"yes"})" << "\n"
+        << R"({"step":15,"valid_loss":1.0})" << "\n" << R"({"step":1)";
   }
 
   torch::manual_seed(999);  // disturb the generator: resume must restore it
