@@ -13,17 +13,20 @@
 namespace recur::testing {
 namespace {
 
-// A served architecture: the attention kind and the short convolution's width (0: none).
+// A served architecture: the attention kind, the short convolution's width (0: none) and the
+// linear-attention state decay.
 struct ServedModel {
   std::string name;
   AttentionKind kind;
   int64_t short_conv = 0;
+  std::string state_decay = "none";
 };
 
 class GenerateTest : public ::testing::TestWithParam<ServedModel> {
  protected:
   void SetUp() override {
-    WriteTestCheckpoint(dir_.Join("model"), GetParam().kind, /*seed=*/11, GetParam().short_conv);
+    WriteTestCheckpoint(dir_.Join("model"), GetParam().kind, /*seed=*/11, GetParam().short_conv,
+                        GetParam().state_decay);
     checkpoint_ = LoadTestCheckpoint(dir_.Join("model"));
     server_ = StartTestServer(dir_.Join("model"));
     ASSERT_NE(server_, nullptr);
@@ -193,7 +196,9 @@ TEST_P(GenerateTest, DeadlineEndsTheStreamAndFreesTheSlot) {
 INSTANTIATE_TEST_SUITE_P(Models, GenerateTest,
                          ::testing::Values(ServedModel{"linear", AttentionKind::kLinear},
                                            ServedModel{"softmax", AttentionKind::kSoftmax},
-                                           ServedModel{"linear_conv4", AttentionKind::kLinear, 4}),
+                                           ServedModel{"linear_conv4", AttentionKind::kLinear, 4},
+                                           ServedModel{"linear_conv4_decay", AttentionKind::kLinear,
+                                                       4, "multiscale"}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

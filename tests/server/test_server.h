@@ -22,9 +22,9 @@ namespace recur::testing {
 
 // Writes a small random byte-level model of the given attention kind to `directory`; with a
 // short convolution (random taps, not its identity start) and no positional encoding when
-// `short_conv` > 0.
+// `short_conv` > 0, and the given linear-attention state decay.
 inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind, uint64_t seed = 11,
-                                int64_t short_conv = 0) {
+                                int64_t short_conv = 0, const std::string& state_decay = "none") {
   ModelConfig config;
   config.vocab_size = 257;
   config.d_model = 32;
@@ -35,6 +35,7 @@ inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind
   config.attention = kind;
   config.short_conv = short_conv;
   if (short_conv > 0) config.positional_encoding = "none";
+  config.state_decay = state_decay;
   torch::manual_seed(seed);
   TransformerLM model(config);
   {
