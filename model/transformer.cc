@@ -31,6 +31,9 @@ AttentionLayerImpl::AttentionLayerImpl(const ModelConfig& c) : config(c) {
     conv = register_parameter(kShortConvolutionName, torch::zeros({c.short_conv, 3 * c.d_model}));
   }
   out = register_module("out", torch::nn::Linear(c.d_model, c.d_model));
+  if (c.state_decay == "multiscale") {
+    decay = register_buffer("decay", MultiScaleDecay(c.num_heads, torch::kCPU));
+  }
 }
 
 torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& positions,
@@ -45,8 +48,6 @@ torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::T
 
   torch::Tensor y;
   if (config.attention == AttentionKind::kLinear) {
-    torch::Tensor decay;
-    if (config.state_decay == "multiscale") decay = MultiScaleDecay(h, x.device());
     if (linear != nullptr && n == 1) {
       y = LinearAttentionStep(q.squeeze(2), k.squeeze(2), v.squeeze(2), config.epsilon, linear,
                               decay)

@@ -40,6 +40,9 @@ struct AttentionLayerImpl : torch::nn::Module {
   ModelConfig config;
   torch::nn::Linear qkv{nullptr};
   torch::Tensor conv;  // [K, 3D] short-convolution weights over q, k, v; undefined without one
+  // [H] each head's state decay γ (a buffer: follows the module's device, not saved); undefined
+  // without state decay.
+  torch::Tensor decay;
   torch::nn::Linear out{nullptr};
 };
 TORCH_MODULE(AttentionLayer);

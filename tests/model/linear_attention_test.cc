@@ -108,16 +108,11 @@ INSTANTIATE_TEST_SUITE_P(
 
 // The decayed forms (S ← γ S + φ(k) vᵀ). Decays from fast to none, so that the terms a wrong
 // exponent would misweigh are large.
-class DecayedLinearAttentionTest : public ::testing::TestWithParam<Shape> {
+class DecayedLinearAttentionTest : public LinearAttentionFormsTest {
  protected:
   void SetUp() override {
-    torch::manual_seed(9);
-    const Shape s = GetParam();
-    auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(TestDevice());
-    q_ = torch::randn({s.batch, s.heads, s.length, s.dim}, opts);
-    k_ = torch::randn({s.batch, s.heads, s.length, s.dim}, opts);
-    v_ = torch::randn({s.batch, s.heads, s.length, s.dim}, opts);
-    decay_ = torch::linspace(0.5, 1.0, s.heads, opts);
+    LinearAttentionFormsTest::SetUp();
+    decay_ = torch::linspace(0.5, 1.0, GetParam().heads, q_.options());
   }
   // An independent reference: the recurrence written out token by token, in float64.
   std::pair<torch::Tensor, LinearAttentionState> Recurrence() const {
@@ -141,7 +136,7 @@ class DecayedLinearAttentionTest : public ::testing::TestWithParam<Shape> {
     }
     return {y, LinearAttentionState{state_s, state_z}};
   }
-  torch::Tensor q_, k_, v_, decay_;
+  torch::Tensor decay_;
 };
 
 TEST_P(DecayedLinearAttentionTest, NaiveMatchesRecurrence) {
