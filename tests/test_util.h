@@ -17,7 +17,6 @@
 
 namespace recur::testing {
 
-// CUDA when RECUR_TEST_DEVICE=cuda and a GPU is present, the CPU otherwise.
 // A small model for numerical tests: 2 layers, D = 32, 4 heads, d_ff = 64, and a chunk size of
 // 8 that does not divide the sequence lengths the tests use.
 inline ModelConfig SmallModelConfig(AttentionKind kind, int64_t vocab_size) {
@@ -41,6 +40,7 @@ inline void RandomizeShortConvolutions(TransformerLM& model) {
   }
 }
 
+// CUDA when RECUR_TEST_DEVICE=cuda and a GPU is present, the CPU otherwise.
 inline torch::Device TestDevice() {
   const char* env = std::getenv("RECUR_TEST_DEVICE");
   if (env != nullptr && std::string(env) == "cuda" && torch::cuda::is_available()) {

@@ -35,7 +35,7 @@ ABSL_FLAG(std::string, state_decay, "none",
 ABSL_FLAG(int64_t, chunk_size, 64, "Chunk length of the chunkwise linear-attention form");
 ABSL_FLAG(bool, tie_embeddings, true, "Share the input embedding with the output layer");
 ABSL_FLAG(int64_t, seq_len, 128, "Training window length (tokens)");
-ABSL_FLAG(int64_t, batch_size, 16, "Sequences per step");
+ABSL_FLAG(int64_t, batch_size, 16, "Sequences per step (with data-parallel ranks: the global batch, split evenly)");
 ABSL_FLAG(bool, carry_context, false,
           "Linear attention: carry each row's state from window to window, in training and in "
           "evaluation (the recurrent way), instead of starting every window afresh");
@@ -85,9 +85,10 @@ int main(int argc, char** argv) {
 
   std::string path = absl::GetFlag(FLAGS_data_dir);
   if (path.empty()) path = absl::GetFlag(FLAGS_data);
-  auto data_parallel = recur::DataParallel::FromEnvironment();
+  auto data_parallel = recur::DataParallel::FromEnvironment(options.device.type());
   if (!data_parallel.ok()) return Fail(std::string(data_parallel.status().message()));
   options.data_parallel = data_parallel->get();
+  if (options.data_parallel != nullptr) options.device = options.data_parallel->device();  // one GPU per rank
 
   auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), path);
   if (!corpus.ok()) return Fail(std::string(corpus.status().message()));

@@ -162,6 +162,10 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
                                                    " is not divisible by WORLD_SIZE ", world));
   }
   const bool leader = rank == 0;  // the one rank that writes files and shows progress
+  if (dp != nullptr && dp->device() != options.device) {
+    return absl::InvalidArgumentError(absl::StrCat("this rank trains on ", options.device.str(),
+                                                   " but its process group runs on ", dp->device().str()));
+  }
   if (options.carry_context && config.attention != AttentionKind::kLinear) {
     return absl::InvalidArgumentError(
         "carrying the context between windows needs linear attention (softmax's cache would grow "
@@ -285,7 +289,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
               (options.stop_after_steps <= 0 || progress.step < options.stop_after_steps) &&
               fraction_done() < 1.0;
     if (dp != nullptr && options.time_budget > 0) {
-      std::vector<torch::Tensor> flag{torch::full({1}, go ? 1.0f : 0.0f)};
+      std::vector<torch::Tensor> flag{torch::full({1}, go ? 1.0f : 0.0f, torch::TensorOptions().device(options.device))};
       dp->AllReduceMean(flag);
       go = flag[0].item<float>() == 1.0f;
     }

@@ -1,11 +1,17 @@
-// Data-parallel training end to end: recur-train run as 2 processes on 127.0.0.1 must end with the
-// same weights as 1 process with the same global batch.
+// Data-parallel training: the torchrun environment, the groups themselves, and recur-train end to
+// end, where 2 processes on 127.0.0.1 must end with the same weights as 1 process with the same
+// global batch.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -33,13 +39,42 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-std::string TrainCommand(const std::string& data, const std::string& out) {
+std::string TrainCommand(const std::string& data, const std::string& out, const std::string& device) {
   return std::string(RECUR_TRAIN_BINARY) + " --dataset text --data " + data + " --out " + out +
          " --layers 1 --heads 2 --d_model 32 --d_ff 64 --dropout 0 --seq_len 16 --batch_size 8"
-         " --lr 3e-3 --warmup 2 --max_steps 12 --eval_every 6 --threads 1 --seed 5";
+         " --lr 3e-3 --warmup 2 --max_steps 12 --eval_every 6 --threads 1 --seed 5 --device " + device;
 }
 
-TEST(DataParallelTest, TwoProcessesMatchOneWithTheSameGlobalBatch) {
+// Sets environment variables for one test and restores them after it.
+class ScopedEnvironment {
+ public:
+  ScopedEnvironment(std::initializer_list<std::pair<const char*, const char*>> values) {
+    for (const auto& [name, value] : values) {
+      const char* old = std::getenv(name);
+      saved_.emplace_back(name, old != nullptr ? std::optional<std::string>(old) : std::nullopt);
+      if (value != nullptr) {
+        ::setenv(name, value, 1);
+      } else {
+        ::unsetenv(name);
+      }
+    }
+  }
+  ~ScopedEnvironment() {
+    for (const auto& [name, value] : saved_) {
+      if (value.has_value()) {
+        ::setenv(name.c_str(), value->c_str(), 1);
+      } else {
+        ::unsetenv(name.c_str());
+      }
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+// recur-train as 2 processes (Gloo on the CPU, NCCL on CUDA) against 1 process, same global batch.
+void ExpectTwoProcessesMatchOne(const std::string& device, double tolerance) {
   TempDir dir;
   {
     std::ofstream text(dir.Join("data.txt"));
@@ -47,41 +82,130 @@ TEST(DataParallelTest, TwoProcessesMatchOneWithTheSameGlobalBatch) {
   }
   const std::string data = dir.Join("data.txt");
   const std::string log = " >>" + dir.Join("log.txt") + " 2>&1";
-  ASSERT_EQ(std::system((TrainCommand(data, dir.Join("single")) + log).c_str()), 0);
+  ASSERT_EQ(std::system((TrainCommand(data, dir.Join("single"), device) + log).c_str()), 0)
+      << "one-process run failed; see " << dir.Join("log.txt");
 
   const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(FreePort()) + " WORLD_SIZE=2";
-  const std::string both = env + " RANK=0 " + TrainCommand(data, dir.Join("multi")) + log +
-                           " & a=$!; " + env + " RANK=1 " + TrainCommand(data, dir.Join("multi")) +
-                           log + " & b=$!; wait $a && wait $b";
+  const std::string multi = TrainCommand(data, dir.Join("multi"), device);
+  const std::string both = env + " RANK=0 " + multi + log + " & a=$!; " + env + " RANK=1 " + multi + log +
+                           " & b=$!; wait $a && wait $b";
   ASSERT_EQ(std::system(("bash -c '" + both + "'").c_str()), 0)
       << "two-process run failed; see " << dir.Join("log.txt");
 
   // The resumable state holds the final weights of each run.
   auto single = ReadSafetensors(dir.Join("single.state") + "/model.safetensors");
-  auto multi = ReadSafetensors(dir.Join("multi.state") + "/model.safetensors");
+  auto two = ReadSafetensors(dir.Join("multi.state") + "/model.safetensors");
   ASSERT_TRUE(single.ok()) << single.status();
-  ASSERT_TRUE(multi.ok()) << multi.status();
-  ASSERT_EQ(single->tensors.size(), multi->tensors.size());
+  ASSERT_TRUE(two.ok()) << two.status();
+  ASSERT_EQ(single->tensors.size(), two->tensors.size());
   for (const auto& [name, tensor] : single->tensors) {
     // Gradients are summed in another order across processes: equal up to rounding.
-    EXPECT_LE(testing::RelativeError(multi->tensors.at(name), tensor), 1e-4) << name;
+    EXPECT_LE(testing::RelativeError(two->tensors.at(name), tensor), tolerance) << name;
   }
   // And training moved the weights, so the comparison means something.
   auto initial_norm = single->tensors.at("final_norm.weight");
   EXPECT_GT((initial_norm - 1).abs().max().item<double>(), 1e-3);
 }
 
+TEST(DataParallelTest, TwoProcessesMatchOneWithTheSameGlobalBatch) { ExpectTwoProcessesMatchOne("cpu", 1e-4); }
+
+TEST(DataParallelTest, TwoGpuProcessesOverNcclMatchOne) {
+  if (testing::TestDevice().is_cpu()) GTEST_SKIP() << "runs with RECUR_TEST_DEVICE=cuda on a GPU";
+  if (!DataParallel::HasNccl()) GTEST_SKIP() << "this build has no NCCL";
+  if (torch::cuda::device_count() < 2) GTEST_SKIP() << "NCCL needs one GPU per rank: this machine has one";
+  ExpectTwoProcessesMatchOne("cuda", 1e-3);
+}
+
+TEST(DataParallelTest, SpecComesFromTheTorchrunVariables) {
+  {
+    ScopedEnvironment env({{"WORLD_SIZE", "4"}, {"RANK", "3"}, {"MASTER_ADDR", "10.0.0.7"},
+                           {"MASTER_PORT", "1234"}, {"LOCAL_RANK", nullptr}});
+    auto spec = DataParallel::SpecFromEnvironment(torch::kCPU);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(spec->world_size, 4);
+    EXPECT_EQ(spec->rank, 3);
+    EXPECT_EQ(spec->master_addr, "10.0.0.7");
+    EXPECT_EQ(spec->master_port, 1234);
+    EXPECT_TRUE(spec->device.is_cpu());
+  }
+  ScopedEnvironment env({{"WORLD_SIZE", nullptr}, {"RANK", nullptr}, {"MASTER_ADDR", nullptr},
+                         {"MASTER_PORT", nullptr}, {"LOCAL_RANK", nullptr}});
+  auto spec = DataParallel::SpecFromEnvironment(torch::kCPU);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->world_size, 1);
+  EXPECT_EQ(spec->rank, 0);
+  EXPECT_EQ(spec->master_addr, "127.0.0.1");
+  EXPECT_EQ(spec->master_port, 29500);
+}
+
+TEST(DataParallelTest, EachCudaRankNeedsItsOwnGpu) {
+  const int gpus = static_cast<int>(torch::cuda::device_count());
+  const std::string too_far = std::to_string(gpus);
+  {
+    ScopedEnvironment env({{"WORLD_SIZE", "2"}, {"RANK", "1"}, {"LOCAL_RANK", too_far.c_str()}});
+    auto spec = DataParallel::SpecFromEnvironment(torch::kCUDA);
+    ASSERT_FALSE(spec.ok());
+    EXPECT_THAT(std::string(spec.status().message()), ::testing::HasSubstr("LOCAL_RANK=" + too_far));
+  }
+  if (gpus >= 1) {
+    ScopedEnvironment env({{"WORLD_SIZE", "2"}, {"RANK", "1"}, {"LOCAL_RANK", "0"}});
+    auto spec = DataParallel::SpecFromEnvironment(torch::kCUDA);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(spec->device, torch::Device(torch::kCUDA, 0));
+  }
+}
+
+TEST(DataParallelTest, CudaWithoutNcclIsAClearError) {
+  if (DataParallel::HasNccl()) GTEST_SKIP() << "this build has NCCL";
+  ProcessGroupSpec spec;
+  spec.device = torch::Device(torch::kCUDA, 0);
+  auto group = DataParallel::Join(spec);
+  ASSERT_FALSE(group.ok());
+  EXPECT_EQ(group.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(group.status().message()), ::testing::HasSubstr("NCCL"));
+}
+
+// A group of one (Gloo on the CPU, NCCL on a GPU) averages each tensor to itself, in place.
+TEST(DataParallelTest, GroupOfOneAveragesToItself) {
+  const torch::Device device = testing::TestDevice();
+  if (device.is_cuda() && !DataParallel::HasNccl()) GTEST_SKIP() << "this build has no NCCL";
+  ProcessGroupSpec spec;
+  spec.master_port = FreePort();
+  spec.device = device.is_cuda() ? torch::Device(torch::kCUDA, 0) : device;
+  auto group = DataParallel::Join(spec);
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_EQ((*group)->rank(), 0);
+  EXPECT_EQ((*group)->world_size(), 1);
+  EXPECT_EQ((*group)->device(), spec.device);
+  torch::manual_seed(3);
+  std::vector<torch::Tensor> tensors{torch::randn({3, 4}, spec.device), torch::randn({5}, spec.device)};
+  const auto expected = std::vector<torch::Tensor>{tensors[0].clone(), tensors[1].clone()};
+  (*group)->AllReduceMean(tensors);
+  EXPECT_TRUE(torch::equal(tensors[0], expected[0]));
+  EXPECT_TRUE(torch::equal(tensors[1], expected[1]));
+}
+
 TEST(DataParallelTest, BadEnvironmentIsAClearError) {
-  ::setenv("WORLD_SIZE", "2", 1);
-  ::setenv("RANK", "5", 1);
-  auto group = DataParallel::FromEnvironment();
-  EXPECT_FALSE(group.ok());
-  EXPECT_THAT(std::string(group.status().message()), ::testing::HasSubstr("RANK"));
-  ::setenv("WORLD_SIZE", "two", 1);
-  EXPECT_FALSE(DataParallel::FromEnvironment().ok());
-  ::unsetenv("WORLD_SIZE");
-  ::unsetenv("RANK");
-  auto none = DataParallel::FromEnvironment();
+  {
+    ScopedEnvironment env({{"WORLD_SIZE", "2"}, {"RANK", "5"}});
+    auto group = DataParallel::FromEnvironment(torch::kCPU);
+    EXPECT_FALSE(group.ok());
+    EXPECT_THAT(std::string(group.status().message()), ::testing::HasSubstr("RANK"));
+  }
+  {
+    ScopedEnvironment env({{"WORLD_SIZE", "2"}, {"RANK", nullptr}});
+    EXPECT_FALSE(DataParallel::FromEnvironment(torch::kCPU).ok());
+  }
+  {
+    ScopedEnvironment env({{"WORLD_SIZE", "two"}});
+    EXPECT_FALSE(DataParallel::FromEnvironment(torch::kCPU).ok());
+  }
+  {
+    ScopedEnvironment env({{"WORLD_SIZE", "2"}, {"RANK", "0"}, {"MASTER_PORT", "70000"}});
+    EXPECT_FALSE(DataParallel::FromEnvironment(torch::kCPU).ok());
+  }
+  ScopedEnvironment env({{"WORLD_SIZE", nullptr}, {"RANK", nullptr}});
+  auto none = DataParallel::FromEnvironment(torch::kCPU);
   ASSERT_TRUE(none.ok());
   EXPECT_EQ(none->get(), nullptr);
 }
