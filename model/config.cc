@@ -55,9 +55,9 @@ absl::Status ModelConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("short_conv must be in [0, ", kMaxShortConv,
                                                    "] (0: none), got ", short_conv));
   }
-  if (state_decay != "none" && state_decay != "multiscale") {
+  if (state_decay != "none" && state_decay != "multiscale" && state_decay != "learned") {
     return absl::InvalidArgumentError(absl::StrCat("unknown state_decay '", state_decay,
-                                                   "' (expected 'none' or 'multiscale')"));
+                                                   "' (expected 'none', 'multiscale' or 'learned')"));
   }
   if (state_decay != "none" && attention != AttentionKind::kLinear) {
     return absl::InvalidArgumentError("state_decay applies to linear attention only");

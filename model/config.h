@@ -38,7 +38,8 @@ struct ModelConfig {
   int64_t short_conv = 0;
   // Linear attention only. "none": the paper's state, a plain sum. "multiscale": each head's state
   // decays by γ_h = 1 − 2^(−5−h) per token (see linear_attention.h), so old tokens fade at a
-  // different rate in each head. Optional in config.json.
+  // different rate in each head. "learned": the same start, then γ_h = sigmoid(a parameter) is
+  // trained with the rest. Optional in config.json.
   std::string state_decay = "none";
   bool tie_embeddings = true;
   // Chunk length of the chunkwise-parallel form used by Forward and Prefill.

@@ -10,7 +10,8 @@
 //
 // Every form optionally takes `decay`, a per-head γ ∈ (0, 1] ([H], float): the state then forgets
 // geometrically, S ← γ S + φ(k) vᵀ and z ← γ z + φ(k), so key j weighs γ^(i−j) at query i (as in
-// RetNet, Sun et al. 2023). An undefined tensor means γ = 1, the paper's form.
+// RetNet, Sun et al. 2023). An undefined tensor means γ = 1, the paper's form. γ may require
+// gradients (a learned decay): the naive and chunkwise forms differentiate through it.
 
 #include <torch/types.h>
 

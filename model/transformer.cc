@@ -19,6 +19,7 @@ using torch::indexing::Slice;
 
 namespace {
 constexpr char kShortConvolutionName[] = "conv";
+constexpr char kDecayLogitName[] = "decay_logit";
 }  // namespace
 
 bool IsShortConvolutionWeight(const std::string& parameter_name) {
@@ -33,6 +34,8 @@ AttentionLayerImpl::AttentionLayerImpl(const ModelConfig& c) : config(c) {
   out = register_module("out", torch::nn::Linear(c.d_model, c.d_model));
   if (c.state_decay == "multiscale") {
     decay = register_buffer("decay", MultiScaleDecay(c.num_heads, torch::kCPU));
+  } else if (c.state_decay == "learned") {
+    decay_logit = register_parameter(kDecayLogitName, torch::logit(MultiScaleDecay(c.num_heads, torch::kCPU)));
   }
 }
 
@@ -48,12 +51,13 @@ torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::T
 
   torch::Tensor y;
   if (config.attention == AttentionKind::kLinear) {
+    const torch::Tensor gamma = decay_logit.defined() ? torch::sigmoid(decay_logit) : decay;
     if (linear != nullptr && n == 1) {
       y = LinearAttentionStep(q.squeeze(2), k.squeeze(2), v.squeeze(2), config.epsilon, linear,
-                              decay)
+                              gamma)
               .unsqueeze(2);
     } else {
-      y = LinearAttentionChunkwise(q, k, v, config.chunk_size, config.epsilon, linear, decay);
+      y = LinearAttentionChunkwise(q, k, v, config.chunk_size, config.epsilon, linear, gamma);
     }
   } else {
     y = kv != nullptr ? CachedSoftmaxAttention(q, k, v, positions, kv)
@@ -114,6 +118,8 @@ TransformerLMImpl::TransformerLMImpl(const ModelConfig& config) : config_(config
       // the convolution and learns how far back to look.
       p.zero_();
       p[config.short_conv - 1].fill_(1.0);
+    } else if (absl::EndsWith(name, kDecayLogitName)) {
+      continue;  // a learned decay starts as the multiscale one, set by its layer
     } else if (p.dim() == 2) {
       const bool residual_out = name.find("attention.out.weight") != std::string::npos ||
                                 name.find("ff_out.weight") != std::string::npos;

@@ -40,9 +40,11 @@ struct AttentionLayerImpl : torch::nn::Module {
   ModelConfig config;
   torch::nn::Linear qkv{nullptr};
   torch::Tensor conv;  // [K, 3D] short-convolution weights over q, k, v; undefined without one
-  // [H] each head's state decay γ (a buffer: follows the module's device, not saved); undefined
-  // without state decay.
+  // [H] each head's state decay γ with state_decay "multiscale" (a buffer: follows the module's
+  // device, not saved); undefined otherwise.
   torch::Tensor decay;
+  // [H] logit of each head's γ with state_decay "learned" (a parameter, saved with the others).
+  torch::Tensor decay_logit;
   torch::nn::Linear out{nullptr};
 };
 TORCH_MODULE(AttentionLayer);

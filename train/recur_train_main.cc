@@ -30,8 +30,8 @@ ABSL_FLAG(int64_t, short_conv, 0,
 ABSL_FLAG(std::string, positional_encoding, "sinusoidal",
           "sinusoidal (added to the embedding) or none (e.g. with --short_conv)");
 ABSL_FLAG(std::string, state_decay, "none",
-          "Linear attention: none (the paper's summed state) or multiscale (head h's state decays "
-          "by 1 - 2^(-5-h) per token)");
+          "Linear attention: none (the paper's summed state), multiscale (head h's state decays "
+          "by 1 - 2^(-5-h) per token) or learned (starts as multiscale, each head's rate trained)");
 ABSL_FLAG(int64_t, chunk_size, 64, "Chunk length of the chunkwise linear-attention form");
 ABSL_FLAG(bool, tie_embeddings, true, "Share the input embedding with the output layer");
 ABSL_FLAG(int64_t, seq_len, 128, "Training window length (tokens)");

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "absl/strings/match.h"
 #include "model/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
@@ -197,6 +198,29 @@ TEST_P(CheckpointTest, ImpossibleConfigIsAnError) {
 INSTANTIATE_TEST_SUITE_P(Kinds, CheckpointTest,
                          ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
                          [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+
+// A learned decay is a parameter like any other: saved, loaded, and used by the loaded model.
+TEST(LearnedDecayCheckpointTest, TrainedDecayRoundTrips) {
+  torch::manual_seed(23);
+  ModelConfig config = testing::SmallModelConfig(AttentionKind::kLinear, 257);
+  config.state_decay = "learned";
+  TransformerLM model(config);
+  for (auto& p : model->named_parameters()) {
+    if (absl::EndsWith(p.key(), "decay_logit")) p.value().detach().uniform_(0.5, 4.0);
+  }
+  TempDir tmp;
+  ByteTokenizer tokenizer;
+  ASSERT_TRUE(SaveCheckpoint(tmp.Join("ckpt"), model, tokenizer, {}).ok());
+  auto loaded = LoadCheckpoint(tmp.Join("ckpt"));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->config.state_decay, "learned");
+  const std::string name = "blocks.1.attention.decay_logit";
+  EXPECT_TRUE(torch::equal(loaded->model->named_parameters()[name], model->named_parameters()[name]));
+  torch::NoGradGuard no_grad;
+  model->eval();
+  auto tokens = torch::randint(0, 257, {2, 19}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(loaded->model->Forward(tokens), model->Forward(tokens)));
+}
 
 TEST(SafetensorsTest, RoundTripsDtypesShapesAndMetadata) {
   TempDir tmp;

@@ -47,6 +47,11 @@ TEST(ModelConfigTest, ImpossibleShapesNameTheField) {
                 c.attention = AttentionKind::kSoftmax;
               }),
               HasSubstr("linear attention only"));
+  EXPECT_THAT(message([](ModelConfig& c) {
+                c.state_decay = "learned";
+                c.attention = AttentionKind::kSoftmax;
+              }),
+              HasSubstr("linear attention only"));
 }
 
 TEST(ModelConfigTest, NoPositionalEncodingAllowsAnOddWidth) {

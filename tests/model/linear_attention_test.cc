@@ -196,24 +196,46 @@ INSTANTIATE_TEST_SUITE_P(
       return os.str();
     });
 
+// Gradients with respect to q, k, v and the decay itself (a learned decay trains through the
+// chunkwise form), against autograd of the naive form, in float64.
 TEST(DecayedLinearAttentionGradientTest, ChunkwiseGradientsMatchNaive) {
   torch::manual_seed(13);
   auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(TestDevice());
-  auto decay = MultiScaleDecay(3, TestDevice());
+  auto decay = torch::tensor({0.7, 0.9, 0.97}, opts).requires_grad_();
   for (int64_t chunk : {1, 5, 16, 40}) {
     auto q = torch::randn({2, 3, 33, 8}, opts).requires_grad_();
     auto k = torch::randn({2, 3, 33, 8}, opts).requires_grad_();
     auto v = torch::randn({2, 3, 33, 8}, opts).requires_grad_();
     auto upstream = torch::randn({2, 3, 33, 8}, opts);
     auto naive_grads = torch::autograd::grad(
-        {(LinearAttentionNaive(q, k, v, kEps, decay) * upstream).sum()}, {q, k, v});
+        {(LinearAttentionNaive(q, k, v, kEps, decay) * upstream).sum()}, {q, k, v, decay});
     auto chunk_grads = torch::autograd::grad(
         {(LinearAttentionChunkwise(q, k, v, chunk, kEps, nullptr, decay) * upstream).sum()},
-        {q, k, v});
-    for (int i = 0; i < 3; ++i) {
+        {q, k, v, decay});
+    for (int i = 0; i < 4; ++i) {
       EXPECT_LE(RelativeError(chunk_grads[i], naive_grads[i]), 1e-10)
           << "chunk " << chunk << " input " << i;
     }
+    EXPECT_GT(naive_grads[3].abs().min().item<double>(), 1e-6);  // the decay does matter
+  }
+}
+
+// The naive form's gradient with respect to the decay, against central finite differences.
+TEST(DecayedLinearAttentionGradientTest, DecayGradientMatchesFiniteDifferences) {
+  torch::manual_seed(17);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  auto q = torch::randn({1, 2, 12, 4}, opts), k = torch::randn({1, 2, 12, 4}, opts);
+  auto v = torch::randn({1, 2, 12, 4}, opts), upstream = torch::randn({1, 2, 12, 4}, opts);
+  auto decay = torch::tensor({0.8, 0.95}, opts).requires_grad_();
+  auto loss = [&](const torch::Tensor& g) { return (LinearAttentionNaive(q, k, v, kEps, g) * upstream).sum(); };
+  auto grad = torch::autograd::grad({loss(decay)}, {decay})[0];
+  const double h = 1e-6;
+  for (int64_t i = 0; i < 2; ++i) {
+    auto up = decay.detach().clone(), down = decay.detach().clone();
+    up[i] += h;
+    down[i] -= h;
+    const double numeric = (loss(up) - loss(down)).item<double>() / (2 * h);
+    EXPECT_NEAR(grad[i].item<double>(), numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << "head " << i;
   }
 }
 

@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "absl/strings/match.h"
 #include "model/generation.h"
+#include "model/linear_attention.h"
 #include "tests/test_util.h"
 
 namespace recur {
@@ -37,6 +39,9 @@ class TransformerFormsTest : public ::testing::TestWithParam<FormsVariant> {
     config.state_decay = GetParam().state_decay;
     model_ = TransformerLM(config);
     testing::RandomizeShortConvolutions(model_);
+    for (auto& p : model_->named_parameters()) {  // learned decays away from their multiscale start
+      if (absl::EndsWith(p.key(), "decay_logit")) p.value().detach().uniform_(0.5, 4.0);
+    }
     model_->to(TestDevice());
     model_->eval();
     tokens_ = torch::randint(0, 50, {3, 30}, torch::TensorOptions().dtype(torch::kInt64).device(TestDevice()));
@@ -203,8 +208,38 @@ INSTANTIATE_TEST_SUITE_P(
                       FormsVariant{"linear_conv4_no_positions", AttentionKind::kLinear, 4, "none"},
                       FormsVariant{"softmax_conv3", AttentionKind::kSoftmax, 3},
                       FormsVariant{"linear_multiscale_decay", AttentionKind::kLinear, 4, "none",
-                                   "multiscale"}),
+                                   "multiscale"},
+                      FormsVariant{"linear_learned_decay", AttentionKind::kLinear, 4, "none", "learned"}),
     [](const auto& info) { return info.param.name; });
+
+// A learned decay starts as the multiscale one, is a saved parameter of each layer, and trains.
+TEST(LearnedDecayTest, StartsAsMultiScaleAndTrains) {
+  auto config = SmallConfig(AttentionKind::kLinear);
+  config.state_decay = "learned";
+  TransformerLM model(config);
+  auto named = model->named_parameters();
+  for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+    const std::string name = "blocks." + std::to_string(layer) + ".attention.decay_logit";
+    ASSERT_TRUE(named.contains(name)) << name;
+    EXPECT_LE(RelativeError(torch::sigmoid(named[name]), MultiScaleDecay(config.num_heads, torch::kCPU)), 1e-6);
+  }
+  auto tokens = torch::randint(0, 50, {2, 40}, torch::kInt64);
+  auto logits = model->Forward(tokens.index({Slice(), Slice(0, 39)}));
+  auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                   tokens.index({Slice(), Slice(1, 40)}).reshape({-1}));
+  loss.backward();
+  auto grad = named["blocks.0.attention.decay_logit"].grad();
+  ASSERT_TRUE(grad.defined());
+  EXPECT_GT(grad.abs().min().item<double>(), 0.0);  // every head's rate gets a gradient
+
+  // Nothing that is not a parameter: a multiscale model has the same parameters as a plain one.
+  config.state_decay = "multiscale";
+  auto plain = config;
+  plain.state_decay = "none";
+  EXPECT_EQ(TransformerLM(config)->ParameterCount(), TransformerLM(plain)->ParameterCount());
+  EXPECT_EQ(model->ParameterCount(),
+            TransformerLM(plain)->ParameterCount() + config.num_layers * config.num_heads);
+}
 
 TEST(TransformerStateTest, LinearStateBytesStayConstant) {
   torch::NoGradGuard no_grad;
