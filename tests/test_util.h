@@ -12,6 +12,7 @@
 
 #include <torch/torch.h>
 
+#include "absl/strings/match.h"
 #include "model/config.h"
 #include "model/transformer.h"
 
@@ -41,6 +42,15 @@ inline void RandomizeShortConvolutions(TransformerLM& model) {
 }
 
 // CUDA when RECUR_TEST_DEVICE=cuda and a GPU is present, the CPU otherwise.
+// Random per-head rates for every learned state decay (they start at the multiscale values, which
+// a model that ignored the trained ones would also produce).
+inline void RandomizeLearnedDecays(TransformerLM& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    if (absl::EndsWith(p.key(), "decay_logit")) p.value().uniform_(0.5, 4.0);  // γ in (0.62, 0.98)
+  }
+}
+
 inline torch::Device TestDevice() {
   const char* env = std::getenv("RECUR_TEST_DEVICE");
   if (env != nullptr && std::string(env) == "cuda" && torch::cuda::is_available()) {

@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "absl/strings/match.h"
 #include "model/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
@@ -205,9 +204,7 @@ TEST(LearnedDecayCheckpointTest, TrainedDecayRoundTrips) {
   ModelConfig config = testing::SmallModelConfig(AttentionKind::kLinear, 257);
   config.state_decay = "learned";
   TransformerLM model(config);
-  for (auto& p : model->named_parameters()) {
-    if (absl::EndsWith(p.key(), "decay_logit")) p.value().detach().uniform_(0.5, 4.0);
-  }
+  testing::RandomizeLearnedDecays(model);
   TempDir tmp;
   ByteTokenizer tokenizer;
   ASSERT_TRUE(SaveCheckpoint(tmp.Join("ckpt"), model, tokenizer, {}).ok());

@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "absl/strings/match.h"
 #include "model/generation.h"
 #include "model/linear_attention.h"
 #include "tests/test_util.h"
@@ -39,9 +38,7 @@ class TransformerFormsTest : public ::testing::TestWithParam<FormsVariant> {
     config.state_decay = GetParam().state_decay;
     model_ = TransformerLM(config);
     testing::RandomizeShortConvolutions(model_);
-    for (auto& p : model_->named_parameters()) {  // learned decays away from their multiscale start
-      if (absl::EndsWith(p.key(), "decay_logit")) p.value().detach().uniform_(0.5, 4.0);
-    }
+    testing::RandomizeLearnedDecays(model_);
     model_->to(TestDevice());
     model_->eval();
     tokens_ = torch::randint(0, 50, {3, 30}, torch::TensorOptions().dtype(torch::kInt64).device(TestDevice()));

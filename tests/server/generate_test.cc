@@ -198,7 +198,9 @@ INSTANTIATE_TEST_SUITE_P(Models, GenerateTest,
                                            ServedModel{"softmax", AttentionKind::kSoftmax},
                                            ServedModel{"linear_conv4", AttentionKind::kLinear, 4},
                                            ServedModel{"linear_conv4_decay", AttentionKind::kLinear,
-                                                       4, "multiscale"}),
+                                                       4, "multiscale"},
+                                           ServedModel{"linear_conv4_learned_decay",
+                                                       AttentionKind::kLinear, 4, "learned"}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

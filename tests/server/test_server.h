@@ -45,6 +45,7 @@ inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind
     model->embedding->weight.mul_(3.0);
   }
   RandomizeShortConvolutions(model);
+  RandomizeLearnedDecays(model);
   ByteTokenizer tokenizer;
   auto status = SaveCheckpoint(directory, model, tokenizer, {"test", 0});
   ASSERT_TRUE(status.ok()) << status;
