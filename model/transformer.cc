@@ -35,7 +35,8 @@ AttentionLayerImpl::AttentionLayerImpl(const ModelConfig& c) : config(c) {
   if (c.state_decay == "multiscale") {
     decay = register_buffer("decay", MultiScaleDecay(c.num_heads, torch::kCPU));
   } else if (c.state_decay == "learned") {
-    decay_logit = register_parameter(kDecayLogitName, torch::logit(MultiScaleDecay(c.num_heads, torch::kCPU)));
+    decay_logit =
+        register_parameter(kDecayLogitName, torch::logit(MultiScaleDecay(c.num_heads, torch::kCPU)));
   }
 }
 
