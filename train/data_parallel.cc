@@ -47,14 +47,16 @@ class ProcessGroupDataParallel : public DataParallel {
   int world_size() const override { return spec_.world_size; }
   torch::Device device() const override { return spec_.device; }
 
-  void AllReduceMean(std::vector<torch::Tensor>& tensors) override {
+  void AllReduceSum(std::vector<torch::Tensor>& tensors) override {
     if (tensors.empty()) return;
     // One flat buffer, one collective: far cheaper than a call per parameter.
     std::vector<torch::Tensor> flat_parts;
-    for (const auto& t : tensors) flat_parts.push_back(t.reshape({-1}));
+    for (const auto& t : tensors) {
+      TORCH_CHECK(t.scalar_type() == tensors[0].scalar_type(), "AllReduceSum: tensors of one dtype only");
+      flat_parts.push_back(t.reshape({-1}));
+    }
     std::vector<at::Tensor> buffer{torch::cat(flat_parts)};
     group_->allreduce(buffer)->wait();
-    buffer[0].div_(spec_.world_size);
     int64_t offset = 0;
     for (auto& t : tensors) {
       t.copy_(buffer[0].slice(0, offset, offset + t.numel()).view_as(t));
@@ -100,6 +102,11 @@ std::unique_ptr<DataParallel> JoinNccl(const ProcessGroupSpec& spec) {
 #endif
 
 }  // namespace
+
+void DataParallel::AllReduceMean(std::vector<torch::Tensor>& tensors) {
+  AllReduceSum(tensors);
+  for (auto& t : tensors) t.div_(world_size());
+}
 
 bool DataParallel::HasNccl() {
 #ifdef RECUR_HAVE_NCCL

@@ -46,8 +46,10 @@ class DataParallel {
   virtual int world_size() const = 0;
   // The device this rank trains on (tensors handed to the collectives must live there).
   virtual torch::Device device() const = 0;
-  // Replaces each tensor with its mean over the ranks.
-  virtual void AllReduceMean(std::vector<torch::Tensor>& tensors) = 0;
+  // Replaces each tensor with its sum over the ranks, in place. The tensors share one dtype.
+  virtual void AllReduceSum(std::vector<torch::Tensor>& tensors) = 0;
+  // Replaces each tensor with its mean over the ranks, in place (floating-point tensors).
+  void AllReduceMean(std::vector<torch::Tensor>& tensors);
 };
 
 }  // namespace recur

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "glog/logging.h"
 #include "model/checkpoint.h"
+#include "model/model_state.h"
 #include "nlohmann/json.hpp"
 #include "train/batcher.h"
 #include "train/evaluation.h"
@@ -68,6 +70,32 @@ absl::Status TrimMetricsLog(const std::string& path, int64_t step) {
   std::filesystem::rename(temporary, path, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot replace ", path, ": ", ec.message()));
   return absl::OkStatus();
+}
+
+// Every rank's rows of a carried state, in rank order, on every rank (a collective: all ranks
+// call it together). Each rank places its rows in zeros and the ranks sum, which is exact.
+ModelState GatherRows(const ModelState& local, DataParallel& dp) {
+  const int64_t rows = local.batch_size();
+  auto place = [&](const torch::Tensor& t) {
+    auto shape = t.sizes().vec();
+    shape[0] = rows * dp.world_size();
+    auto all = torch::zeros(shape, t.options());
+    all.narrow(0, dp.rank() * rows, rows).copy_(t);
+    return all;
+  };
+  ModelState all;
+  std::vector<torch::Tensor> sums;
+  for (const auto& layer : local.linear) {
+    all.linear.push_back({place(layer.s), place(layer.z)});
+    sums.push_back(all.linear.back().s);
+    sums.push_back(all.linear.back().z);
+  }
+  for (const auto& tail : local.conv) sums.push_back(all.conv.emplace_back(place(tail)));
+  dp.AllReduceSum(sums);
+  all.positions = place(local.positions);
+  std::vector<torch::Tensor> positions{all.positions};  // int64: a collective of its own
+  dp.AllReduceSum(positions);
+  return all;
 }
 
 int64_t PeakResidentBytes() {
@@ -174,9 +202,6 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
   if (!(options.ema_decay >= 0.0 && options.ema_decay < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("ema_decay must be in [0, 1) (0: off), got ", options.ema_decay));
   }
-  if (options.carry_context && world > 1) {
-    return absl::UnimplementedError("carrying the context is not supported with data-parallel training yet");
-  }
 
   torch::manual_seed(options.seed);
   TransformerLM model(config);
@@ -252,6 +277,11 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
       fits = state.carried.conv[i].sizes() == expected.conv[i].sizes();
     }
     if (!fits) return absl::InvalidArgumentError("cannot resume: the state's carried context is missing or malformed");
+    if (world > 1) {  // the state file holds every rank's rows; this rank carries its own
+      std::vector<int64_t> own(rows_per_rank);
+      for (int64_t i = 0; i < rows_per_rank; ++i) own[i] = rank * rows_per_rank + i;
+      state.carried = SelectRows(state.carried, own);
+    }
   }
   const int64_t total_steps =
       options.max_steps > 0 ? options.max_steps : options.epochs * batches.num_windows();
@@ -307,6 +337,9 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
   // Validates, logs, keeps the model if it is the best so far, and saves the resumable state.
   auto evaluate = [&](double lr) -> absl::Status {
     if (!options.evaluate) return absl::OkStatus();
+    // What the state file will carry: with several ranks, all their rows (every rank takes part).
+    ModelState all_rows;
+    if (world > 1 && state.carried.positions.defined()) all_rows = GatherRows(state.carried, *dp);
     const double valid_own = Score(model, corpus.valid, evaluation).mean_loss();
     double valid_ema = std::numeric_limits<double>::quiet_NaN();
     if (!state.ema_params.empty()) {
@@ -363,7 +396,10 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
       }
     }
     if (!options.state_dir.empty()) {
-      return SaveTrainingState(options.state_dir, model, *corpus.tokenizer, optimizer, state);
+      if (all_rows.positions.defined()) std::swap(state.carried, all_rows);
+      auto saved = SaveTrainingState(options.state_dir, model, *corpus.tokenizer, optimizer, state);
+      if (all_rows.positions.defined()) std::swap(state.carried, all_rows);
+      return saved;
     }
     return absl::OkStatus();
   };
@@ -384,7 +420,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     torch::Tensor logits;
     if (options.carry_context) {
       // Each epoch starts the rows afresh; within it the state flows on, cut off from the graph.
-      if (window == 0) state.carried = model->NewState(options.batch_size, options.device);
+      if (window == 0) state.carried = model->NewState(rows_per_rank, options.device);
       logits = model->Continue(input.to(options.device), &state.carried);
     } else {
       logits = model->Forward(input.to(options.device));

@@ -73,8 +73,11 @@ class ScopedEnvironment {
   std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
 
-// recur-train as 2 processes (Gloo on the CPU, NCCL on CUDA) against 1 process, same global batch.
-void ExpectTwoProcessesMatchOne(const std::string& device, double tolerance) {
+// recur-train as 2 processes (Gloo on the CPU, NCCL on CUDA) against 1 process, same global batch
+// and `flags`; with `resume_halfway`, the 2 processes stop after half the steps and a second
+// 2-process launch resumes from the state they saved.
+void ExpectTwoProcessesMatchOne(const std::string& device, double tolerance, const std::string& flags = "",
+                                bool resume_halfway = false) {
   TempDir dir;
   {
     std::ofstream text(dir.Join("data.txt"));
@@ -82,15 +85,23 @@ void ExpectTwoProcessesMatchOne(const std::string& device, double tolerance) {
   }
   const std::string data = dir.Join("data.txt");
   const std::string log = " >>" + dir.Join("log.txt") + " 2>&1";
-  ASSERT_EQ(std::system((TrainCommand(data, dir.Join("single"), device) + log).c_str()), 0)
+  ASSERT_EQ(std::system((TrainCommand(data, dir.Join("single"), device) + flags + log).c_str()), 0)
       << "one-process run failed; see " << dir.Join("log.txt");
 
-  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(FreePort()) + " WORLD_SIZE=2";
-  const std::string multi = TrainCommand(data, dir.Join("multi"), device);
-  const std::string both = env + " RANK=0 " + multi + log + " & a=$!; " + env + " RANK=1 " + multi + log +
-                           " & b=$!; wait $a && wait $b";
-  ASSERT_EQ(std::system(("bash -c '" + both + "'").c_str()), 0)
-      << "two-process run failed; see " << dir.Join("log.txt");
+  auto launch_two = [&](const std::string& more_flags) {
+    const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(FreePort()) + " WORLD_SIZE=2";
+    const std::string multi = TrainCommand(data, dir.Join("multi"), device) + flags + more_flags;
+    const std::string both = env + " RANK=0 " + multi + log + " & a=$!; " + env + " RANK=1 " + multi + log +
+                             " & b=$!; wait $a && wait $b";
+    return std::system(("bash -c '" + both + "'").c_str());
+  };
+  if (resume_halfway) {
+    ASSERT_EQ(launch_two(" --stop_after_steps 6"), 0) << "two-process run failed; see " << dir.Join("log.txt");
+    ASSERT_EQ(launch_two(" --resume " + dir.Join("multi.state")), 0)
+        << "two-process resume failed; see " << dir.Join("log.txt");
+  } else {
+    ASSERT_EQ(launch_two(""), 0) << "two-process run failed; see " << dir.Join("log.txt");
+  }
 
   // The resumable state holds the final weights of each run.
   auto single = ReadSafetensors(dir.Join("single.state") + "/model.safetensors");
@@ -105,9 +116,31 @@ void ExpectTwoProcessesMatchOne(const std::string& device, double tolerance) {
   // And training moved the weights, so the comparison means something.
   auto initial_norm = single->tensors.at("final_norm.weight");
   EXPECT_GT((initial_norm - 1).abs().max().item<double>(), 1e-3);
+
+  // A carried context is saved whole: the ranks' rows in order, as one process holds them.
+  auto single_state = ReadSafetensors(dir.Join("single.state") + "/optimizer.safetensors");
+  auto two_state = ReadSafetensors(dir.Join("multi.state") + "/optimizer.safetensors");
+  ASSERT_TRUE(single_state.ok()) << single_state.status();
+  ASSERT_TRUE(two_state.ok()) << two_state.status();
+  for (const auto& [name, tensor] : single_state->tensors) {
+    if (name.rfind("carried.", 0) != 0) continue;
+    ASSERT_TRUE(two_state->tensors.count(name)) << name;
+    EXPECT_EQ(two_state->tensors.at(name).sizes(), tensor.sizes()) << name;
+    EXPECT_LE(testing::RelativeError(two_state->tensors.at(name), tensor), tolerance) << name;
+  }
 }
 
 TEST(DataParallelTest, TwoProcessesMatchOneWithTheSameGlobalBatch) { ExpectTwoProcessesMatchOne("cpu", 1e-4); }
+
+// Each rank carries its own rows' state from window to window; the saved state holds them all.
+TEST(DataParallelTest, TwoProcessesCarryingTheContextMatchOne) {
+  ExpectTwoProcessesMatchOne("cpu", 1e-4, " --carry_context --short_conv 3");
+}
+
+// Stopped and resumed as 2 processes, every rank takes its rows of the saved context back.
+TEST(DataParallelTest, TwoProcessesResumeTheCarriedContext) {
+  ExpectTwoProcessesMatchOne("cpu", 1e-4, " --carry_context --short_conv 3", /*resume_halfway=*/true);
+}
 
 TEST(DataParallelTest, TwoGpuProcessesOverNcclMatchOne) {
   if (testing::TestDevice().is_cpu()) GTEST_SKIP() << "runs with RECUR_TEST_DEVICE=cuda on a GPU";
