@@ -319,7 +319,9 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
               (options.stop_after_steps <= 0 || progress.step < options.stop_after_steps) &&
               fraction_done() < 1.0;
     if (dp != nullptr && options.time_budget > 0) {
-      std::vector<torch::Tensor> flag{torch::full({1}, go ? 1.0f : 0.0f, torch::TensorOptions().device(options.device))};
+      // On the rank's device: NCCL reduces CUDA tensors only.
+      std::vector<torch::Tensor> flag{
+          torch::full({1}, go ? 1.0f : 0.0f, torch::TensorOptions().device(options.device))};
       dp->AllReduceMean(flag);
       go = flag[0].item<float>() == 1.0f;
     }
