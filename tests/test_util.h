@@ -41,7 +41,6 @@ inline void RandomizeShortConvolutions(TransformerLM& model) {
   }
 }
 
-// CUDA when RECUR_TEST_DEVICE=cuda and a GPU is present, the CPU otherwise.
 // Random per-head rates for every learned state decay (they start at the multiscale values, which
 // a model that ignored the trained ones would also produce).
 inline void RandomizeLearnedDecays(TransformerLM& model) {
@@ -51,6 +50,7 @@ inline void RandomizeLearnedDecays(TransformerLM& model) {
   }
 }
 
+// CUDA when RECUR_TEST_DEVICE=cuda and a GPU is present, the CPU otherwise.
 inline torch::Device TestDevice() {
   const char* env = std::getenv("RECUR_TEST_DEVICE");
   if (env != nullptr && std::string(env) == "cuda" && torch::cuda::is_available()) {

@@ -341,7 +341,9 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     if (!options.evaluate) return absl::OkStatus();
     // What the state file will carry: with several ranks, all their rows (every rank takes part).
     ModelState all_rows;
-    if (world > 1 && state.carried.positions.defined()) all_rows = GatherRows(state.carried, *dp);
+    if (world > 1 && state.carried.positions.defined() && !options.state_dir.empty()) {
+      all_rows = GatherRows(state.carried, *dp);
+    }
     const double valid_own = Score(model, corpus.valid, evaluation).mean_loss();
     double valid_ema = std::numeric_limits<double>::quiet_NaN();
     if (!state.ema_params.empty()) {
