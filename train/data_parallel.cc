@@ -108,6 +108,18 @@ void DataParallel::AllReduceMean(std::vector<torch::Tensor>& tensors) {
   for (auto& t : tensors) t.div_(world_size());
 }
 
+uint64_t DropoutSeed(uint64_t run_seed, int rank, int64_t step) {
+  // SplitMix64's finaliser over the three inputs: nearby ranks and steps get unrelated seeds.
+  auto mix = [](uint64_t x) {
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  };
+  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+  return mix(mix(mix(run_seed + kGolden) + static_cast<uint64_t>(rank) + kGolden) +
+             static_cast<uint64_t>(step) + kGolden);
+}
+
 bool DataParallel::HasNccl() {
 #ifdef RECUR_HAVE_NCCL
   return true;

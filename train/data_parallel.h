@@ -7,6 +7,7 @@
 // before the optimizer step, so W processes follow the same trajectory as one process with the
 // whole batch. The collectives run over Gloo on the CPU and over NCCL on CUDA, one GPU per rank.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,12 @@ class DataParallel {
   // Replaces each tensor with its mean over the ranks, in place (floating-point tensors).
   void AllReduceMean(std::vector<torch::Tensor>& tensors);
 };
+
+// The seed rank `rank` draws its dropout masks from at training step `step` of a run seeded with
+// `run_seed`. Ranks start from the same seed so their initial weights agree; reseeding each step
+// from this gives every rank its own masks (shared masks would correlate the noise of different
+// rows), and a resumed run draws the same masks as one that never stopped.
+uint64_t DropoutSeed(uint64_t run_seed, int rank, int64_t step);
 
 }  // namespace recur
 

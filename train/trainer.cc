@@ -418,6 +418,7 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
     const int64_t window = progress.step % batches.num_windows();
     auto [input, target] = batches.Window(window);
     if (world > 1) {
+      torch::manual_seed(DropoutSeed(options.seed, rank, progress.step));
       input = input.slice(0, rank * rows_per_rank, (rank + 1) * rows_per_rank);
       target = target.slice(0, rank * rows_per_rank, (rank + 1) * rows_per_rank);
     }

@@ -1,6 +1,6 @@
-// Data-parallel training: the torchrun environment, the groups themselves, and recur-train end to
-// end, where 2 processes on 127.0.0.1 must end with the same weights as 1 process with the same
-// global batch.
+// Data-parallel training: the torchrun environment, the groups themselves, the ranks' dropout
+// seeds, and recur-train end to end, where 2 processes on 127.0.0.1 must end with the same weights
+// as 1 process with the same global batch.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -73,34 +73,42 @@ class ScopedEnvironment {
   std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
 
-// recur-train as 2 processes (Gloo on the CPU, NCCL on CUDA) against 1 process, same global batch
-// and `flags`; with `resume_halfway`, the 2 processes stop after half the steps and a second
-// 2-process launch resumes from the state they saved.
+// A small text to train on, written into `dir`; returns its path.
+std::string WriteTrainingText(const TempDir& dir) {
+  std::ofstream text(dir.Join("data.txt"));
+  for (int i = 0; i < 300; ++i) text << "line " << i % 17 << ": the quick brown fox jumps.\n";
+  return dir.Join("data.txt");
+}
+
+// recur-train on `data` as 2 processes on 127.0.0.1 (Gloo on the CPU, NCCL on CUDA), writing to
+// `out`; appends their output to `log`. Returns the shell's exit status (0: both ranks succeeded).
+int LaunchTwoProcesses(const std::string& data, const std::string& out, const std::string& device,
+                       const std::string& flags, const std::string& log) {
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(FreePort()) + " WORLD_SIZE=2";
+  const std::string multi = TrainCommand(data, out, device) + flags + " >>" + log + " 2>&1";
+  const std::string both =
+      env + " RANK=0 " + multi + " & a=$!; " + env + " RANK=1 " + multi + " & b=$!; wait $a && wait $b";
+  return std::system(("bash -c '" + both + "'").c_str());
+}
+
+// recur-train as 2 processes against 1 process, same global batch and `flags`; with
+// `resume_halfway`, the 2 processes stop after half the steps and a second 2-process launch
+// resumes from the state they saved.
 void ExpectTwoProcessesMatchOne(const std::string& device, double tolerance, const std::string& flags = "",
                                 bool resume_halfway = false) {
   TempDir dir;
-  {
-    std::ofstream text(dir.Join("data.txt"));
-    for (int i = 0; i < 300; ++i) text << "line " << i % 17 << ": the quick brown fox jumps.\n";
-  }
-  const std::string data = dir.Join("data.txt");
-  const std::string log = " >>" + dir.Join("log.txt") + " 2>&1";
-  ASSERT_EQ(std::system((TrainCommand(data, dir.Join("single"), device) + flags + log).c_str()), 0)
-      << "one-process run failed; see " << dir.Join("log.txt");
-
-  auto launch_two = [&](const std::string& more_flags) {
-    const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(FreePort()) + " WORLD_SIZE=2";
-    const std::string multi = TrainCommand(data, dir.Join("multi"), device) + flags + more_flags;
-    const std::string both = env + " RANK=0 " + multi + log + " & a=$!; " + env + " RANK=1 " + multi + log +
-                             " & b=$!; wait $a && wait $b";
-    return std::system(("bash -c '" + both + "'").c_str());
-  };
+  const std::string data = WriteTrainingText(dir);
+  const std::string log = dir.Join("log.txt");
+  ASSERT_EQ(std::system((TrainCommand(data, dir.Join("single"), device) + flags + " >>" + log + " 2>&1").c_str()), 0)
+      << "one-process run failed; see " << log;
+  const std::string multi = dir.Join("multi");
   if (resume_halfway) {
-    ASSERT_EQ(launch_two(" --stop_after_steps 6"), 0) << "two-process run failed; see " << dir.Join("log.txt");
-    ASSERT_EQ(launch_two(" --resume " + dir.Join("multi.state")), 0)
-        << "two-process resume failed; see " << dir.Join("log.txt");
+    ASSERT_EQ(LaunchTwoProcesses(data, multi, device, flags + " --stop_after_steps 6", log), 0)
+        << "two-process run failed; see " << log;
+    ASSERT_EQ(LaunchTwoProcesses(data, multi, device, flags + " --resume " + multi + ".state", log), 0)
+        << "two-process resume failed; see " << log;
   } else {
-    ASSERT_EQ(launch_two(""), 0) << "two-process run failed; see " << dir.Join("log.txt");
+    ASSERT_EQ(LaunchTwoProcesses(data, multi, device, flags, log), 0) << "two-process run failed; see " << log;
   }
 
   // The resumable state holds the final weights of each run.
@@ -140,6 +148,39 @@ TEST(DataParallelTest, TwoProcessesCarryingTheContextMatchOne) {
 // Stopped and resumed as 2 processes, every rank takes its rows of the saved context back.
 TEST(DataParallelTest, TwoProcessesResumeTheCarriedContext) {
   ExpectTwoProcessesMatchOne("cpu", 1e-4, " --carry_context --short_conv 3", /*resume_halfway=*/true);
+}
+
+// With dropout the ranks draw their own masks, from seeds that depend on the step alone, so 2
+// processes stopped halfway and resumed end exactly where 2 processes that never stopped do.
+TEST(DataParallelTest, TwoProcessesWithDropoutResumeExactly) {
+  TempDir dir;
+  const std::string data = WriteTrainingText(dir);
+  const std::string log = dir.Join("log.txt");
+  const std::string dropout = " --dropout 0.3";
+  ASSERT_EQ(LaunchTwoProcesses(data, dir.Join("straight"), "cpu", dropout, log), 0) << "see " << log;
+  const std::string resumed = dir.Join("resumed");
+  ASSERT_EQ(LaunchTwoProcesses(data, resumed, "cpu", dropout + " --stop_after_steps 6", log), 0) << "see " << log;
+  ASSERT_EQ(LaunchTwoProcesses(data, resumed, "cpu", dropout + " --resume " + resumed + ".state", log), 0)
+      << "see " << log;
+  auto straight_weights = ReadSafetensors(dir.Join("straight.state") + "/model.safetensors");
+  auto resumed_weights = ReadSafetensors(resumed + ".state/model.safetensors");
+  ASSERT_TRUE(straight_weights.ok()) << straight_weights.status();
+  ASSERT_TRUE(resumed_weights.ok()) << resumed_weights.status();
+  for (const auto& [name, tensor] : straight_weights->tensors) {
+    EXPECT_TRUE(torch::equal(resumed_weights->tensors.at(name), tensor)) << name;
+  }
+}
+
+// Each rank's dropout masks are its own, the same again for the same rank and step.
+TEST(DataParallelTest, RanksDrawTheirOwnDropoutMasks) {
+  auto mask = [](int rank, int64_t step) {
+    torch::manual_seed(DropoutSeed(/*run_seed=*/1, rank, step));
+    return torch::dropout(torch::ones({4096}), 0.5, /*train=*/true);
+  };
+  EXPECT_TRUE(torch::equal(mask(1, 7), mask(1, 7)));
+  EXPECT_FALSE(torch::equal(mask(0, 7), mask(1, 7)));
+  EXPECT_FALSE(torch::equal(mask(1, 7), mask(1, 8)));
+  EXPECT_NE(DropoutSeed(1, 0, 7), DropoutSeed(2, 0, 7));
 }
 
 TEST(DataParallelTest, TwoGpuProcessesOverNcclMatchOne) {
