@@ -19,9 +19,13 @@ void InitProgram(int argc, char** argv, absl::string_view usage) {
   google::InitGoogleLogging(argv[0]);
 }
 
-void SetTorchThreads(int threads) {
+absl::Status SetTorchThreads(int threads) {
+  if (threads < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--threads must be 0 (one per core) or positive, got ", threads));
+  }
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(threads > 0 ? threads : std::max(cores, 1));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<c10::Device> ParseDevice(absl::string_view name) {

@@ -16,8 +16,8 @@ namespace recur {
 // Parses the command line (exits on --help or a bad flag) and sets up logging.
 void InitProgram(int argc, char** argv, absl::string_view usage);
 
-// threads > 0: that many; 0: one per core.
-void SetTorchThreads(int threads);
+// threads > 0: that many; 0: one per core; negative: an error naming --threads.
+absl::Status SetTorchThreads(int threads);
 
 // "cpu" or "cuda"; an error if the name is unknown or CUDA is asked for but absent.
 absl::StatusOr<c10::Device> ParseDevice(absl::string_view name);

@@ -44,7 +44,10 @@ int main(int argc, char** argv) {
                      "Serves a checkpoint over gRPC: streaming generation with constant-size sessions.\n"
                      "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9090");
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
-  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : std::max(1, cores - 1));
+  const int threads = absl::GetFlag(FLAGS_threads);
+  if (auto s = recur::SetTorchThreads(threads != 0 ? threads : std::max(1, cores - 1)); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
   // SIGTERM and SIGINT are taken by sigwait below; block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);

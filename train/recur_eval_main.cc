@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
       "Scores a checkpoint on a data set's validation or test split.\n"
       "Example: recur-eval --checkpoint runs/ptb --dataset ptb --data_dir ../shared/datasets/ptb "
       "--seq_len 256");
-  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads));
+  if (auto s = recur::SetTorchThreads(absl::GetFlag(FLAGS_threads)); !s.ok()) return Fail(std::string(s.message()));
 
   const std::string split = absl::GetFlag(FLAGS_split);
   const std::string context = absl::GetFlag(FLAGS_context);

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
       argc, argv,
       "Continues a prompt with a trained checkpoint, streaming the text to stdout.\n"
       "Example: recur-generate --checkpoint runs/demo --prompt 'The '");
-  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads));
+  if (auto s = recur::SetTorchThreads(absl::GetFlag(FLAGS_threads)); !s.ok()) return Fail(std::string(s.message()));
 
   const std::string prompt = absl::GetFlag(FLAGS_prompt);
   if (absl::GetFlag(FLAGS_checkpoint).empty()) return Fail("--checkpoint is required");

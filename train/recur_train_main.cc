@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
       "Trains a linear- or softmax-attention language model and writes a checkpoint.\n"
       "Example: recur-train --dataset ptb --data_dir ../shared/datasets/ptb --out runs/ptb");
 
-  recur::SetTorchThreads(absl::GetFlag(FLAGS_threads));
+  if (auto s = recur::SetTorchThreads(absl::GetFlag(FLAGS_threads)); !s.ok()) return Fail(std::string(s.message()));
 
   recur::TrainOptions options;
   auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));

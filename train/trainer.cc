@@ -202,6 +202,18 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
   if (!(options.ema_decay >= 0.0 && options.ema_decay < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("ema_decay must be in [0, 1) (0: off), got ", options.ema_decay));
   }
+  for (const auto& [name, value] : {std::pair<const char*, double>{"warmup", options.warmup},
+                                    {"weight_decay", options.weight_decay},
+                                    {"clip", options.clip},
+                                    {"epochs", options.epochs},
+                                    {"max_steps", options.max_steps},
+                                    {"time_budget", options.time_budget},
+                                    {"eval_every", options.eval_every},
+                                    {"stop_after_steps", options.stop_after_steps}}) {
+    if (!(value >= 0 && std::isfinite(value))) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " must be 0 or positive, got ", value));
+    }
+  }
 
   torch::manual_seed(options.seed);
   TransformerLM model(config);

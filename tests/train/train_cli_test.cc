@@ -48,8 +48,12 @@ TEST(TrainCliTest, BadValuesAreClearErrorsAndWriteNothing) {
            {"--dataset text --data " + dir.Join("data.txt") + " --device tpu", "tpu"},
            {"--dataset text --data " + dir.Join("data.txt") + " --d_model 30 --heads 4", "heads"},
            {"--dataset text --data " + dir.Join("data.txt") + " --resume " + dir.Join("missing.state"), "resume"},
+           {"--dataset text --data " + dir.Join("data.txt") + " --threads -2", "--threads"},
+           {"--dataset text --data " + dir.Join("data.txt") + " --time_budget -5", "time_budget"},
+           {"--dataset text --data " + dir.Join("data.txt") + " --eval_every -1", "eval_every"},
+           {"--dataset text --data " + dir.Join("data.txt") + " --clip -1", "clip"},
        }) {
-    auto result = Train(c.args + common);
+    auto result = Train(common + " " + c.args);  // the case's flags last: they win
     EXPECT_EQ(result.exit_code, 1) << c.args;
     EXPECT_THAT(result.err, HasSubstr("recur-train: ")) << c.args;
     EXPECT_THAT(result.err, HasSubstr(c.message)) << c.args;
