@@ -150,8 +150,8 @@ TEST(DataParallelTest, TwoProcessesResumeTheCarriedContext) {
   ExpectTwoProcessesMatchOne("cpu", 1e-4, " --carry_context --short_conv 3", /*resume_halfway=*/true);
 }
 
-// With dropout the ranks draw their own masks, from seeds that depend on the step alone, so 2
-// processes stopped halfway and resumed end exactly where 2 processes that never stopped do.
+// With dropout each rank reseeds from its rank and the step at every step, so 2 processes stopped
+// halfway and resumed end exactly where 2 processes that never stopped do.
 TEST(DataParallelTest, TwoProcessesWithDropoutResumeExactly) {
   TempDir dir;
   const std::string data = WriteTrainingText(dir);
