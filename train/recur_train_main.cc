@@ -137,8 +137,6 @@ int main(int argc, char** argv) {
   if (options.metrics_log.empty() && !options.out.empty()) options.metrics_log = options.out + ".metrics.jsonl";
   const bool leader = options.data_parallel == nullptr || options.data_parallel->rank() == 0;
   options.progress = leader;
-  if (!(options.lr > 0)) return Fail("--lr must be positive");
-  if (options.epochs <= 0 && options.max_steps <= 0) return Fail("--epochs or --max_steps must be positive");
 
   auto result = recur::Train(config, *corpus, options);
   if (!result.ok()) return Fail(std::string(result.status().message()));

@@ -202,6 +202,10 @@ absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpu
   if (!(options.ema_decay >= 0.0 && options.ema_decay < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("ema_decay must be in [0, 1) (0: off), got ", options.ema_decay));
   }
+  if (!(options.lr > 0)) return absl::InvalidArgumentError("--lr must be positive");
+  if (options.epochs <= 0 && options.max_steps <= 0) {
+    return absl::InvalidArgumentError("--epochs or --max_steps must be positive");
+  }
   for (const auto& [name, value] : {std::pair<const char*, double>{"warmup", options.warmup},
                                     {"weight_decay", options.weight_decay},
                                     {"clip", options.clip},
