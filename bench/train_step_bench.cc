@@ -1,5 +1,6 @@
 // Where a training step's time goes: forward, backward and the AdamW update, for a PTB-sized
-// word-level model (vocabulary 10,000) and a byte-level one, linear and softmax attention.
+// word-level model (vocabulary 10,000) and a byte-level one, linear and softmax attention; and the
+// 2-hour PTB recipe's step against LibTorch's thread count (OpenBLAS keeps its own threads).
 //   build/bench/train_step_bench
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
@@ -67,6 +68,39 @@ void BM_FullStep(benchmark::State& state) {
 BENCHMARK(BM_Forward)->RECUR_STEP_ARGS;
 BENCHMARK(BM_ForwardBackward)->RECUR_STEP_ARGS;
 BENCHMARK(BM_FullStep)->RECUR_STEP_ARGS;
+
+// One full step of the 2-hour PTB recipe (docs/experiments.md: 4 × 256 tokens, dropout 0.3, a
+// short convolution, a learned decay) with LibTorch's intra-op pool at range(0) threads. With
+// Debian's libopenblas0-pthread the matrix products run on OpenBLAS's own threads either way; the
+// question is what LibTorch's OpenMP threads add beside them.
+void BM_RecipeStepByTorchThreads(benchmark::State& state) {
+  ModelConfig config;
+  config.vocab_size = 10000;
+  config.d_model = 256;
+  config.num_layers = 4;
+  config.num_heads = 4;
+  config.d_ff = 1024;
+  config.dropout = 0.3;
+  config.short_conv = 4;
+  config.positional_encoding = "none";
+  config.state_decay = "learned";
+  TransformerLM model(config);
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  const auto input = torch::randint(0, config.vocab_size, {4, 256}, torch::kInt64);
+  const auto target = torch::randint(0, config.vocab_size, {4, 256}, torch::kInt64);
+  const int saved = at::get_num_threads();
+  at::set_num_threads(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    optimizer.zero_grad();
+    auto logits = model->Forward(input);
+    torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), target.reshape({-1})).backward();
+    torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+    optimizer.step();
+  }
+  at::set_num_threads(saved);
+  state.SetItemsProcessed(state.iterations() * input.numel());
+}
+BENCHMARK(BM_RecipeStepByTorchThreads)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
 
 // The output layer alone: [2048, D] × [D, V] forward, the dominant product at V = 10,000.
 void BM_OutputMatmul(benchmark::State& state) {

@@ -3,6 +3,9 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <dlfcn.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -19,12 +22,30 @@ void InitProgram(int argc, char** argv, absl::string_view usage) {
   google::InitGoogleLogging(argv[0]);
 }
 
+namespace {
+
+// Whether the BLAS library LibTorch calls runs its own threads: OpenBLAS says so through
+// openblas_get_parallel() (0: sequential, 1: its own pthreads, 2: OpenMP, shared with LibTorch's
+// pool). Looked up at run time, as the BLAS is whichever the system's alternatives point at.
+bool BlasKeepsItsOwnThreads() {
+  using GetParallel = int (*)();
+  auto get_parallel = reinterpret_cast<GetParallel>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+  return get_parallel != nullptr && get_parallel() == 1;
+}
+
+}  // namespace
+
+int AutomaticTorchThreads(int reserved_cores) {
+  if (BlasKeepsItsOwnThreads()) return 1;
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::max(1, cores - reserved_cores);
+}
+
 absl::Status SetTorchThreads(int threads) {
   if (threads < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--threads must be 0 (one per core) or positive, got ", threads));
+    return absl::InvalidArgumentError(absl::StrCat("--threads must be 0 (automatic) or positive, got ", threads));
   }
-  const int cores = static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(threads > 0 ? threads : std::max(cores, 1));
+  at::set_num_threads(threads > 0 ? threads : AutomaticTorchThreads());
   return absl::OkStatus();
 }
 

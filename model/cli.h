@@ -16,7 +16,14 @@ namespace recur {
 // Parses the command line (exits on --help or a bad flag) and sets up logging.
 void InitProgram(int argc, char** argv, absl::string_view usage);
 
-// threads > 0: that many; 0: one per core; negative: an error naming --threads.
+// The LibTorch thread count that --threads 0 stands for: one per core (less `reserved_cores`), or
+// just one when the BLAS library keeps its own pool of a thread per core (OpenBLAS built with
+// pthreads, Debian's libopenblas0-pthread). Matrix products, most of the work, then use every core
+// anyway, and LibTorch's OpenMP threads would only busy-wait beside OpenBLAS's and take the cores
+// from them (docs/performance.md: 1.45x faster training steps on 2 cores with one thread).
+int AutomaticTorchThreads(int reserved_cores = 0);
+
+// threads > 0: that many; 0: AutomaticTorchThreads(); negative: an error naming --threads.
 absl::Status SetTorchThreads(int threads);
 
 // "cpu" or "cuda"; an error if the name is unknown or CUDA is asked for but absent.

@@ -3,9 +3,7 @@
 
 #include <csignal>
 #include <cstdio>
-#include <algorithm>
 #include <string>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -22,7 +20,8 @@ ABSL_FLAG(int32_t, metrics_port, 9090, "Port for Prometheus /metrics (-1: none; 
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda: where the model and every session's state live");
 ABSL_FLAG(int32_t, threads, 0,
           "CPU threads for LibTorch (0: one per core but one, which is left to gRPC: oversubscribed "
-          "cores stall LibTorch's parallel regions and inflate tail latency)");
+          "cores stall LibTorch's parallel regions and inflate tail latency; one when OpenBLAS runs "
+          "its own threads)");
 ABSL_FLAG(int64_t, max_sessions, 64, "State slots: open sessions plus running one-off requests");
 ABSL_FLAG(int64_t, state_memory_mb, 0,
           "Linear attention: size the slots from this memory budget instead of --max_sessions (0: off)");
@@ -43,9 +42,9 @@ int main(int argc, char** argv) {
   recur::InitProgram(argc, argv,
                      "Serves a checkpoint over gRPC: streaming generation with constant-size sessions.\n"
                      "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9090");
-  const int cores = static_cast<int>(std::thread::hardware_concurrency());
   const int threads = absl::GetFlag(FLAGS_threads);
-  if (auto s = recur::SetTorchThreads(threads != 0 ? threads : std::max(1, cores - 1)); !s.ok()) {
+  if (auto s = recur::SetTorchThreads(threads != 0 ? threads : recur::AutomaticTorchThreads(/*reserved_cores=*/1));
+      !s.ok()) {
     return Fail(std::string(s.message()));
   }
   // SIGTERM and SIGINT are taken by sigwait below; block them before any thread starts.

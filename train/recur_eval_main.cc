@@ -24,7 +24,7 @@ ABSL_FLAG(int64_t, seq_len, 128, "Window length (the training window is the natu
 ABSL_FLAG(int64_t, stride, 0, "Sliding windows' stride (0: half the window)");
 ABSL_FLAG(int64_t, batch_size, 16, "Rows the split is cut into");
 ABSL_FLAG(std::string, context, "all", "fresh, sliding, carried or all");
-ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: all cores)");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: automatic, one per core, or one when OpenBLAS runs its own)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 
 namespace {

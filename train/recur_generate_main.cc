@@ -19,7 +19,7 @@ ABSL_FLAG(int64_t, top_k, 0, "Sample from the k most likely tokens (0: all)");
 ABSL_FLAG(double, top_p, 0.95, "Nucleus sampling mass in (0, 1]");
 ABSL_FLAG(double, repetition_penalty, 1.0, "Penalty > 1 for tokens already seen");
 ABSL_FLAG(uint64_t, seed, 0, "Sampling seed: the same seed gives the same text");
-ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: all cores)");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: automatic, one per core, or one when OpenBLAS runs its own)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 
 namespace {

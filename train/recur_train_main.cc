@@ -51,7 +51,7 @@ ABSL_FLAG(int64_t, max_steps, 0, "Stop after this many steps (0: use --epochs)")
 ABSL_FLAG(double, time_budget, 0, "Stop after this many seconds of training (0: no limit)");
 ABSL_FLAG(int64_t, eval_every, 0, "Validate every N steps (0: each epoch and at the end)");
 ABSL_FLAG(uint64_t, seed, 1, "Random seed");
-ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: all cores)");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: automatic, one per core, or one when OpenBLAS runs its own)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(std::string, out, "", "Checkpoint directory to write (the best by validation)");
 ABSL_FLAG(std::string, resume, "",
