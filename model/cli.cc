@@ -41,11 +41,11 @@ int AutomaticTorchThreads(int reserved_cores) {
   return std::max(1, cores - reserved_cores);
 }
 
-absl::Status SetTorchThreads(int threads) {
+absl::Status SetTorchThreads(int threads, int reserved_cores) {
   if (threads < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--threads must be 0 (automatic) or positive, got ", threads));
   }
-  at::set_num_threads(threads > 0 ? threads : AutomaticTorchThreads());
+  at::set_num_threads(threads > 0 ? threads : AutomaticTorchThreads(reserved_cores));
   return absl::OkStatus();
 }
 

@@ -23,8 +23,9 @@ void InitProgram(int argc, char** argv, absl::string_view usage);
 // from them (docs/performance.md: 1.45x faster training steps on 2 cores with one thread).
 int AutomaticTorchThreads(int reserved_cores = 0);
 
-// threads > 0: that many; 0: AutomaticTorchThreads(); negative: an error naming --threads.
-absl::Status SetTorchThreads(int threads);
+// threads > 0: that many; 0: AutomaticTorchThreads(reserved_cores); negative: an error naming
+// --threads.
+absl::Status SetTorchThreads(int threads, int reserved_cores = 0);
 
 // "cpu" or "cuda"; an error if the name is unknown or CUDA is asked for but absent.
 absl::StatusOr<c10::Device> ParseDevice(absl::string_view name);

@@ -42,9 +42,7 @@ int main(int argc, char** argv) {
   recur::InitProgram(argc, argv,
                      "Serves a checkpoint over gRPC: streaming generation with constant-size sessions.\n"
                      "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9090");
-  const int threads = absl::GetFlag(FLAGS_threads);
-  if (auto s = recur::SetTorchThreads(threads != 0 ? threads : recur::AutomaticTorchThreads(/*reserved_cores=*/1));
-      !s.ok()) {
+  if (auto s = recur::SetTorchThreads(absl::GetFlag(FLAGS_threads), /*reserved_cores=*/1); !s.ok()) {
     return Fail(std::string(s.message()));
   }
   // SIGTERM and SIGINT are taken by sigwait below; block them before any thread starts.

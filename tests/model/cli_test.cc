@@ -36,6 +36,8 @@ TEST_F(TorchThreadsTest, AutomaticCountLeavesTheCoresToOpenBlasWhenItRunsItsOwnT
 TEST_F(TorchThreadsTest, ZeroMeansAutomaticAndNegativeIsAnError) {
   ASSERT_TRUE(SetTorchThreads(0).ok());
   EXPECT_EQ(at::get_num_threads(), AutomaticTorchThreads());
+  ASSERT_TRUE(SetTorchThreads(0, /*reserved_cores=*/1).ok());
+  EXPECT_EQ(at::get_num_threads(), AutomaticTorchThreads(/*reserved_cores=*/1));
   ASSERT_TRUE(SetTorchThreads(3).ok());
   EXPECT_EQ(at::get_num_threads(), 3);
   const absl::Status negative = SetTorchThreads(-1);
