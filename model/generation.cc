@@ -25,7 +25,10 @@ std::vector<int64_t> Generate(TransformerLM& model, const std::vector<int64_t>& 
     generated.push_back(token);
     history.push_back(token);
     if (on_token && !on_token(token)) break;
-    if (token == options.stop_token) break;
+    if (options.stop_at_document_end != nullptr &&
+        options.stop_at_document_end->EndsDocument(token)) {
+      break;
+    }
     if (static_cast<int64_t>(generated.size()) == options.max_tokens) break;
     logits = model->Step(torch::tensor({token}, long_opts).to(device), &state);
   }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/sampling.h"
+#include "model/tokenizer.h"
 #include "model/transformer.h"
 
 namespace recur {
@@ -13,8 +14,9 @@ namespace recur {
 struct GenerationOptions {
   int64_t max_tokens = 128;
   SamplingParams sampling;
-  // Stop after emitting this id (e.g. the tokenizer's <eos>); -1 never stops early.
-  int64_t stop_token = -1;
+  // Stop after emitting a token that ends the document by this tokenizer's rule
+  // (Tokenizer::EndsDocument), as the server does; null: never stops early.
+  const Tokenizer* stop_at_document_end = nullptr;
 };
 
 // The model library's own generation loop for one sequence: Prefill the prompt, then Step and

@@ -24,6 +24,9 @@ class Tokenizer {
   virtual absl::string_view kind() const = 0;
   virtual int64_t vocab_size() const = 0;
   virtual int64_t eos_id() const = 0;
+  // Whether generating `id` ends the document, so generation stops there: a byte model's <eos>
+  // does; a word model's <eos> marks a line end, which is text (a newline) and goes on.
+  virtual bool EndsDocument(int64_t id) const = 0;
 
   virtual std::vector<int64_t> Encode(absl::string_view text) const = 0;
 
@@ -47,6 +50,7 @@ class ByteTokenizer : public Tokenizer {
   absl::string_view kind() const override { return "byte"; }
   int64_t vocab_size() const override { return 257; }
   int64_t eos_id() const override { return kEos; }
+  bool EndsDocument(int64_t id) const override { return id == kEos; }
   std::vector<int64_t> Encode(absl::string_view text) const override;
   std::string Piece(int64_t id, int64_t previous) const override;
   std::string ToJson() const override;
@@ -66,6 +70,7 @@ class WordTokenizer : public Tokenizer {
   absl::string_view kind() const override { return "word"; }
   int64_t vocab_size() const override { return static_cast<int64_t>(words_.size()); }
   int64_t eos_id() const override { return eos_; }
+  bool EndsDocument(int64_t) const override { return false; }
   int64_t unk_id() const { return unk_; }
   const std::vector<std::string>& words() const { return words_; }
 

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   options.sampling.top_p = absl::GetFlag(FLAGS_top_p);
   options.sampling.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
   options.sampling.seed = absl::GetFlag(FLAGS_seed);
-  options.stop_token = checkpoint->tokenizer->eos_id();
+  options.stop_at_document_end = checkpoint->tokenizer.get();
   if (options.max_tokens <= 0) return Fail("--max_tokens must be positive");
   if (auto s = options.sampling.Validate(); !s.ok()) return Fail(std::string(s.message()));
 

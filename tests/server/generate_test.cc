@@ -1,6 +1,7 @@
 // Generate over gRPC against the model library's own generation: streaming, sessions, fork,
 // export/import, concurrency. Each case runs for linear and softmax checkpoints.
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -191,6 +192,36 @@ TEST_P(GenerateTest, DeadlineEndsTheStreamAndFreesTheSlot) {
   }
   auto again = Stream(*client_, MakeRequest("again", 3, 0, 0, session->session_id()));
   EXPECT_TRUE(again.status.ok()) << again.status;
+}
+
+// A word-level model's <eos> is a line end: the server streams it as a newline and goes on, and
+// the library's generation (recur-generate's) does the same.
+TEST(WordModelGenerateTest, LineEndsAreTextAndTheStreamEqualsLibraryGeneration) {
+  for (AttentionKind kind : {AttentionKind::kLinear, AttentionKind::kSoftmax}) {
+    TempDir dir;
+    WriteWordTestCheckpoint(dir.Join("model"), kind);
+    Checkpoint checkpoint = LoadTestCheckpoint(dir.Join("model"));
+    auto server = StartTestServer(dir.Join("model"));
+    ASSERT_NE(server, nullptr);
+    RecurClient client(Address(*server), absl::Seconds(60));
+    const int64_t eos = checkpoint.tokenizer->eos_id();
+    const std::vector<int64_t> prompt = checkpoint.tokenizer->Encode("the cat sat on");
+    // A seed whose sampled text has a line end before its last token.
+    uint64_t seed = 0;
+    std::vector<int64_t> expected;
+    for (; seed < 200; ++seed) {
+      expected = LibraryGenerate(checkpoint, prompt, 32, 1.0, seed);
+      if (std::find(expected.begin(), expected.end() - 1, eos) != expected.end() - 1) break;
+    }
+    ASSERT_LT(seed, 200u) << "no seed sampled a line end";
+    ASSERT_EQ(expected.size(), 32u) << "the library's generation went on past <eos>";
+    auto out = Stream(client, MakeRequest("the cat sat on", 32, 1.0, seed));
+    ASSERT_TRUE(out.status.ok()) << out.status;
+    EXPECT_EQ(out.ids, expected);
+    EXPECT_EQ(std::count(out.text.begin(), out.text.end(), '\n'),
+              std::count(out.ids.begin(), out.ids.end(), eos));
+    EXPECT_EQ(out.last.finish_reason(), v1::FINISH_REASON_LENGTH);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GenerateTest,
