@@ -1,15 +1,12 @@
 #include "client/recur_client.h"
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "proto/grpc_status.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
 namespace recur {
-
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
 
 RecurClient::RecurClient(const std::string& address, absl::Duration timeout)
     : channel_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),

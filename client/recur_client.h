@@ -48,8 +48,6 @@ class RecurClient {
   absl::Duration timeout_;
 };
 
-// grpc::Status → absl::Status, keeping the code and the message.
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace recur
 

@@ -90,6 +90,10 @@ int64_t ModelConfig::ShortConvBytesPerSequence() const {
   return num_layers * (short_conv - 1) * 3 * d_model * static_cast<int64_t>(sizeof(float));
 }
 
+int64_t ModelConfig::SlotBytes() const {
+  return attention == AttentionKind::kLinear ? StateBytesPerSequence() : 0;
+}
+
 int64_t ModelConfig::KvCacheBytesPerToken() const {
   return num_layers * 2 * d_model * static_cast<int64_t>(sizeof(float));
 }

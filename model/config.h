@@ -58,6 +58,10 @@ struct ModelConfig {
   int64_t StateBytesPerSequence() const;
   int64_t ShortConvBytesPerSequence() const;
   int64_t KvCacheBytesPerToken() const;
+  // What one server slot holds whatever its length, the one answer every accounting uses:
+  // StateBytesPerSequence() for linear attention; 0 for softmax attention, whose cache grows with
+  // the text (KvCacheBytesPerToken() a token).
+  int64_t SlotBytes() const;
 
   std::string ToJson() const;  // a JSON object
   static absl::StatusOr<ModelConfig> FromJson(absl::string_view json);

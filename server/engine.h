@@ -1,15 +1,16 @@
 #ifndef RECUR_SERVER_ENGINE_H_
 #define RECUR_SERVER_ENGINE_H_
 
-// The engine: the one thread that owns the model. It admits Generate requests into state slots,
-// feeds prompts through the chunkwise Prefill (a slice per iteration, so a long prompt does not
-// stall running streams), decodes every running request in one batched Step, samples, streams
-// text to each request's sink and honours cancellation between steps.
+// The engine: the one thread that owns the model. It admits Generate requests into state slots
+// (server/session_store.h), feeds prompts through the chunkwise Prefill and decodes every running
+// request in one batched Step, in the order server/scheduler.h decides (a slice of prompt per
+// iteration, so a long prompt does not stall running streams), samples, streams text to each
+// request's sink and honours cancellation between steps.
 //
 // A session is a slot that outlives requests: its state holds all the text so far, so continuing
 // it feeds only the new tokens. A request without a session borrows a slot for its duration.
-// Session calls (create, fork, export, ...) are cheap and run on the caller's thread under the
-// engine's lock; a session that a request is running on is busy and refuses them.
+// Session calls (create, fork, export, ...) go to the session store on the caller's thread; a
+// session that a request is running on is checked out and refuses them.
 
 #include <atomic>
 #include <cstdint>
@@ -19,7 +20,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -28,7 +28,9 @@
 #include "model/model_state.h"
 #include "model/sampling.h"
 #include "server/metrics.h"
+#include "server/scheduler.h"
 #include "server/session_codec.h"
+#include "server/session_store.h"
 
 namespace recur {
 
@@ -41,6 +43,9 @@ struct EngineOptions {
   int64_t max_prompt_tokens = 32768;
   int64_t prefill_chunk = 256;       // prompt tokens fed per engine iteration, over all requests
   absl::Duration session_ttl = absl::Minutes(30);  // idle sessions are closed after this
+
+  // INVALID_ARGUMENT naming the flag (recur-server's) that is out of range, or OK.
+  absl::Status Validate() const;
 };
 
 // kError: the model failed (e.g. the device ran out of memory); the request's session, whose state
@@ -81,14 +86,6 @@ class GenerationTicket {
   std::atomic<bool> cancelled_{false};
 };
 
-struct SessionInfo {
-  std::string id;
-  int64_t tokens = 0;       // text seen so far, in tokens
-  int64_t state_bytes = 0;  // model state held on the device
-  absl::Time last_used;
-  bool busy = false;
-};
-
 struct EngineInfo {
   ModelConfig config;
   std::string tokenizer_kind;
@@ -107,8 +104,9 @@ struct EngineInfo {
 
 class Engine {
  public:
-  // Starts the engine thread. `metrics` may be null; it must outlive the engine.
-  Engine(Checkpoint checkpoint, EngineOptions options, Metrics* metrics = nullptr);
+  // Starts the engine thread. `metrics` records what the engine and its sessions do.
+  Engine(Checkpoint checkpoint, EngineOptions options,
+         std::shared_ptr<Metrics> metrics = std::make_shared<Metrics>());
   // Ends every request (as cancelled) and stops the thread.
   ~Engine();
   Engine(const Engine&) = delete;
@@ -133,46 +131,42 @@ class Engine {
   const TransformerLM& model() const { return checkpoint_.model; }
 
  private:
-  struct Session;
   struct Request;
 
   void Loop();
-  // One iteration: admit, prefill a slice, decode one batched step. Returns false when idle.
+  // One iteration: admit, prefill and decode as PlanIteration says, retire. False when idle.
   bool Iterate();
   void Admit();
+  // Gives an admitted request its feed (the session's pending tokens, then the prompt), text
+  // stream and sampler.
+  void Start(Request& request);
+  // Runs the plan's prefill groups; returns the requests whose prompts are now fed.
+  std::vector<Request*> Prefill(const std::vector<PrefillGroup>& groups);
   // Feeds the next `n` prompt tokens of every request in `group` in one batched Prefill; a request
   // whose prompt is then complete samples its first token.
   void PrefillSlice(const std::vector<Request*>& group, int64_t n);
   void DecodeStep();
   // Samples from `logits` (one row, on the host), streams the text, ends the request if done.
-  // Returns true when the request goes on.
-  bool Emit(Request& request, const float* logits);
+  void Emit(Request& request, const float* logits);
   void Finish(Request& request, FinishReason reason);
   // Ends the request with kError after the model threw.
   void Fail(Request& request, const std::exception& e);
-  void JoinBatch(std::vector<Request*> joining);
+  void JoinBatch(const std::vector<Request*>& joining);
   // Rows of finished requests go back to their sessions.
   void LeaveBatch();
-  // Releases finished requests' slots, then sends their final messages.
+  // Returns finished requests' slots, then sends their final messages.
   void Retire();
-  void CloseIdleSessions();
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int64_t StateBytesInUse() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status SlotAvailable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  absl::StatusOr<std::shared_ptr<Session>> FindIdle(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<Session> NewSession(SessionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  SessionInfo Describe(const Session& session) const;
-  bool HasFreeSlot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Stopping();
+  // UNAVAILABLE once shutting down: no new sessions then.
+  absl::Status Accepting();
 
   Checkpoint checkpoint_;
   const EngineOptions options_;
-  Metrics* const metrics_;
-  int64_t state_bytes_per_session_ = 0;
+  const std::shared_ptr<Metrics> metrics_;
+  SessionStore sessions_;
 
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
-  int64_t temporary_slots_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<std::unique_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t running_count_ ABSL_GUARDED_BY(mu_) = 0;

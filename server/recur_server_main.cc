@@ -76,19 +76,10 @@ int main(int argc, char** argv) {
     if (checkpoint->config.attention != recur::AttentionKind::kLinear) {
       return Fail("--state_memory_mb sizes constant-size linear-attention slots; use --max_sessions for softmax");
     }
-    engine.max_sessions = budget_mb * (1 << 20) / checkpoint->config.StateBytesPerSequence();
+    engine.max_sessions = budget_mb * (1 << 20) / checkpoint->config.SlotBytes();
   }
-  if (engine.max_sessions < 1) return Fail("the server needs at least one session slot");
-  if (engine.max_queue < 0) return Fail("--max_queue must be >= 0");
-  if (engine.max_tokens < 1 || engine.default_max_tokens < 1 || engine.default_max_tokens > engine.max_tokens) {
-    return Fail("--max_tokens and --default_max_tokens must be >= 1, the default no larger than the cap");
-  }
-  if (engine.max_prompt_tokens < 1 || engine.prefill_chunk < 1) {
-    return Fail("--max_prompt_tokens and --prefill_chunk must be >= 1");
-  }
-  const int64_t slot_bytes = checkpoint->config.attention == recur::AttentionKind::kLinear
-                                 ? checkpoint->config.StateBytesPerSequence()
-                                 : 0;
+  if (auto s = engine.Validate(); !s.ok()) return Fail(std::string(s.message()));
+  const int64_t slot_bytes = checkpoint->config.SlotBytes();
 
   auto server = recur::RecurServer::Start(*std::move(checkpoint), options);
   if (!server.ok()) return Fail(std::string(server.status().message()));

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -16,27 +17,9 @@ namespace recur {
 
 namespace {
 
-const char* CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::OK: return "OK";
-    case grpc::CANCELLED: return "CANCELLED";
-    case grpc::UNKNOWN: return "UNKNOWN";
-    case grpc::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::NOT_FOUND: return "NOT_FOUND";
-    case grpc::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::ABORTED: return "ABORTED";
-    case grpc::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::INTERNAL: return "INTERNAL";
-    case grpc::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::DATA_LOSS: return "DATA_LOSS";
-    case grpc::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "UNKNOWN";
-  }
+// The name a finished RPC is counted under, e.g. "OK", "NOT_FOUND".
+std::string CodeName(grpc::StatusCode code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
 v1::FinishReason ToProto(FinishReason reason) {
@@ -161,7 +144,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
   };
 
-  GenerateReactor(Engine* engine, Metrics* metrics, const v1::GenerateRequest& message)
+  GenerateReactor(Engine& engine, Metrics& metrics, const v1::GenerateRequest& message)
       : metrics_(metrics), sink_(std::make_shared<Sink>(this)) {
     GenerationRequest request;
     request.prompt = message.prompt();
@@ -177,7 +160,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     if (sampling.has_repetition_penalty()) request.sampling.repetition_penalty = sampling.repetition_penalty();
     request.sampling.seed = sampling.seed();
     request.stop.assign(message.stop().begin(), message.stop().end());
-    auto ticket = engine->Submit(std::move(request), sink_);
+    auto ticket = engine.Submit(std::move(request), sink_);
     if (!ticket.ok()) {
       Done(ToGrpcStatus(ticket.status()));
       return;
@@ -200,20 +183,16 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
  private:
   void Done(const grpc::Status& status) {
-    if (metrics_ != nullptr) metrics_->CountRequest(CodeName(status.error_code()));
+    metrics_.CountRequest(CodeName(status.error_code()));
     Finish(status);
   }
 
-  Metrics* const metrics_;
+  Metrics& metrics_;
   std::shared_ptr<Sink> sink_;
   std::shared_ptr<GenerationTicket> ticket_;
 };
 
 }  // namespace
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* RecurServiceImpl::Generate(grpc::CallbackServerContext* context,
                                                                            const v1::GenerateRequest* request) {
@@ -222,7 +201,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* RecurServiceImpl::Generate(grpc:
 
 grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* context, const absl::Status& status) {
   auto grpc_status = ToGrpcStatus(status);
-  if (metrics_ != nullptr) metrics_->CountRequest(CodeName(grpc_status.error_code()));
+  metrics_.CountRequest(CodeName(grpc_status.error_code()));
   auto* reactor = context->DefaultReactor();
   reactor->Finish(grpc_status);
   return reactor;
@@ -230,14 +209,14 @@ grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* c
 
 grpc::ServerUnaryReactor* RecurServiceImpl::CreateSession(grpc::CallbackServerContext* context,
                                                           const v1::CreateSessionRequest*, v1::Session* response) {
-  auto info = engine_->CreateSession();
+  auto info = engine_.CreateSession();
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::GetSession(grpc::CallbackServerContext* context,
                                                        const v1::GetSessionRequest* request, v1::Session* response) {
-  auto info = engine_->GetSession(request->session_id());
+  auto info = engine_.GetSession(request->session_id());
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
@@ -245,12 +224,12 @@ grpc::ServerUnaryReactor* RecurServiceImpl::GetSession(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* RecurServiceImpl::CloseSession(grpc::CallbackServerContext* context,
                                                          const v1::CloseSessionRequest* request,
                                                          v1::CloseSessionResponse*) {
-  return Reply(context, engine_->CloseSession(request->session_id()));
+  return Reply(context, engine_.CloseSession(request->session_id()));
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::ForkSession(grpc::CallbackServerContext* context,
                                                         const v1::ForkSessionRequest* request, v1::Session* response) {
-  auto info = engine_->ForkSession(request->session_id());
+  auto info = engine_.ForkSession(request->session_id());
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
@@ -258,7 +237,7 @@ grpc::ServerUnaryReactor* RecurServiceImpl::ForkSession(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* RecurServiceImpl::ExportSession(grpc::CallbackServerContext* context,
                                                           const v1::ExportSessionRequest* request,
                                                           v1::ExportSessionResponse* response) {
-  auto bytes = engine_->ExportSession(request->session_id());
+  auto bytes = engine_.ExportSession(request->session_id());
   if (bytes.ok()) response->set_state(*std::move(bytes));
   return Reply(context, bytes.status());
 }
@@ -266,14 +245,14 @@ grpc::ServerUnaryReactor* RecurServiceImpl::ExportSession(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* RecurServiceImpl::ImportSession(grpc::CallbackServerContext* context,
                                                           const v1::ImportSessionRequest* request,
                                                           v1::Session* response) {
-  auto info = engine_->ImportSession(request->state());
+  auto info = engine_.ImportSession(request->state());
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::GetModelInfo(grpc::CallbackServerContext* context,
                                                          const v1::GetModelInfoRequest*, v1::ModelInfo* response) {
-  const EngineInfo info = engine_->Info();
+  const EngineInfo info = engine_.Info();
   response->set_attention(std::string(AttentionKindName(info.config.attention)));
   response->set_vocab_size(info.config.vocab_size);
   response->set_tokenizer(info.tokenizer_kind);

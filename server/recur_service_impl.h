@@ -4,6 +4,7 @@
 // The recur.v1.Recur gRPC service (callback API): translates messages to engine calls and engine
 // results to messages and status codes. No tensors here.
 
+#include "proto/grpc_status.h"
 #include "recur/v1/recur.grpc.pb.h"
 #include "server/engine.h"
 #include "server/metrics.h"
@@ -12,8 +13,8 @@ namespace recur {
 
 class RecurServiceImpl final : public v1::Recur::CallbackService {
  public:
-  // `engine` and `metrics` (may be null) must outlive the service.
-  RecurServiceImpl(Engine* engine, Metrics* metrics) : engine_(engine), metrics_(metrics) {}
+  // `engine` and `metrics` must outlive the service.
+  RecurServiceImpl(Engine& engine, Metrics& metrics) : engine_(engine), metrics_(metrics) {}
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
                                                            const v1::GenerateRequest* request) override;
@@ -37,12 +38,9 @@ class RecurServiceImpl final : public v1::Recur::CallbackService {
  private:
   grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl::Status& status);
 
-  Engine* const engine_;
-  Metrics* const metrics_;
+  Engine& engine_;
+  Metrics& metrics_;
 };
-
-// absl::Status → grpc::Status, keeping the code and the message.
-grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace recur
 

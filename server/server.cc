@@ -12,15 +12,16 @@
 namespace recur {
 
 absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint checkpoint, ServerOptions options) {
+  if (auto status = options.engine.Validate(); !status.ok()) return status;
   std::unique_ptr<RecurServer> server(new RecurServer());
-  server->metrics_ = std::make_unique<Metrics>();
+  server->metrics_ = std::make_shared<Metrics>();
   if (options.metrics_port >= 0) {
     auto metrics_server = StartMetricsServer(options.metrics_host, options.metrics_port, *server->metrics_);
     if (!metrics_server.ok()) return metrics_server.status();
     server->metrics_server_ = *std::move(metrics_server);
   }
-  server->engine_ = std::make_unique<Engine>(std::move(checkpoint), options.engine, server->metrics_.get());
-  server->service_ = std::make_unique<RecurServiceImpl>(server->engine_.get(), server->metrics_.get());
+  server->engine_ = std::make_unique<Engine>(std::move(checkpoint), options.engine, server->metrics_);
+  server->service_ = std::make_unique<RecurServiceImpl>(*server->engine_, *server->metrics_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

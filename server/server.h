@@ -40,7 +40,7 @@ class RecurServer {
  private:
   RecurServer() = default;
 
-  std::unique_ptr<Metrics> metrics_;
+  std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<RecurServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;

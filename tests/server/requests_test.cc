@@ -48,6 +48,7 @@ TempDir* RequestsTest::dir_ = nullptr;
 TEST_F(RequestsTest, BadRequestsGetTheRightCodeAndAClearMessage) {
   EngineOptions options;
   options.max_tokens = 100;
+  options.default_max_tokens = 100;  // no larger than the cap (EngineOptions::Validate)
   options.max_prompt_tokens = 50;
   Start(options);
   struct Case {

@@ -20,35 +20,52 @@
 
 namespace recur::testing {
 
-// Writes a small random byte-level model of the given attention kind to `directory`; with a
-// short convolution (random taps, not its identity start) and no positional encoding when
-// `short_conv` > 0, and the given linear-attention state decay.
-inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind, uint64_t seed = 11,
-                                int64_t short_conv = 0, const std::string& state_decay = "none") {
-  ModelConfig config;
-  config.vocab_size = 257;
-  config.d_model = 32;
-  config.num_layers = 2;
-  config.num_heads = 2;
-  config.d_ff = 64;
-  config.chunk_size = 8;
-  config.attention = kind;
-  config.short_conv = short_conv;
-  if (short_conv > 0) config.positional_encoding = "none";
-  config.state_decay = state_decay;
+// Saves a random model of `config` with `tokenizer` to `directory`: random short-convolution
+// taps and learned decays (not their identity starts), and sharper logits than the default
+// initialisation (fewer near-ties between the top tokens, so greedy comparisons test the engine
+// rather than float rounding).
+inline void WriteRandomCheckpoint(const std::string& directory, const ModelConfig& config,
+                                  const Tokenizer& tokenizer, uint64_t seed) {
   torch::manual_seed(seed);
   TransformerLM model(config);
   {
-    // Sharper logits than the default initialisation: fewer near-ties between the top tokens, so
-    // greedy comparisons test the engine rather than float rounding.
     torch::NoGradGuard no_grad;
     model->embedding->weight.mul_(3.0);
   }
   RandomizeShortConvolutions(model);
   RandomizeLearnedDecays(model);
-  ByteTokenizer tokenizer;
   auto status = SaveCheckpoint(directory, model, tokenizer, {"test", 0});
   ASSERT_TRUE(status.ok()) << status;
+}
+
+// The served test models: SmallModelConfig with two heads.
+inline ModelConfig SmallServedConfig(int64_t vocab_size, AttentionKind kind) {
+  ModelConfig config = SmallModelConfig(kind, vocab_size);
+  config.num_heads = 2;
+  return config;
+}
+
+// Writes a small random byte-level model of the given attention kind to `directory`; with a
+// short convolution and no positional encoding when `short_conv` > 0, and the given
+// linear-attention state decay.
+inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind, uint64_t seed = 11,
+                                int64_t short_conv = 0, const std::string& state_decay = "none") {
+  ModelConfig config = SmallServedConfig(257, kind);
+  config.short_conv = short_conv;
+  if (short_conv > 0) config.positional_encoding = "none";
+  config.state_decay = state_decay;
+  WriteRandomCheckpoint(directory, config, ByteTokenizer(), seed);
+}
+
+// A small random word-level model over eight words, <eos> (a line end) among them. Untied: a
+// tied random embedding over so few words mostly predicts the word just read.
+inline void WriteWordTestCheckpoint(const std::string& directory, AttentionKind kind,
+                                    uint64_t seed = 11) {
+  auto words = WordTokenizer::FromWords({"<eos>", "<unk>", "the", "cat", "sat", "on", "a", "mat"});
+  ASSERT_TRUE(words.ok()) << words.status();
+  ModelConfig config = SmallServedConfig(words->vocab_size(), kind);
+  config.tie_embeddings = false;
+  WriteRandomCheckpoint(directory, config, *words, seed);
 }
 
 inline Checkpoint LoadTestCheckpoint(const std::string& directory) {
@@ -99,8 +116,8 @@ inline v1::GenerateRequest MakeRequest(const std::string& prompt, int64_t max_to
   return request;
 }
 
-// The model library's generation for the same ids and parameters (stopping at <eos>, as the
-// server does for byte-level models).
+// The model library's generation for the same ids and parameters (stopping where the tokenizer
+// says the document ends, as the server does).
 inline std::vector<int64_t> LibraryGenerate(Checkpoint& checkpoint, const std::vector<int64_t>& prompt,
                                             int64_t max_tokens, double temperature = 0, uint64_t seed = 0,
                                             double repetition_penalty = 1.0) {
@@ -109,7 +126,7 @@ inline std::vector<int64_t> LibraryGenerate(Checkpoint& checkpoint, const std::v
   options.sampling.temperature = temperature;
   options.sampling.seed = seed;
   options.sampling.repetition_penalty = repetition_penalty;
-  options.stop_token = checkpoint.tokenizer->eos_id();
+  options.stop_at_document_end = checkpoint.tokenizer.get();
   return Generate(checkpoint.model, prompt, options);
 }
 

@@ -1,0 +1,216 @@
+#include "server/session_store.h"
+
+#include <utility>
+
+#include <torch/torch.h>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+
+namespace recur {
+
+struct SessionStore::Slot {
+  Session session;  // the lease holder's while busy; under mu_ otherwise
+  // The rest is guarded by the store's mu_.
+  bool busy = false;
+  absl::Time last_used;
+  int64_t tokens = 0;       // as of the last lease
+  int64_t state_bytes = 0;  // as of the last lease
+};
+
+namespace {
+
+std::string NewSessionId() {
+  absl::BitGen gen;
+  return absl::StrFormat("s-%016x%016x", absl::Uniform<uint64_t>(gen),
+                         absl::Uniform<uint64_t>(gen));
+}
+
+}  // namespace
+
+void Session::See(int64_t token) {
+  if (!seen_mask[token]) {
+    seen_mask[token] = true;
+    state.seen.push_back(token);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lease
+
+SessionStore::Lease::Lease(Lease&& other) noexcept
+    : store_(other.store_),
+      slot_(std::move(other.slot_)),
+      close_on_return_(other.close_on_return_) {
+  other.slot_ = nullptr;
+}
+
+SessionStore::Lease& SessionStore::Lease::operator=(Lease&& other) noexcept {
+  if (this != &other) {
+    Return();
+    store_ = other.store_;
+    slot_ = std::move(other.slot_);
+    close_on_return_ = other.close_on_return_;
+    other.slot_ = nullptr;
+  }
+  return *this;
+}
+
+SessionStore::Lease::~Lease() { Return(); }
+
+Session& SessionStore::Lease::operator*() const { return slot_->session; }
+Session* SessionStore::Lease::operator->() const { return &slot_->session; }
+
+void SessionStore::Lease::Return() {
+  if (slot_ == nullptr) return;
+  // Read the state before taking the lock: it is still this holder's.
+  const int64_t tokens = slot_->session.state.tokens();
+  const int64_t bytes = slot_->session.state.model.Bytes();
+  absl::MutexLock lock(&store_->mu_);
+  slot_->busy = false;
+  slot_->last_used = absl::Now();
+  slot_->tokens = tokens;
+  slot_->state_bytes = bytes;
+  if (slot_->session.id.empty()) {
+    --store_->unnamed_slots_;
+  } else if (close_on_return_) {
+    store_->sessions_.erase(slot_->session.id);
+  }
+  store_->UpdateGauges();
+  slot_ = nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SessionStore
+
+SessionStore::SessionStore(SessionStoreOptions options, int64_t vocab_size, Metrics& metrics)
+    : options_(std::move(options)), vocab_size_(vocab_size), metrics_(metrics) {}
+
+absl::StatusOr<SessionStore::Lease> SessionStore::Checkout(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session '", id, "'"));
+  if (it->second->busy) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("session '", id, "' has a request in progress"));
+  }
+  it->second->busy = true;
+  return Lease(this, it->second);
+}
+
+absl::StatusOr<SessionStore::Lease> SessionStore::Reserve() {
+  absl::MutexLock lock(&mu_);
+  if (SlotsInUse() >= options_.max_slots) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "no free session slot (", options_.max_slots, " in use); close a session first"));
+  }
+  auto slot = std::make_shared<Slot>();
+  slot->session.seen_mask.assign(vocab_size_, false);
+  slot->busy = true;
+  ++unnamed_slots_;
+  UpdateGauges();
+  return Lease(this, std::move(slot));
+}
+
+SessionInfo SessionStore::Open(Lease lease) {
+  std::shared_ptr<Slot> slot = std::move(lease.slot_);
+  lease.slot_ = nullptr;  // the slot stays in use, now as a session
+  Session& session = slot->session;
+  session.id = NewSessionId();
+  session.seen_mask.assign(vocab_size_, false);
+  for (int64_t token : session.state.seen) session.seen_mask[token] = true;
+  const int64_t tokens = session.state.tokens();
+  const int64_t bytes = session.state.model.Bytes();
+  absl::MutexLock lock(&mu_);
+  slot->busy = false;
+  slot->last_used = absl::Now();
+  slot->tokens = tokens;
+  slot->state_bytes = bytes;
+  --unnamed_slots_;
+  sessions_.emplace(session.id, slot);
+  UpdateGauges();
+  return Describe(*slot);
+}
+
+absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session '", id, "'"));
+  return Describe(*it->second);
+}
+
+absl::Status SessionStore::Close(const std::string& id) {
+  auto lease = Checkout(id);  // an idle session only
+  if (!lease.ok()) return lease.status();
+  lease->CloseOnReturn();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id) {
+  auto source = Checkout(id);
+  if (!source.ok()) return source.status();
+  auto copy = Reserve();
+  if (!copy.ok()) return copy.status();
+  (*copy)->state = (*source)->state;
+  (*copy)->state.model = (*source)->state.model.Clone();
+  return Open(*std::move(copy));
+}
+
+absl::StatusOr<std::string> SessionStore::Export(const std::string& id, const ModelConfig& config) {
+  auto session = Checkout(id);
+  if (!session.ok()) return session.status();
+  return EncodeSession((*session)->state, config);
+}
+
+void SessionStore::CloseIdle(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto current = it++;
+    const Slot& slot = *current->second;
+    if (!slot.busy && now - slot.last_used > options_.idle_ttl) {
+      LOG(INFO) << "closing session " << slot.session.id << ", idle for "
+                << absl::FormatDuration(now - slot.last_used);
+      sessions_.erase(current);
+    }
+  }
+  UpdateGauges();
+}
+
+int64_t SessionStore::slots_in_use() {
+  absl::MutexLock lock(&mu_);
+  return SlotsInUse();
+}
+
+int64_t SessionStore::state_bytes_in_use() {
+  absl::MutexLock lock(&mu_);
+  return StateBytesInUse();
+}
+
+SessionInfo SessionStore::Describe(const Slot& slot) const {
+  return {slot.session.id, slot.tokens,
+          options_.bytes_per_slot > 0 ? options_.bytes_per_slot : slot.state_bytes, slot.last_used,
+          slot.busy};
+}
+
+int64_t SessionStore::SlotsInUse() const {
+  return static_cast<int64_t>(sessions_.size()) + unnamed_slots_;
+}
+
+int64_t SessionStore::StateBytesInUse() const {
+  // Linear attention: every slot costs the same. Softmax: the sessions' caches as of their last
+  // lease (a running one-off request's cache is not counted until it ends).
+  if (options_.bytes_per_slot > 0) return SlotsInUse() * options_.bytes_per_slot;
+  int64_t bytes = 0;
+  for (const auto& [id, slot] : sessions_) bytes += slot->state_bytes;
+  return bytes;
+}
+
+void SessionStore::UpdateGauges() {
+  metrics_.active_sessions.Set(static_cast<double>(SlotsInUse()));
+  metrics_.state_bytes.Set(static_cast<double>(StateBytesInUse()));
+}
+
+}  // namespace recur
