@@ -74,9 +74,15 @@ double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch
   return Score(model, stream, options).mean_loss();
 }
 
+double LossFigure(double nats_per_token, bool byte_level) {
+  return byte_level ? nats_per_token / std::log(2.0) : std::exp(nats_per_token);
+}
+
+const char* LossFigureName(bool byte_level) { return byte_level ? "bpc" : "ppl"; }
+
 std::string DescribeLoss(double nats, bool byte_level) {
-  return byte_level ? absl::StrFormat("bpc %.3f", nats / std::log(2.0))
-                    : absl::StrFormat("ppl %.1f", std::exp(nats));
+  const double figure = LossFigure(nats, byte_level);
+  return byte_level ? absl::StrFormat("bpc %.3f", figure) : absl::StrFormat("ppl %.1f", figure);
 }
 
 }  // namespace recur

@@ -58,6 +58,12 @@ Evaluation Score(TransformerLM& model, const torch::Tensor& stream, const Evalua
 double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch_size,
                 int64_t seq_len, const torch::Device& device);
 
+// A loss in nats per token as the figure users read: bits per character for byte-level data,
+// perplexity for word-level data. The one place the conversion is written.
+double LossFigure(double nats_per_token, bool byte_level);
+// That figure's name in logs and tables: "bpc" or "ppl".
+const char* LossFigureName(bool byte_level);
+
 // "ppl 123.4" for word-level data, "bpc 1.234" for byte-level.
 std::string DescribeLoss(double nats_per_token, bool byte_level);
 

@@ -99,12 +99,12 @@ int main(int argc, char** argv) {
     const auto carried = recur::Score(checkpoint->model, stream, options);
     report("context carried through each row", carried);
     std::printf("\n  carried, by context length:\n  %-12s %10s  %s\n", "context", "tokens",
-                byte_level ? "bpc" : "ppl");
+                recur::LossFigureName(byte_level));
     for (const auto& bucket : carried.buckets) {
       if (bucket.tokens == 0) continue;
       const double mean = bucket.mean_loss();
       std::printf("  %-12s %10lld  %.3f\n", BucketName(bucket).c_str(),
-                  static_cast<long long>(bucket.tokens), byte_level ? mean / std::log(2.0) : std::exp(mean));
+                  static_cast<long long>(bucket.tokens), recur::LossFigure(mean, byte_level));
     }
   }
   return 0;
