@@ -17,7 +17,7 @@
 #include "absl/time/time.h"
 #include "client/load_generator.h"
 #include "client/recur_client.h"
-#include "model/program_flags.h"
+#include "base/program.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "recur-server address, host:port");
 ABSL_FLAG(absl::Duration, timeout, absl::InfiniteDuration(), "Deadline for each call (e.g. 30s; default: none)");
@@ -44,16 +44,8 @@ constexpr char kUsage[] =
     "  recur info                 the model and the server's capacity\n"
     "  recur health               the standard gRPC health check\n"
     "  recur bench                concurrent streams: tokens/s, time to first token, inter-token p50/p99\n\n"
-    "Common flags: --server host:port (default 127.0.0.1:50051), --timeout 30s";
-
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "recur: %s\n", message.c_str());
-  return 1;
-}
-
-int Fail(const absl::Status& status) {
-  return Fail(absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message()));
-}
+    "Common flags: --server host:port (default 127.0.0.1:50051), --timeout DURATION (e.g. 30s; "
+    "default: none)";
 
 void PrintSession(const recur::v1::Session& session) {
   std::printf("session %s\n  tokens       %lld\n  state bytes  %lld\n  busy         %s\n  last used    %s\n",
@@ -90,7 +82,7 @@ recur::v1::GenerateRequest RequestFromFlags(const std::string& prompt) {
 }
 
 int Generate(recur::RecurClient& client, const std::vector<std::string>& args) {
-  if (args.size() > 1) return Fail("generate takes one prompt argument (quote it)");
+  if (args.size() > 1) return recur::Fail("generate takes one prompt argument (quote it)");
   const std::string prompt = args.empty() ? "" : args[0];
   recur::v1::GenerateResponse last;
   auto status = client.Generate(RequestFromFlags(prompt), [&](const recur::v1::GenerateResponse& message) {
@@ -98,7 +90,7 @@ int Generate(recur::RecurClient& client, const std::vector<std::string>& args) {
     std::fflush(stdout);
     last = message;
   });
-  if (!status.ok()) return Fail(status);
+  if (!status.ok()) return recur::FailWithCode(status);
   std::printf("\n");
   std::fflush(stdout);
   if (absl::GetFlag(FLAGS_usage)) {
@@ -107,15 +99,15 @@ int Generate(recur::RecurClient& client, const std::vector<std::string>& args) {
                  FinishName(last.finish_reason()), static_cast<long long>(u.prompt_tokens()),
                  static_cast<long long>(u.generated_tokens()), u.time_to_first_token_seconds(), u.duration_seconds());
   }
-  return last.finish_reason() == recur::v1::FINISH_REASON_CANCELLED ? Fail("the generation was cancelled") : 0;
+  return last.finish_reason() == recur::v1::FINISH_REASON_CANCELLED ? recur::Fail("the generation was cancelled") : 0;
 }
 
 int Session(recur::RecurClient& client, const std::vector<std::string>& args) {
-  if (args.empty()) return Fail("session needs a command: create, info, close, fork, export or import");
+  if (args.empty()) return recur::Fail("session needs a command: create, info, close, fork, export or import");
   const std::string& command = args[0];
   const bool takes_id = command == "info" || command == "close" || command == "fork" || command == "export";
-  if (takes_id && args.size() != 2) return Fail(absl::StrCat("session ", command, " takes a session id"));
-  if (!takes_id && args.size() != 1) return Fail(absl::StrCat("session ", command, " takes no arguments"));
+  if (takes_id && args.size() != 2) return recur::Fail(absl::StrCat("session ", command, " takes a session id"));
+  if (!takes_id && args.size() != 1) return recur::Fail(absl::StrCat("session ", command, " takes no arguments"));
   if (command == "create" || command == "info" || command == "fork" || command == "import") {
     absl::StatusOr<recur::v1::Session> session;
     if (command == "create") session = client.CreateSession();
@@ -128,12 +120,12 @@ int Session(recur::RecurClient& client, const std::vector<std::string>& args) {
         bytes.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
       } else {
         std::ifstream in(path, std::ios::binary);
-        if (!in) return Fail(absl::StrCat("cannot read ", path));
+        if (!in) return recur::Fail(absl::StrCat("cannot read ", path));
         bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
       }
       session = client.ImportSession(bytes);
     }
-    if (!session.ok()) return Fail(session.status());
+    if (!session.ok()) return recur::FailWithCode(session.status());
     if (command == "create" || command == "fork" || command == "import") {
       std::printf("%s\n", session->session_id().c_str());
     } else {
@@ -143,11 +135,11 @@ int Session(recur::RecurClient& client, const std::vector<std::string>& args) {
   }
   if (command == "close") {
     auto status = client.CloseSession(args[1]);
-    return status.ok() ? 0 : Fail(status);
+    return status.ok() ? 0 : recur::FailWithCode(status);
   }
   if (command == "export") {
     auto bytes = client.ExportSession(args[1]);
-    if (!bytes.ok()) return Fail(bytes.status());
+    if (!bytes.ok()) return recur::FailWithCode(bytes.status());
     const std::string path = absl::GetFlag(FLAGS_file);
     if (path.empty()) {
       std::fwrite(bytes->data(), 1, bytes->size(), stdout);
@@ -155,16 +147,16 @@ int Session(recur::RecurClient& client, const std::vector<std::string>& args) {
       std::ofstream out(path, std::ios::binary | std::ios::trunc);
       out.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
       out.close();
-      if (!out) return Fail(absl::StrCat("cannot write ", path));
+      if (!out) return recur::Fail(absl::StrCat("cannot write ", path));
     }
     return 0;
   }
-  return Fail(absl::StrCat("unknown session command '", command, "'"));
+  return recur::Fail(absl::StrCat("unknown session command '", command, "'"));
 }
 
 int Info(recur::RecurClient& client) {
   auto info = client.GetModelInfo();
-  if (!info.ok()) return Fail(info.status());
+  if (!info.ok()) return recur::FailWithCode(info.status());
   std::printf("attention            %s\n", info->attention().c_str());
   std::printf("tokenizer            %s, %lld tokens\n", info->tokenizer().c_str(),
               static_cast<long long>(info->vocab_size()));
@@ -191,7 +183,7 @@ int Bench() {
   options.server = absl::GetFlag(FLAGS_server);
   options.concurrency = absl::GetFlag(FLAGS_concurrency);
   options.requests = absl::GetFlag(FLAGS_requests);
-  if (options.concurrency < 1 || options.requests < 1) return Fail("--concurrency and --requests must be >= 1");
+  if (options.concurrency < 1 || options.requests < 1) return recur::Fail("--concurrency and --requests must be >= 1");
   options.request = RequestFromFlags(absl::GetFlag(FLAGS_prompt));
   const recur::LoadReport r = recur::RunLoad(options);
   std::printf("requests %lld (%lld failed) in %.2f s, %d concurrent\n", static_cast<long long>(r.requests),
@@ -199,7 +191,7 @@ int Bench() {
   std::printf("tokens %lld, %.1f tokens/s\n", static_cast<long long>(r.tokens), r.tokens_per_second);
   std::printf("time to first token  p50 %.2f ms  p99 %.2f ms\n", r.ttft_p50 * 1e3, r.ttft_p99 * 1e3);
   std::printf("inter-token latency  p50 %.2f ms  p99 %.2f ms\n", r.inter_token_p50 * 1e3, r.inter_token_p99 * 1e3);
-  if (r.failed > 0) return Fail(absl::StrCat(r.failed, " requests failed, the first with ", r.first_error));
+  if (r.failed > 0) return recur::Fail(absl::StrCat(r.failed, " requests failed, the first with ", r.first_error));
   return 0;
 }
 
@@ -208,21 +200,21 @@ int Bench() {
 int main(int argc, char** argv) {
   std::vector<char*> positional = recur::ParseProgramFlags(argc, argv, kUsage);
   std::vector<std::string> args(positional.begin() + 1, positional.end());
-  if (args.empty()) return Fail(absl::StrCat("no command given\n\n", kUsage));
+  if (args.empty()) return recur::Fail(absl::StrCat("no command given\n\n", kUsage));
   const std::string command = args[0];
   args.erase(args.begin());
 
   recur::RecurClient client(absl::GetFlag(FLAGS_server), absl::GetFlag(FLAGS_timeout));
   if (command == "generate") return Generate(client, args);
   if (command == "session") return Session(client, args);
-  if (!args.empty()) return Fail(absl::StrCat(command, " takes no arguments"));
+  if (!args.empty()) return recur::Fail(absl::StrCat(command, " takes no arguments"));
   if (command == "info") return Info(client);
   if (command == "bench") return Bench();
   if (command == "health") {
     auto health = client.Health();
-    if (!health.ok()) return Fail(health.status());
+    if (!health.ok()) return recur::FailWithCode(health.status());
     std::printf("%s\n", health->c_str());
     return *health == "SERVING" ? 0 : 1;
   }
-  return Fail(absl::StrCat("unknown command '", command, "'\n\n", kUsage));
+  return recur::Fail(absl::StrCat("unknown command '", command, "'\n\n", kUsage));
 }

@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "model/atomic_directory.h"
+#include "base/files.h"
 #include "model/safetensors.h"
-#include "model/status_macros.h"
+#include "base/status.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
@@ -55,9 +55,9 @@ absl::Status WriteCheckpointFiles(const std::filesystem::path& directory, const 
 
   NamedTensors tensors;
   for (const auto& item : model->named_parameters()) tensors.emplace_back(item.key(), item.value());
-  RETURN_IF_ERROR(WriteSafetensors((directory / kWeightsFile).string(), tensors,
+  RECUR_RETURN_IF_ERROR(WriteSafetensors((directory / kWeightsFile).string(), tensors,
                                    {{"format", "pt"}, {"producer", "recur"}}));
-  RETURN_IF_ERROR(WriteFileContents(directory / kTokenizerFile, tokenizer.ToJson() + "\n"));
+  RECUR_RETURN_IF_ERROR(WriteFileContents(directory / kTokenizerFile, tokenizer.ToJson() + "\n"));
   return WriteFileContents(directory / kConfigFile, json.dump(2) + "\n");
 }
 
@@ -73,7 +73,7 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const to
   if (!fs::is_directory(dir)) {
     return absl::NotFoundError(absl::StrCat("checkpoint directory not found: ", directory));
   }
-  ASSIGN_OR_RETURN(std::string config_text, ReadFileContents(dir / kConfigFile));
+  RECUR_ASSIGN_OR_RETURN(std::string config_text, ReadFileContents(dir / kConfigFile));
   auto json = nlohmann::json::parse(config_text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) return CheckpointError(dir, "config.json is not a JSON object");
   if (json.value("format", "") != kCheckpointFormat) {
@@ -88,7 +88,7 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const to
   auto config = ModelConfig::FromJson(json["model"].dump());
   if (!config.ok()) return CheckpointError(dir, absl::StrCat("config.json: ", config.status().message()));
 
-  ASSIGN_OR_RETURN(std::string tokenizer_text, ReadFileContents(dir / kTokenizerFile));
+  RECUR_ASSIGN_OR_RETURN(std::string tokenizer_text, ReadFileContents(dir / kTokenizerFile));
   auto tokenizer = TokenizerFromJson(tokenizer_text);
   if (!tokenizer.ok()) return CheckpointError(dir, tokenizer.status().message());
   const std::string declared_kind = json.contains("tokenizer") ? json["tokenizer"].value("kind", "") : "";

@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/files.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
@@ -84,20 +83,13 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
                               const std::map<std::string, std::string>& metadata) {
   auto bytes = EncodeSafetensors(tensors, metadata);
   if (!bytes.ok()) return bytes.status();
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return absl::UnavailableError(absl::StrCat("cannot open ", path, " for writing"));
-  out.write(bytes->data(), bytes->size());
-  out.close();
-  if (!out) return absl::DataLossError(absl::StrCat("failed writing ", path));
-  return absl::OkStatus();
+  return WriteFileContents(path, *bytes);
 }
 
 absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
-  return ParseSafetensors(bytes, path);
+  auto bytes = ReadFileContents(path);
+  if (!bytes.ok()) return bytes.status();
+  return ParseSafetensors(*bytes, path);
 }
 
 absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes, absl::string_view source) {

@@ -10,18 +10,14 @@
 #include "absl/time/time.h"
 #include "glog/logging.h"
 #include "model/checkpoint.h"
-#include "model/cli.h"
+#include "base/program.h"
+#include "base/torch_runtime.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train (required)");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface)");
 ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 picks a free one)");
 ABSL_FLAG(int32_t, metrics_port, 9090, "Port for Prometheus /metrics (-1: none; 0 picks a free one)");
-ABSL_FLAG(std::string, device, "cpu", "cpu or cuda: where the model and every session's state live");
-ABSL_FLAG(int32_t, threads, 0,
-          "CPU threads for LibTorch (0: one per core but one, which is left to gRPC: oversubscribed "
-          "cores stall LibTorch's parallel regions and inflate tail latency; one when OpenBLAS runs "
-          "its own threads)");
 ABSL_FLAG(int64_t, max_sessions, 64, "State slots: open sessions plus running one-off requests");
 ABSL_FLAG(int64_t, state_memory_mb, 0,
           "Linear attention: size the slots from this memory budget instead of --max_sessions (0: off)");
@@ -34,17 +30,13 @@ ABSL_FLAG(absl::Duration, session_ttl, absl::Minutes(30), "Sessions idle this lo
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGTERM, how long in-flight streams may run before they are cancelled");
 
-namespace {
-int Fail(const std::string& message) { return recur::Fail("recur-server", message); }
-}  // namespace
-
 int main(int argc, char** argv) {
   recur::InitProgram(argc, argv,
                      "Serves a checkpoint over gRPC: streaming generation with constant-size sessions.\n"
                      "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9090");
-  if (auto s = recur::SetTorchThreads(absl::GetFlag(FLAGS_threads), /*reserved_cores=*/1); !s.ok()) {
-    return Fail(std::string(s.message()));
-  }
+  // One core is left to gRPC: oversubscribed cores stall LibTorch's parallel regions and inflate
+  // tail latency.
+  if (auto s = recur::ApplyThreadsFlag(/*reserved_cores=*/1); !s.ok()) return recur::Fail(s);
   // SIGTERM and SIGINT are taken by sigwait below; block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);
@@ -52,11 +44,11 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  if (absl::GetFlag(FLAGS_checkpoint).empty()) return Fail("--checkpoint is required");
-  auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));
-  if (!device.ok()) return Fail(std::string(device.status().message()));
+  if (absl::GetFlag(FLAGS_checkpoint).empty()) return recur::Fail("--checkpoint is required");
+  auto device = recur::DeviceFlag();
+  if (!device.ok()) return recur::Fail(device.status());
   auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), *device);
-  if (!checkpoint.ok()) return Fail(std::string(checkpoint.status().message()));
+  if (!checkpoint.ok()) return recur::Fail(checkpoint.status());
 
   recur::ServerOptions options;
   options.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
@@ -74,15 +66,15 @@ int main(int argc, char** argv) {
   const int64_t budget_mb = absl::GetFlag(FLAGS_state_memory_mb);
   if (budget_mb > 0) {
     if (checkpoint->config.attention != recur::AttentionKind::kLinear) {
-      return Fail("--state_memory_mb sizes constant-size linear-attention slots; use --max_sessions for softmax");
+      return recur::Fail("--state_memory_mb sizes constant-size linear-attention slots; use --max_sessions for softmax");
     }
     engine.max_sessions = budget_mb * (1 << 20) / checkpoint->config.SlotBytes();
   }
-  if (auto s = engine.Validate(); !s.ok()) return Fail(std::string(s.message()));
+  if (auto s = engine.Validate(); !s.ok()) return recur::Fail(s);
   const int64_t slot_bytes = checkpoint->config.SlotBytes();
 
   auto server = recur::RecurServer::Start(*std::move(checkpoint), options);
-  if (!server.ok()) return Fail(std::string(server.status().message()));
+  if (!server.ok()) return recur::Fail(server.status());
   LOG(INFO) << "recur-server listening on " << absl::GetFlag(FLAGS_host) << ":" << (*server)->port() << ", "
             << engine.max_sessions << " session slots"
             << (slot_bytes > 0 ? absl::StrCat(" of ", slot_bytes, " bytes") : std::string())

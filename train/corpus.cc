@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "model/status_macros.h"
+#include "base/files.h"
+#include "base/status.h"
 
 namespace recur {
 
@@ -18,23 +17,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-absl::StatusOr<std::string> ReadFile(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {
-    return absl::NotFoundError(absl::StrCat("data file not found: ", path.string()));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::PermissionDeniedError(absl::StrCat("cannot read ", path.string()));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 // A file's bytes, or the bytes of every regular file in a directory (sorted by name; fortune's
 // index files *.dat and symlinked duplicates are skipped).
 absl::StatusOr<std::string> ReadTextSource(const fs::path& path) {
   std::error_code ec;
-  if (!fs::is_directory(path, ec)) return ReadFile(path);
+  if (!fs::is_directory(path, ec)) return ReadFileContents(path);
   std::vector<fs::path> files;
   for (const auto& entry : fs::directory_iterator(path, ec)) {
     if (entry.is_symlink() || !entry.is_regular_file() || entry.path().extension() == ".dat") continue;
@@ -44,7 +31,7 @@ absl::StatusOr<std::string> ReadTextSource(const fs::path& path) {
   std::sort(files.begin(), files.end());
   std::string all;
   for (const auto& f : files) {
-    ASSIGN_OR_RETURN(std::string text, ReadFile(f));
+    RECUR_ASSIGN_OR_RETURN(std::string text, ReadFileContents(f));
     all += text;
   }
   return all;
@@ -59,7 +46,7 @@ absl::StatusOr<Corpus> WordCorpus(const std::string& name, const fs::path& dir,
   std::string texts[3];
   const char* splits[3] = {"train", "valid", "test"};
   for (int i = 0; i < 3; ++i) {
-    ASSIGN_OR_RETURN(texts[i], ReadFile(dir / absl::StrCat(prefix, splits[i], suffix)));
+    RECUR_ASSIGN_OR_RETURN(texts[i], ReadFileContents(dir / absl::StrCat(prefix, splits[i], suffix)));
   }
   auto tokenizer = std::make_shared<WordTokenizer>(WordTokenizer::Build(texts[0]));
   Corpus corpus;
@@ -104,7 +91,7 @@ absl::StatusOr<Corpus> LoadCorpus(const std::string& dataset, const std::string&
         if (entry.path().filename().string().rfind("enwik8", 0) == 0) source = entry.path();
       }
     }
-    ASSIGN_OR_RETURN(std::string bytes, ReadTextSource(source));
+    RECUR_ASSIGN_OR_RETURN(std::string bytes, ReadTextSource(source));
     if (bytes.size() < 1000) {
       return absl::InvalidArgumentError(absl::StrCat(
           "text data in ", source.string(), " is ", bytes.size(), " bytes; need at least 1000"));

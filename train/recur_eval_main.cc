@@ -12,7 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "model/checkpoint.h"
-#include "model/cli.h"
+#include "base/program.h"
+#include "base/torch_runtime.h"
 #include "train/corpus.h"
 #include "train/evaluation.h"
 
@@ -24,12 +25,8 @@ ABSL_FLAG(int64_t, seq_len, 128, "Window length (the training window is the natu
 ABSL_FLAG(int64_t, stride, 0, "Sliding windows' stride (0: half the window)");
 ABSL_FLAG(int64_t, batch_size, 16, "Rows the split is cut into");
 ABSL_FLAG(std::string, context, "all", "fresh, sliding, carried or all");
-ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: automatic, one per core, or one when OpenBLAS runs its own)");
-ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 
 namespace {
-
-int Fail(const std::string& message) { return recur::Fail("recur-eval", message); }
 
 std::string Describe(double nats, bool byte_level) { return recur::DescribeLoss(nats, byte_level); }
 
@@ -45,30 +42,30 @@ int main(int argc, char** argv) {
       "Scores a checkpoint on a data set's validation or test split.\n"
       "Example: recur-eval --checkpoint runs/ptb --dataset ptb --data_dir ../shared/datasets/ptb "
       "--seq_len 256");
-  if (auto s = recur::SetTorchThreads(absl::GetFlag(FLAGS_threads)); !s.ok()) return Fail(std::string(s.message()));
+  if (auto s = recur::ApplyThreadsFlag(); !s.ok()) return recur::Fail(s);
 
   const std::string split = absl::GetFlag(FLAGS_split);
   const std::string context = absl::GetFlag(FLAGS_context);
-  if (absl::GetFlag(FLAGS_checkpoint).empty()) return Fail("--checkpoint is required");
-  if (split != "valid" && split != "test") return Fail("--split must be valid or test, not '" + split + "'");
+  if (absl::GetFlag(FLAGS_checkpoint).empty()) return recur::Fail("--checkpoint is required");
+  if (split != "valid" && split != "test") return recur::Fail("--split must be valid or test, not '" + split + "'");
   if (context != "fresh" && context != "sliding" && context != "carried" && context != "all") {
-    return Fail("--context must be fresh, sliding, carried or all, not '" + context + "'");
+    return recur::Fail("--context must be fresh, sliding, carried or all, not '" + context + "'");
   }
   const int64_t seq_len = absl::GetFlag(FLAGS_seq_len);
   const int64_t stride = absl::GetFlag(FLAGS_stride) > 0 ? absl::GetFlag(FLAGS_stride) : std::max<int64_t>(1, seq_len / 2);
-  if (seq_len <= 0) return Fail("--seq_len must be positive");
-  if (stride > seq_len) return Fail("--stride must not exceed --seq_len");
-  if (absl::GetFlag(FLAGS_batch_size) <= 0) return Fail("--batch_size must be positive");
-  auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));
-  if (!device.ok()) return Fail(std::string(device.status().message()));
+  if (seq_len <= 0) return recur::Fail("--seq_len must be positive");
+  if (stride > seq_len) return recur::Fail("--stride must not exceed --seq_len");
+  if (absl::GetFlag(FLAGS_batch_size) <= 0) return recur::Fail("--batch_size must be positive");
+  auto device = recur::DeviceFlag();
+  if (!device.ok()) return recur::Fail(device.status());
 
   auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), *device);
-  if (!checkpoint.ok()) return Fail(std::string(checkpoint.status().message()));
+  if (!checkpoint.ok()) return recur::Fail(checkpoint.status());
   auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), absl::GetFlag(FLAGS_data_dir));
-  if (!corpus.ok()) return Fail(std::string(corpus.status().message()));
+  if (!corpus.ok()) return recur::Fail(corpus.status());
   // Word ids are only meaningful under the vocabulary the model was trained with.
   if (corpus->tokenizer->ToJson() != checkpoint->tokenizer->ToJson()) {
-    return Fail(absl::StrCat("the checkpoint's vocabulary (", checkpoint->tokenizer->kind(), ", ",
+    return recur::Fail(absl::StrCat("the checkpoint's vocabulary (", checkpoint->tokenizer->kind(), ", ",
                              checkpoint->tokenizer->vocab_size(),
                              " tokens) is not this data set's; was it trained on another one?"));
   }

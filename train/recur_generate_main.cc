@@ -6,7 +6,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "model/cli.h"
+#include "base/program.h"
+#include "base/torch_runtime.h"
 #include "model/checkpoint.h"
 #include "model/generation.h"
 #include "model/utf8.h"
@@ -19,29 +20,23 @@ ABSL_FLAG(int64_t, top_k, 0, "Sample from the k most likely tokens (0: all)");
 ABSL_FLAG(double, top_p, 0.95, "Nucleus sampling mass in (0, 1]");
 ABSL_FLAG(double, repetition_penalty, 1.0, "Penalty > 1 for tokens already seen");
 ABSL_FLAG(uint64_t, seed, 0, "Sampling seed: the same seed gives the same text");
-ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: automatic, one per core, or one when OpenBLAS runs its own)");
-ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
-
-namespace {
-int Fail(const std::string& message) { return recur::Fail("recur-generate", message); }
-}  // namespace
 
 int main(int argc, char** argv) {
   recur::InitProgram(
       argc, argv,
       "Continues a prompt with a trained checkpoint, streaming the text to stdout.\n"
       "Example: recur-generate --checkpoint runs/demo --prompt 'The '");
-  if (auto s = recur::SetTorchThreads(absl::GetFlag(FLAGS_threads)); !s.ok()) return Fail(std::string(s.message()));
+  if (auto s = recur::ApplyThreadsFlag(); !s.ok()) return recur::Fail(s);
 
   const std::string prompt = absl::GetFlag(FLAGS_prompt);
-  if (absl::GetFlag(FLAGS_checkpoint).empty()) return Fail("--checkpoint is required");
-  if (prompt.empty()) return Fail("--prompt is required");
-  if (!recur::IsValidUtf8(prompt)) return Fail("--prompt is not valid UTF-8");
-  auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));
-  if (!device.ok()) return Fail(std::string(device.status().message()));
+  if (absl::GetFlag(FLAGS_checkpoint).empty()) return recur::Fail("--checkpoint is required");
+  if (prompt.empty()) return recur::Fail("--prompt is required");
+  if (!recur::IsValidUtf8(prompt)) return recur::Fail("--prompt is not valid UTF-8");
+  auto device = recur::DeviceFlag();
+  if (!device.ok()) return recur::Fail(device.status());
 
   auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), *device);
-  if (!checkpoint.ok()) return Fail(std::string(checkpoint.status().message()));
+  if (!checkpoint.ok()) return recur::Fail(checkpoint.status());
 
   recur::GenerationOptions options;
   options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
@@ -51,12 +46,12 @@ int main(int argc, char** argv) {
   options.sampling.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
   options.sampling.seed = absl::GetFlag(FLAGS_seed);
   options.stop_at_document_end = checkpoint->tokenizer.get();
-  if (options.max_tokens <= 0) return Fail("--max_tokens must be positive");
-  if (auto s = options.sampling.Validate(); !s.ok()) return Fail(std::string(s.message()));
+  if (options.max_tokens <= 0) return recur::Fail("--max_tokens must be positive");
+  if (auto s = options.sampling.Validate(); !s.ok()) return recur::Fail(s);
 
   const recur::Tokenizer& tokenizer = *checkpoint->tokenizer;
   auto ids = tokenizer.Encode(prompt);
-  if (ids.empty()) return Fail("the prompt encodes to no tokens");
+  if (ids.empty()) return recur::Fail("the prompt encodes to no tokens");
 
   std::fputs(prompt.c_str(), stdout);
   recur::Utf8StreamDecoder decoder;

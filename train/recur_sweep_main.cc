@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "model/atomic_directory.h"
-#include "model/cli.h"
+#include "base/files.h"
+#include "base/program.h"
 #include "train/sweep.h"
 
 ABSL_FLAG(std::string, sweep, "", "Sweep file (JSON), e.g. experiments/ptb_batch_size.json");
@@ -28,8 +28,6 @@ ABSL_FLAG(bool, plot, true, "Render the PNG plots with gnuplot");
 namespace fs = std::filesystem;
 
 namespace {
-
-int Fail(const std::string& message) { return recur::Fail("recur-sweep", message); }
 
 // Runs argv with stdout and stderr to `log`; returns the exit status (or -1 if it could not start).
 int RunLogged(const std::vector<std::string>& args, const std::string& log) {
@@ -63,22 +61,22 @@ int main(int argc, char** argv) {
                      "recur-train run, then results.csv, curves.csv and PNG plots.\n"
                      "Example: recur-sweep --sweep experiments/ptb_batch_size.json");
   const std::string sweep_path = absl::GetFlag(FLAGS_sweep);
-  if (sweep_path.empty()) return Fail("--sweep is required");
+  if (sweep_path.empty()) return recur::Fail("--sweep is required");
   auto text = recur::ReadFileContents(sweep_path);
-  if (!text.ok()) return Fail(std::string(text.status().message()));
+  if (!text.ok()) return recur::Fail(text.status());
   auto sweep = recur::ParseSweep(*text, absl::GetFlag(FLAGS_full),
                                  {{"DATASETS", absl::GetFlag(FLAGS_datasets)}});
-  if (!sweep.ok()) return Fail(absl::StrCat(sweep_path, ": ", sweep.status().message()));
+  if (!sweep.ok()) return recur::Fail(absl::StrCat(sweep_path, ": ", sweep.status().message()));
 
   std::string trainer = absl::GetFlag(FLAGS_recur_train);
   if (trainer.empty()) trainer = SelfDirectory() + "/recur-train";
   if (!absl::GetFlag(FLAGS_dry_run) && ::access(trainer.c_str(), X_OK) != 0) {
-    return Fail(absl::StrCat("cannot run ", trainer, " (set --recur_train)"));
+    return recur::Fail(absl::StrCat("cannot run ", trainer, " (set --recur_train)"));
   }
   const fs::path root = fs::path(absl::GetFlag(FLAGS_out)) / sweep->name;
   std::error_code ec;
   fs::create_directories(root, ec);
-  if (ec) return Fail(absl::StrCat("cannot create ", root.string(), ": ", ec.message()));
+  if (ec) return recur::Fail(absl::StrCat("cannot create ", root.string(), ": ", ec.message()));
 
   std::printf("sweep %s: %zu runs -> %s\n", sweep->name.c_str(), sweep->runs.size(), root.c_str());
   std::vector<recur::RunSummary> summaries;
@@ -140,7 +138,7 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_dry_run)) return 0;
 
   auto script = recur::WriteSweepReport(*sweep, summaries, root.string());
-  if (!script.ok()) return Fail(std::string(script.status().message()));
+  if (!script.ok()) return recur::Fail(script.status());
   std::printf("tables: %s/results.csv, %s/curves.csv\n", root.c_str(), root.c_str());
   if (absl::GetFlag(FLAGS_plot)) {
     std::fflush(stdout);

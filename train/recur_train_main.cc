@@ -5,7 +5,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "model/cli.h"
+#include "base/program.h"
+#include "base/status.h"
+#include "base/torch_runtime.h"
 #include "model/config.h"
 #include "train/corpus.h"
 #include "train/evaluation.h"
@@ -51,8 +53,6 @@ ABSL_FLAG(int64_t, max_steps, 0, "Stop after this many steps (0: use --epochs)")
 ABSL_FLAG(double, time_budget, 0, "Stop after this many seconds of training (0: no limit)");
 ABSL_FLAG(int64_t, eval_every, 0, "Validate every N steps (0: each epoch and at the end)");
 ABSL_FLAG(uint64_t, seed, 1, "Random seed");
-ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: automatic, one per core, or one when OpenBLAS runs its own)");
-ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(std::string, out, "", "Checkpoint directory to write (the best by validation)");
 ABSL_FLAG(std::string, resume, "",
           "Continue the run saved in this state directory (written to <out>.state at each "
@@ -61,40 +61,18 @@ ABSL_FLAG(int64_t, stop_after_steps, 0,
           "End this invocation at this step, saving the state; the schedule still follows "
           "--max_steps/--epochs (train in pieces with --resume)");
 ABSL_FLAG(bool, evaluate, true,
-          "Validate and test (false: measure training throughput and memory only; no checkpoint)");
+          "Validate and test (false: measure training throughput and memory only; --out then "
+          "receives the final weights)");
 ABSL_FLAG(std::string, metrics_log, "", "Append one JSON line per evaluation to this file (default: <out>.metrics.jsonl)");
 
 namespace {
-int Fail(const std::string& message) { return recur::Fail("recur-train", message); }
-}  // namespace
 
-int main(int argc, char** argv) {
-  recur::InitProgram(
-      argc, argv,
-      "Trains a linear- or softmax-attention language model and writes a checkpoint.\n"
-      "Example: recur-train --dataset ptb --data_dir ../shared/datasets/ptb --out runs/ptb");
-
-  if (auto s = recur::SetTorchThreads(absl::GetFlag(FLAGS_threads)); !s.ok()) return Fail(std::string(s.message()));
-
-  recur::TrainOptions options;
-  auto device = recur::ParseDevice(absl::GetFlag(FLAGS_device));
-  if (!device.ok()) return Fail(std::string(device.status().message()));
-  options.device = *device;
+// The architecture the flags ask for (a resumed run takes its saved one instead).
+absl::StatusOr<recur::ModelConfig> ConfigFromFlags(int64_t vocab_size) {
   auto attention = recur::ParseAttentionKind(absl::GetFlag(FLAGS_attention));
-  if (!attention.ok()) return Fail(std::string(attention.status().message()));
-
-  std::string path = absl::GetFlag(FLAGS_data_dir);
-  if (path.empty()) path = absl::GetFlag(FLAGS_data);
-  auto data_parallel = recur::DataParallel::FromEnvironment(options.device.type());
-  if (!data_parallel.ok()) return Fail(std::string(data_parallel.status().message()));
-  options.data_parallel = data_parallel->get();
-  if (options.data_parallel != nullptr) options.device = options.data_parallel->device();  // one GPU per rank
-
-  auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), path);
-  if (!corpus.ok()) return Fail(std::string(corpus.status().message()));
-
+  if (!attention.ok()) return attention.status();
   recur::ModelConfig config;
-  config.vocab_size = corpus->tokenizer->vocab_size();
+  config.vocab_size = vocab_size;
   config.d_model = absl::GetFlag(FLAGS_d_model);
   config.num_layers = absl::GetFlag(FLAGS_layers);
   config.num_heads = absl::GetFlag(FLAGS_heads);
@@ -107,13 +85,42 @@ int main(int argc, char** argv) {
   config.state_decay = absl::GetFlag(FLAGS_state_decay);
   config.chunk_size = absl::GetFlag(FLAGS_chunk_size);
   config.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
-  if (auto s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
+  if (auto s = config.Validate(); !s.ok()) return s;
+  return config;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  recur::InitProgram(
+      argc, argv,
+      "Trains a linear- or softmax-attention language model and writes a checkpoint.\n"
+      "Example: recur-train --dataset ptb --data_dir ../shared/datasets/ptb --out runs/ptb");
+
+  if (auto s = recur::ApplyThreadsFlag(); !s.ok()) return recur::Fail(s);
+
+  recur::TrainOptions options;
+  auto device = recur::DeviceFlag();
+  if (!device.ok()) return recur::Fail(device.status());
+  options.device = *device;
+
+  std::string path = absl::GetFlag(FLAGS_data_dir);
+  if (path.empty()) path = absl::GetFlag(FLAGS_data);
+  auto data_parallel = recur::DataParallel::FromEnvironment(options.device.type());
+  if (!data_parallel.ok()) return recur::Fail(data_parallel.status());
+  options.data_parallel = data_parallel->get();
+  if (options.data_parallel != nullptr) options.device = options.data_parallel->device();  // one GPU per rank
+
+  auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), path);
+  if (!corpus.ok()) return recur::Fail(corpus.status());
+
   options.resume = absl::GetFlag(FLAGS_resume);
-  if (!options.resume.empty()) {
-    // The architecture comes from the saved run, not from the flags.
-    auto saved = recur::ReadTrainingStateConfig(options.resume);
-    if (!saved.ok()) return Fail(absl::StrCat("cannot resume: ", saved.status().message()));
-    config = *saved;
+  auto config = options.resume.empty() ? ConfigFromFlags(corpus->tokenizer->vocab_size())
+                                       : recur::ReadTrainingStateConfig(options.resume);
+  if (!config.ok()) {
+    return recur::Fail(options.resume.empty()
+                           ? config.status()
+                           : recur::Annotate(config.status(), "cannot resume"));
   }
 
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
@@ -138,8 +145,12 @@ int main(int argc, char** argv) {
   const bool leader = options.data_parallel == nullptr || options.data_parallel->rank() == 0;
   options.progress = leader;
 
-  auto result = recur::Train(config, *corpus, options);
-  if (!result.ok()) return Fail(std::string(result.status().message()));
+  if (options.out.empty() && leader) {
+    std::fprintf(stderr, "recur-train: no --out given: the trained model will not be saved\n");
+  }
+
+  auto result = recur::Train(*config, *corpus, options);
+  if (!result.ok()) return recur::Fail(result.status());
   if (!leader) return 0;
   std::printf("trained %lld steps in %.1f s (%.0f tokens/s)\n", static_cast<long long>(result->steps),
               result->seconds, result->tokens_per_second);

@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "model/atomic_directory.h"
+#include "base/files.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {

@@ -9,9 +9,9 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "model/atomic_directory.h"
+#include "base/files.h"
 #include "model/safetensors.h"
-#include "model/status_macros.h"
+#include "base/status.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
@@ -117,8 +117,8 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
   provenance.dataset = p.dataset;
   provenance.steps = p.step;
   return WriteDirectoryAtomically(directory, [&](const fs::path& temp) -> absl::Status {
-    RETURN_IF_ERROR(WriteCheckpointFiles(temp, model, tokenizer, provenance));
-    RETURN_IF_ERROR(WriteSafetensors((temp / kOptimizerFile).string(), tensors));
+    RECUR_RETURN_IF_ERROR(WriteCheckpointFiles(temp, model, tokenizer, provenance));
+    RECUR_RETURN_IF_ERROR(WriteSafetensors((temp / kOptimizerFile).string(), tensors));
     return WriteFileContents(temp / kTrainerFile, json.dump(2) + "\n");
   });
 }
@@ -132,7 +132,7 @@ absl::StatusOr<ModelConfig> ReadTrainingStateConfig(const std::string& directory
 absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, TransformerLM& model,
                                                 torch::optim::AdamW& optimizer) {
   const fs::path dir(directory);
-  ASSIGN_OR_RETURN(std::string text, ReadFileContents(dir / kTrainerFile));
+  RECUR_ASSIGN_OR_RETURN(std::string text, ReadFileContents(dir / kTrainerFile));
   auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object() || json.value("format", "") != kFormat) {
     return StateError(directory, "trainer.json is not a recur training state");
@@ -155,7 +155,7 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
     return StateError(directory, absl::StrCat("trainer.json: ", e.what()));
   }
 
-  ASSIGN_OR_RETURN(Checkpoint current, LoadCheckpoint(directory));
+  RECUR_ASSIGN_OR_RETURN(Checkpoint current, LoadCheckpoint(directory));
   if (current.config.ToJson() != model->config().ToJson()) {
     return StateError(directory, "its model configuration differs from the one being trained");
   }
@@ -186,8 +186,8 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
     adam->exp_avg_sq(sq->second.to(params[i].options()));
     optimizer.state()[ParamKey(params[i])] = std::move(adam);
   }
-  ASSIGN_OR_RETURN(state.best_params, ReadParameterSet(directory, saved, named, "best.", "best weights"));
-  ASSIGN_OR_RETURN(state.ema_params, ReadParameterSet(directory, saved, named, "ema.", "averaged weights"));
+  RECUR_ASSIGN_OR_RETURN(state.best_params, ReadParameterSet(directory, saved, named, "best.", "best weights"));
+  RECUR_ASSIGN_OR_RETURN(state.ema_params, ReadParameterSet(directory, saved, named, "ema.", "averaged weights"));
   for (auto& [name, generator] : DropoutGenerators(params)) {
     auto rng = saved.find(name);
     if (rng == saved.end() || rng->second.scalar_type() != torch::kUInt8) {

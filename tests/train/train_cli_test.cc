@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/checkpoint.h"
 #include "tests/test_util.h"
 
 namespace recur {
@@ -60,6 +61,45 @@ TEST(TrainCliTest, BadValuesAreClearErrorsAndWriteNothing) {
     EXPECT_FALSE(std::filesystem::exists(out)) << c.args;
     EXPECT_FALSE(std::filesystem::exists(out + ".state")) << c.args;
   }
+}
+
+// A small text file and the flags of a tiny model trained on it for `steps` steps.
+std::string TinyRun(const TempDir& dir, int steps) {
+  const std::string data = dir.Join("data.txt");
+  std::ofstream text(data);
+  for (int i = 0; i < 100; ++i) text << "a line of text to learn, number " << i % 7 << "\n";
+  return "--dataset text --data " + data +
+         " --d_model 32 --heads 2 --layers 1 --d_ff 64 --seq_len 16 --batch_size 4 --threads 1"
+         " --max_steps " + std::to_string(steps);
+}
+
+TEST(TrainCliTest, WithoutEvaluationTheCheckpointHoldsTheFinalWeights) {
+  TempDir dir;
+  const std::string out = dir.Join("model");
+  auto result = Train(TinyRun(dir, 2) + " --evaluate=false --out " + out);
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("checkpoint: " + out));
+  auto checkpoint = LoadCheckpoint(out);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_EQ(checkpoint->provenance.steps, 2);
+}
+
+TEST(TrainCliTest, WithoutOutItSaysNothingWillBeSaved) {
+  TempDir dir;
+  auto result = Train(TinyRun(dir, 1));
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("no --out given"));
+}
+
+TEST(TrainCliTest, AResumedRunTakesItsArchitectureFromTheStateNotTheFlags) {
+  TempDir dir;
+  const std::string out = dir.Join("model");
+  ASSERT_EQ(Train(TinyRun(dir, 2) + " --out " + out + " --stop_after_steps 1").exit_code, 0);
+  // --d_model 30 with 4 heads is no architecture at all; resuming ignores it.
+  auto resumed = Train(TinyRun(dir, 2) + " --out " + out + " --resume " + out +
+                       ".state --d_model 30 --heads 4");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_THAT(resumed.err, HasSubstr("resuming from"));
 }
 
 TEST(EvalCliTest, ScoresACheckpointThreeWaysAndRefusesBadInput) {

@@ -1,26 +1,22 @@
-#include "model/cli.h"
+#include "base/torch_runtime.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <torch/cuda.h>
 
-#include <dlfcn.h>
-
 #include <algorithm>
-#include <cstdio>
+#include <string>
 #include <thread>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "glog/logging.h"
-#include "model/program_flags.h"
+
+ABSL_FLAG(int32_t, threads, 0,
+          "CPU threads for LibTorch (0: automatic: one per core, recur-server leaving one to gRPC; "
+          "just one when OpenBLAS runs its own threads)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda: where the model (and a server's sessions) live");
 
 namespace recur {
-
-void InitProgram(int argc, char** argv, absl::string_view usage) {
-  ParseProgramFlags(argc, argv, usage);
-  // glog's own flags would clash with Abseil's parser: configure it in code.
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
-}
 
 namespace {
 
@@ -43,7 +39,8 @@ int AutomaticTorchThreads(int reserved_cores) {
 
 absl::Status SetTorchThreads(int threads, int reserved_cores) {
   if (threads < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--threads must be 0 (automatic) or positive, got ", threads));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads must be 0 (automatic) or positive, got ", threads));
   }
   at::set_num_threads(threads > 0 ? threads : AutomaticTorchThreads(reserved_cores));
   return absl::OkStatus();
@@ -57,13 +54,14 @@ absl::StatusOr<c10::Device> ParseDevice(absl::string_view name) {
     }
     return c10::Device(c10::kCUDA);
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown device '", name, "' (expected cpu or cuda)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown device '", name, "' (expected cpu or cuda)"));
 }
 
-int Fail(absl::string_view program, absl::string_view message) {
-  std::fprintf(stderr, "%.*s: %.*s\n", static_cast<int>(program.size()), program.data(),
-               static_cast<int>(message.size()), message.data());
-  return 1;
+absl::Status ApplyThreadsFlag(int reserved_cores) {
+  return SetTorchThreads(absl::GetFlag(FLAGS_threads), reserved_cores);
 }
+
+absl::StatusOr<c10::Device> DeviceFlag() { return ParseDevice(absl::GetFlag(FLAGS_device)); }
 
 }  // namespace recur

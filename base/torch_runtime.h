@@ -1,20 +1,17 @@
-#ifndef RECUR_MODEL_CLI_H_
-#define RECUR_MODEL_CLI_H_
+#ifndef RECUR_BASE_TORCH_RUNTIME_H_
+#define RECUR_BASE_TORCH_RUNTIME_H_
 
-// Start-up shared by the LibTorch binaries: Abseil flags with a --help that lists the binary's own
-// flags, glog to stderr, and an explicit LibTorch thread count (it starts with one here).
-
-#include <string>
+// What the LibTorch binaries share at start-up: the --threads and --device flags (defined once,
+// in torch_runtime.cc) and their meaning. LibTorch starts with one thread here: every binary sets
+// the count explicitly.
 
 #include <c10/core/Device.h>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace recur {
-
-// Parses the command line (exits on --help or a bad flag) and sets up logging.
-void InitProgram(int argc, char** argv, absl::string_view usage);
 
 // The LibTorch thread count that --threads 0 stands for: one per core (less `reserved_cores`), or
 // just one when the BLAS library keeps its own pool of a thread per core (OpenBLAS built with
@@ -30,9 +27,11 @@ absl::Status SetTorchThreads(int threads, int reserved_cores = 0);
 // "cpu" or "cuda"; an error if the name is unknown or CUDA is asked for but absent.
 absl::StatusOr<c10::Device> ParseDevice(absl::string_view name);
 
-// Prints "<program>: <message>" to stderr and returns 1, for `return Fail(...)` in main.
-int Fail(absl::string_view program, absl::string_view message);
+// SetTorchThreads with the --threads flag (recur-server reserves a core for gRPC).
+absl::Status ApplyThreadsFlag(int reserved_cores = 0);
+// ParseDevice of the --device flag.
+absl::StatusOr<c10::Device> DeviceFlag();
 
 }  // namespace recur
 
-#endif  // RECUR_MODEL_CLI_H_
+#endif  // RECUR_BASE_TORCH_RUNTIME_H_

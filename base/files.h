@@ -1,5 +1,8 @@
-#ifndef RECUR_MODEL_ATOMIC_DIRECTORY_H_
-#define RECUR_MODEL_ATOMIC_DIRECTORY_H_
+#ifndef RECUR_BASE_FILES_H_
+#define RECUR_BASE_FILES_H_
+
+// File helpers: an atomically published directory, and whole small files read and written with
+// the error checked.
 
 #include <filesystem>
 #include <functional>
@@ -21,9 +24,9 @@ absl::Status WriteDirectoryAtomically(
 // Writes a small file and checks the write.
 absl::Status WriteFileContents(const std::filesystem::path& path, const std::string& contents);
 
-// Reads a whole file; NOT_FOUND names the path.
+// Reads a whole file: NOT_FOUND (no such regular file) or PERMISSION_DENIED naming the path.
 absl::StatusOr<std::string> ReadFileContents(const std::filesystem::path& path);
 
 }  // namespace recur
 
-#endif  // RECUR_MODEL_ATOMIC_DIRECTORY_H_
+#endif  // RECUR_BASE_FILES_H_

@@ -1,4 +1,4 @@
-#include "model/atomic_directory.h"
+#include "base/files.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "model/status_macros.h"
+#include "base/status.h"
 
 namespace recur {
 
@@ -35,17 +35,25 @@ std::string UniqueSuffix() {
 
 absl::Status WriteFileContents(const fs::path& path, const std::string& contents) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
+  if (!out) {
+    return absl::UnavailableError(absl::StrCat("cannot open ", path.string(), " for writing"));
+  }
+  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
   out.close();
   if (!out) return absl::DataLossError(absl::StrCat("failed writing ", path.string()));
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> ReadFileContents(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    return absl::NotFoundError(absl::StrCat("file not found: ", path.string()));
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("file missing: ", path.string()));
+  if (!in) return absl::PermissionDeniedError(absl::StrCat("cannot read ", path.string()));
   std::stringstream buffer;
   buffer << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("failed reading ", path.string()));
   return buffer.str();
 }
 
@@ -65,8 +73,8 @@ absl::Status WriteDirectoryAtomically(
   if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", temp.string(), ": ", ec.message()));
 
   auto fill_and_sync = [&]() -> absl::Status {
-    RETURN_IF_ERROR(fill(temp));
-    for (const auto& entry : fs::directory_iterator(temp)) RETURN_IF_ERROR(Sync(entry.path()));
+    RECUR_RETURN_IF_ERROR(fill(temp));
+    for (const auto& entry : fs::directory_iterator(temp)) RECUR_RETURN_IF_ERROR(Sync(entry.path()));
     return Sync(temp);
   };
   if (auto status = fill_and_sync(); !status.ok()) {
