@@ -82,8 +82,8 @@ void BM_RecipeStepByTorchThreads(benchmark::State& state) {
   config.d_ff = 1024;
   config.dropout = 0.3;
   config.short_conv = 4;
-  config.positional_encoding = "none";
-  config.state_decay = "learned";
+  config.positional_encoding = PositionalEncoding::kNone;
+  config.state_decay = StateDecay::kLearned;
   TransformerLM model(config);
   torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
   const auto input = torch::randint(0, config.vocab_size, {4, 256}, torch::kInt64);

@@ -1,26 +1,66 @@
 #include "model/config.h"
 
+#include <array>
 #include <cmath>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
 
 namespace {
+
 // A few tokens is the point; a wide kernel belongs to attention.
 constexpr int64_t kMaxShortConv = 16;
+
+// An enum's config.json names, in the enum's order.
+template <typename Enum, size_t N>
+struct EnumNames {
+  const char* field;  // for errors: "unknown <field> '<name>' (expected ...)"
+  std::array<absl::string_view, N> names;
+
+  absl::string_view Name(Enum value) const { return names[static_cast<size_t>(value)]; }
+
+  absl::StatusOr<Enum> Parse(absl::string_view name) const {
+    for (size_t i = 0; i < N; ++i) {
+      if (names[i] == name) return static_cast<Enum>(i);
+    }
+    std::string expected;
+    for (size_t i = 0; i < N; ++i) {
+      absl::StrAppend(&expected, i == 0 ? "" : (i + 1 == N ? " or " : ", "), "'", names[i], "'");
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown ", field, " '", name, "' (expected ", expected, ")"));
+  }
+};
+
+constexpr EnumNames<AttentionKind, 2> kAttentionKinds{"attention kind", {"linear", "softmax"}};
+constexpr EnumNames<FeatureMap, 1> kFeatureMaps{"feature_map", {"elu+1"}};
+constexpr EnumNames<PositionalEncoding, 2> kPositionalEncodings{"positional_encoding",
+                                                                {"sinusoidal", "none"}};
+constexpr EnumNames<StateDecay, 3> kStateDecays{"state_decay", {"none", "multiscale", "learned"}};
+
 }  // namespace
 
-absl::string_view AttentionKindName(AttentionKind kind) {
-  return kind == AttentionKind::kLinear ? "linear" : "softmax";
-}
-
+absl::string_view AttentionKindName(AttentionKind kind) { return kAttentionKinds.Name(kind); }
 absl::StatusOr<AttentionKind> ParseAttentionKind(absl::string_view name) {
-  if (name == "linear") return AttentionKind::kLinear;
-  if (name == "softmax") return AttentionKind::kSoftmax;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown attention kind '", name, "' (expected 'linear' or 'softmax')"));
+  return kAttentionKinds.Parse(name);
+}
+absl::string_view FeatureMapName(FeatureMap map) { return kFeatureMaps.Name(map); }
+absl::StatusOr<FeatureMap> ParseFeatureMap(absl::string_view name) {
+  return kFeatureMaps.Parse(name);
+}
+absl::string_view PositionalEncodingName(PositionalEncoding encoding) {
+  return kPositionalEncodings.Name(encoding);
+}
+absl::StatusOr<PositionalEncoding> ParsePositionalEncoding(absl::string_view name) {
+  return kPositionalEncodings.Parse(name);
+}
+absl::string_view StateDecayName(StateDecay decay) { return kStateDecays.Name(decay); }
+absl::StatusOr<StateDecay> ParseStateDecay(absl::string_view name) {
+  return kStateDecays.Parse(name);
 }
 
 absl::Status ModelConfig::Validate() const {
@@ -42,12 +82,7 @@ absl::Status ModelConfig::Validate() const {
                                                    ") must be divisible by num_heads (",
                                                    num_heads, ")"));
   }
-  if (positional_encoding != "sinusoidal" && positional_encoding != "none") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown positional_encoding '",
-                                                   positional_encoding,
-                                                   "' (expected 'sinusoidal' or 'none')"));
-  }
-  if (positional_encoding == "sinusoidal" && d_model % 2 != 0) {
+  if (positional_encoding == PositionalEncoding::kSinusoidal && d_model % 2 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("d_model must be even for sinusoidal positions, got ", d_model));
   }
@@ -55,11 +90,7 @@ absl::Status ModelConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("short_conv must be in [0, ", kMaxShortConv,
                                                    "] (0: none), got ", short_conv));
   }
-  if (state_decay != "none" && state_decay != "multiscale" && state_decay != "learned") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown state_decay '", state_decay,
-                                                   "' (expected 'none', 'multiscale' or 'learned')"));
-  }
-  if (state_decay != "none" && attention != AttentionKind::kLinear) {
+  if (state_decay != StateDecay::kNone && attention != AttentionKind::kLinear) {
     return absl::InvalidArgumentError("state_decay applies to linear attention only");
   }
   if (!(dropout >= 0.0 && dropout < 1.0)) {
@@ -68,10 +99,6 @@ absl::Status ModelConfig::Validate() const {
   if (!(embedding_dropout >= 0.0 && embedding_dropout < 1.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("embedding_dropout must be in [0, 1), got ", embedding_dropout));
-  }
-  if (feature_map != "elu+1") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown feature_map '", feature_map, "' (only 'elu+1' is supported)"));
   }
   if (!(epsilon > 0.0 && std::isfinite(epsilon))) {
     return absl::InvalidArgumentError(absl::StrCat("epsilon must be positive, got ", epsilon));
@@ -108,10 +135,10 @@ std::string ModelConfig::ToJson() const {
   j["dropout"] = dropout;
   j["embedding_dropout"] = embedding_dropout;
   j["attention"] = std::string(AttentionKindName(attention));
-  j["feature_map"] = feature_map;
-  j["positional_encoding"] = positional_encoding;
+  j["feature_map"] = std::string(FeatureMapName(feature_map));
+  j["positional_encoding"] = std::string(PositionalEncodingName(positional_encoding));
   j["short_conv"] = short_conv;
-  j["state_decay"] = state_decay;
+  j["state_decay"] = std::string(StateDecayName(state_decay));
   j["tie_embeddings"] = tie_embeddings;
   j["chunk_size"] = chunk_size;
   j["epsilon"] = epsilon;
@@ -137,13 +164,12 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
     }
     return absl::OkStatus();
   };
-  std::string attention;
+  std::string attention, feature_map, positional_encoding, state_decay = "none";
   for (absl::Status s :
        {read("vocab_size", &c.vocab_size), read("d_model", &c.d_model),
         read("num_layers", &c.num_layers), read("num_heads", &c.num_heads),
         read("d_ff", &c.d_ff), read("dropout", &c.dropout), read("attention", &attention),
-        read("feature_map", &c.feature_map),
-        read("positional_encoding", &c.positional_encoding),
+        read("feature_map", &feature_map), read("positional_encoding", &positional_encoding),
         read("tie_embeddings", &c.tie_embeddings), read("chunk_size", &c.chunk_size),
         read("epsilon", &c.epsilon)}) {
     if (!s.ok()) return s;
@@ -156,11 +182,12 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
     if (auto s = read("short_conv", &c.short_conv); !s.ok()) return s;
   }
   if (j.contains("state_decay")) {
-    if (auto s = read("state_decay", &c.state_decay); !s.ok()) return s;
+    if (auto s = read("state_decay", &state_decay); !s.ok()) return s;
   }
-  auto kind = ParseAttentionKind(attention);
-  if (!kind.ok()) return kind.status();
-  c.attention = *kind;
+  RECUR_ASSIGN_OR_RETURN(c.attention, ParseAttentionKind(attention));
+  RECUR_ASSIGN_OR_RETURN(c.feature_map, ParseFeatureMap(feature_map));
+  RECUR_ASSIGN_OR_RETURN(c.positional_encoding, ParsePositionalEncoding(positional_encoding));
+  RECUR_ASSIGN_OR_RETURN(c.state_decay, ParseStateDecay(state_decay));
   if (auto s = c.Validate(); !s.ok()) return s;
   return c;
 }

@@ -10,10 +10,32 @@
 
 namespace recur {
 
-enum class AttentionKind { kLinear, kSoftmax };
+// Each architectural choice is an enum with its config.json name: Name gives it, Parse reads it
+// (INVALID_ARGUMENT naming the field and the names it accepts).
 
+enum class AttentionKind { kLinear, kSoftmax };  // "linear", "softmax"
 absl::string_view AttentionKindName(AttentionKind kind);
 absl::StatusOr<AttentionKind> ParseAttentionKind(absl::string_view name);
+
+// φ(x) = elu(x) + 1, the map of Katharopoulos et al.; the only one implemented.
+enum class FeatureMap { kEluPlusOne };  // "elu+1"
+absl::string_view FeatureMapName(FeatureMap map);
+absl::StatusOr<FeatureMap> ParseFeatureMap(absl::string_view name);
+
+// kSinusoidal: added to the embedding, computed at any position (the recurrent state has no
+// length cap). kNone: no encoding; the model must tell positions apart by other means (a short
+// convolution, the causal sums).
+enum class PositionalEncoding { kSinusoidal, kNone };  // "sinusoidal", "none"
+absl::string_view PositionalEncodingName(PositionalEncoding encoding);
+absl::StatusOr<PositionalEncoding> ParsePositionalEncoding(absl::string_view name);
+
+// Linear attention only. kNone: the paper's state, a plain sum. kMultiscale: each head's state
+// decays by γ_h = 1 − 2^(−5−h) per token (see linear_attention.h), so old tokens fade at a
+// different rate in each head. kLearned: the same start, then γ_h = sigmoid(a parameter) is
+// trained with the rest.
+enum class StateDecay { kNone, kMultiscale, kLearned };  // "none", "multiscale", "learned"
+absl::string_view StateDecayName(StateDecay decay);
+absl::StatusOr<StateDecay> ParseStateDecay(absl::string_view name);
 
 // The architecture of a TransformerLM. Everything a checkpoint needs to rebuild the model.
 struct ModelConfig {
@@ -27,20 +49,13 @@ struct ModelConfig {
   // (every occurrence alike; Gal & Ghahramani 2016, as in AWD-LSTM). Optional in config.json.
   double embedding_dropout = 0.0;
   AttentionKind attention = AttentionKind::kLinear;
-  // φ(x) = elu(x) + 1, the map of Katharopoulos et al.; the only one implemented.
-  std::string feature_map = "elu+1";
-  // "sinusoidal": added to the embedding, computed at any position (the recurrent state has no
-  // length cap). "none": no encoding; the model must tell positions apart by other means (a short
-  // convolution, the causal sums).
-  std::string positional_encoding = "sinusoidal";
+  FeatureMap feature_map = FeatureMap::kEluPlusOne;
+  PositionalEncoding positional_encoding = PositionalEncoding::kSinusoidal;
   // Width K of a causal depthwise convolution over the q, k, v projections of every attention
   // layer (see short_convolution.h); 0: none. Optional in config.json.
   int64_t short_conv = 0;
-  // Linear attention only. "none": the paper's state, a plain sum. "multiscale": each head's state
-  // decays by γ_h = 1 − 2^(−5−h) per token (see linear_attention.h), so old tokens fade at a
-  // different rate in each head. "learned": the same start, then γ_h = sigmoid(a parameter) is
-  // trained with the rest. Optional in config.json.
-  std::string state_decay = "none";
+  // Optional in config.json.
+  StateDecay state_decay = StateDecay::kNone;
   bool tie_embeddings = true;
   // Chunk length of the chunkwise-parallel form used by Forward and Prefill.
   int64_t chunk_size = 64;

@@ -32,9 +32,9 @@ AttentionLayerImpl::AttentionLayerImpl(const ModelConfig& c) : config(c) {
     conv = register_parameter(kShortConvolutionName, torch::zeros({c.short_conv, 3 * c.d_model}));
   }
   out = register_module("out", torch::nn::Linear(c.d_model, c.d_model));
-  if (c.state_decay == "multiscale") {
+  if (c.state_decay == StateDecay::kMultiscale) {
     decay = register_buffer("decay", MultiScaleDecay(c.num_heads, torch::kCPU));
-  } else if (c.state_decay == "learned") {
+  } else if (c.state_decay == StateDecay::kLearned) {
     decay_logit =
         register_parameter(kDecayLogitName, torch::logit(MultiScaleDecay(c.num_heads, torch::kCPU)));
   }
@@ -161,7 +161,7 @@ torch::Tensor TransformerLMImpl::Hidden(const torch::Tensor& tokens, const torch
                                         ModelState* state) {
   const double scale = std::sqrt(static_cast<double>(config_.d_model));
   auto x = Embed(tokens) * scale;
-  if (config_.positional_encoding == "sinusoidal") x = x + SinusoidalEncoding(positions, config_.d_model);
+  if (config_.positional_encoding == PositionalEncoding::kSinusoidal) x = x + SinusoidalEncoding(positions, config_.d_model);
   x = dropout(x);
   torch::Tensor start = state != nullptr ? state->positions : torch::Tensor();
   for (size_t i = 0; i < blocks->size(); ++i) {

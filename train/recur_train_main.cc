@@ -69,9 +69,12 @@ namespace {
 
 // The architecture the flags ask for (a resumed run takes its saved one instead).
 absl::StatusOr<recur::ModelConfig> ConfigFromFlags(int64_t vocab_size) {
-  auto attention = recur::ParseAttentionKind(absl::GetFlag(FLAGS_attention));
-  if (!attention.ok()) return attention.status();
   recur::ModelConfig config;
+  RECUR_ASSIGN_OR_RETURN(config.attention, recur::ParseAttentionKind(absl::GetFlag(FLAGS_attention)));
+  RECUR_ASSIGN_OR_RETURN(config.positional_encoding,
+                         recur::ParsePositionalEncoding(absl::GetFlag(FLAGS_positional_encoding)));
+  RECUR_ASSIGN_OR_RETURN(config.state_decay,
+                         recur::ParseStateDecay(absl::GetFlag(FLAGS_state_decay)));
   config.vocab_size = vocab_size;
   config.d_model = absl::GetFlag(FLAGS_d_model);
   config.num_layers = absl::GetFlag(FLAGS_layers);
@@ -79,10 +82,7 @@ absl::StatusOr<recur::ModelConfig> ConfigFromFlags(int64_t vocab_size) {
   config.d_ff = absl::GetFlag(FLAGS_d_ff);
   config.dropout = absl::GetFlag(FLAGS_dropout);
   config.embedding_dropout = absl::GetFlag(FLAGS_embedding_dropout);
-  config.attention = *attention;
   config.short_conv = absl::GetFlag(FLAGS_short_conv);
-  config.positional_encoding = absl::GetFlag(FLAGS_positional_encoding);
-  config.state_decay = absl::GetFlag(FLAGS_state_decay);
   config.chunk_size = absl::GetFlag(FLAGS_chunk_size);
   config.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
   if (auto s = config.Validate(); !s.ok()) return s;

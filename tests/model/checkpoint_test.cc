@@ -202,7 +202,7 @@ INSTANTIATE_TEST_SUITE_P(Kinds, CheckpointTest,
 TEST(LearnedDecayCheckpointTest, TrainedDecayRoundTrips) {
   torch::manual_seed(23);
   ModelConfig config = testing::SmallModelConfig(AttentionKind::kLinear, 257);
-  config.state_decay = "learned";
+  config.state_decay = StateDecay::kLearned;
   TransformerLM model(config);
   testing::RandomizeLearnedDecays(model);
   TempDir tmp;
@@ -210,7 +210,7 @@ TEST(LearnedDecayCheckpointTest, TrainedDecayRoundTrips) {
   ASSERT_TRUE(SaveCheckpoint(tmp.Join("ckpt"), model, tokenizer, {}).ok());
   auto loaded = LoadCheckpoint(tmp.Join("ckpt"));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_EQ(loaded->config.state_decay, "learned");
+  EXPECT_EQ(loaded->config.state_decay, StateDecay::kLearned);
   const std::string name = "blocks.1.attention.decay_logit";
   EXPECT_TRUE(torch::equal(loaded->model->named_parameters()[name], model->named_parameters()[name]));
   torch::NoGradGuard no_grad;

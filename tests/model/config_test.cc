@@ -34,29 +34,53 @@ TEST(ModelConfigTest, ImpossibleShapesNameTheField) {
   EXPECT_THAT(message([](ModelConfig& c) { c.dropout = 1.0; }), HasSubstr("dropout"));
   EXPECT_THAT(message([](ModelConfig& c) { c.embedding_dropout = -0.1; }), HasSubstr("embedding_dropout"));
   EXPECT_THAT(message([](ModelConfig& c) { c.chunk_size = 0; }), HasSubstr("chunk_size"));
-  EXPECT_THAT(message([](ModelConfig& c) { c.feature_map = "relu"; }), HasSubstr("feature_map"));
-  EXPECT_THAT(message([](ModelConfig& c) { c.positional_encoding = "learned"; }),
-              HasSubstr("positional_encoding"));
   EXPECT_THAT(message([](ModelConfig& c) { c.short_conv = -1; }), HasSubstr("short_conv"));
   EXPECT_THAT(message([](ModelConfig& c) { c.short_conv = 17; }), HasSubstr("short_conv"));
   EXPECT_THAT(message([](ModelConfig& c) { c.d_model = 33; c.num_heads = 3; }), HasSubstr("even"));
-  EXPECT_THAT(message([](ModelConfig& c) { c.state_decay = "exponential"; }),
-              HasSubstr("unknown state_decay"));
   EXPECT_THAT(message([](ModelConfig& c) {
-                c.state_decay = "multiscale";
+                c.state_decay = StateDecay::kMultiscale;
                 c.attention = AttentionKind::kSoftmax;
               }),
               HasSubstr("linear attention only"));
   EXPECT_THAT(message([](ModelConfig& c) {
-                c.state_decay = "learned";
+                c.state_decay = StateDecay::kLearned;
                 c.attention = AttentionKind::kSoftmax;
               }),
               HasSubstr("linear attention only"));
 }
 
+TEST(ModelConfigTest, UnknownNamesOfTheArchitecturalChoicesNameTheField) {
+  auto message = [](const char* field, const char* value) {
+    auto json = nlohmann::json::parse(ModelConfig().ToJson());
+    json[field] = value;
+    return std::string(ModelConfig::FromJson(json.dump()).status().message());
+  };
+  EXPECT_THAT(message("feature_map", "relu"), HasSubstr("feature_map"));
+  EXPECT_THAT(message("positional_encoding", "learned"), HasSubstr("positional_encoding"));
+  EXPECT_THAT(message("state_decay", "exponential"), HasSubstr("unknown state_decay"));
+  EXPECT_THAT(message("state_decay", "exponential"),
+              HasSubstr("(expected 'none', 'multiscale' or 'learned')"));
+  EXPECT_THAT(message("attention", "sparse"), HasSubstr("unknown attention kind 'sparse'"));
+}
+
+TEST(ModelConfigTest, EveryChoiceRoundTripsThroughItsName) {
+  for (auto kind : {AttentionKind::kLinear, AttentionKind::kSoftmax}) {
+    EXPECT_EQ(*ParseAttentionKind(AttentionKindName(kind)), kind);
+  }
+  for (auto e : {PositionalEncoding::kSinusoidal, PositionalEncoding::kNone}) {
+    EXPECT_EQ(*ParsePositionalEncoding(PositionalEncodingName(e)), e);
+  }
+  for (auto d : {StateDecay::kNone, StateDecay::kMultiscale, StateDecay::kLearned}) {
+    EXPECT_EQ(*ParseStateDecay(StateDecayName(d)), d);
+  }
+  EXPECT_EQ(FeatureMapName(FeatureMap::kEluPlusOne), "elu+1");
+  EXPECT_EQ(StateDecayName(StateDecay::kMultiscale), "multiscale");
+  EXPECT_EQ(PositionalEncodingName(PositionalEncoding::kNone), "none");
+}
+
 TEST(ModelConfigTest, NoPositionalEncodingAllowsAnOddWidth) {
   ModelConfig c;
-  c.positional_encoding = "none";
+  c.positional_encoding = PositionalEncoding::kNone;
   c.d_model = 33;
   c.num_heads = 3;
   EXPECT_TRUE(c.Validate().ok()) << c.Validate();
@@ -75,11 +99,11 @@ TEST(ModelConfigTest, LaterFieldsAreOptionalForOlderCheckpoints) {
   ModelConfig c;
   c.embedding_dropout = 0.2;
   c.short_conv = 4;
-  c.positional_encoding = "none";
-  c.state_decay = "multiscale";
+  c.positional_encoding = PositionalEncoding::kNone;
+  c.state_decay = StateDecay::kMultiscale;
   auto json = nlohmann::json::parse(c.ToJson());
   EXPECT_EQ(ModelConfig::FromJson(json.dump())->short_conv, 4);
-  EXPECT_EQ(ModelConfig::FromJson(json.dump())->state_decay, "multiscale");
+  EXPECT_EQ(ModelConfig::FromJson(json.dump())->state_decay, StateDecay::kMultiscale);
   json.erase("embedding_dropout");
   json.erase("short_conv");
   json.erase("state_decay");
@@ -87,8 +111,8 @@ TEST(ModelConfigTest, LaterFieldsAreOptionalForOlderCheckpoints) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->embedding_dropout, 0.0);
   EXPECT_EQ(back->short_conv, 0);
-  EXPECT_EQ(back->state_decay, "none");
-  EXPECT_EQ(back->positional_encoding, "none");
+  EXPECT_EQ(back->state_decay, StateDecay::kNone);
+  EXPECT_EQ(back->positional_encoding, PositionalEncoding::kNone);
 }
 
 TEST(ModelConfigTest, StateBytesFollowTheFormula) {

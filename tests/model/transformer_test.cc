@@ -24,8 +24,8 @@ struct FormsVariant {
   std::string name;
   AttentionKind kind;
   int64_t short_conv = 0;
-  std::string positional_encoding = "sinusoidal";
-  std::string state_decay = "none";
+  PositionalEncoding positional_encoding = PositionalEncoding::kSinusoidal;
+  StateDecay state_decay = StateDecay::kNone;
 };
 
 class TransformerFormsTest : public ::testing::TestWithParam<FormsVariant> {
@@ -202,17 +202,18 @@ INSTANTIATE_TEST_SUITE_P(
     Variants, TransformerFormsTest,
     ::testing::Values(FormsVariant{"linear", AttentionKind::kLinear},
                       FormsVariant{"softmax", AttentionKind::kSoftmax},
-                      FormsVariant{"linear_conv4_no_positions", AttentionKind::kLinear, 4, "none"},
+                      FormsVariant{"linear_conv4_no_positions", AttentionKind::kLinear, 4, PositionalEncoding::kNone},
                       FormsVariant{"softmax_conv3", AttentionKind::kSoftmax, 3},
-                      FormsVariant{"linear_multiscale_decay", AttentionKind::kLinear, 4, "none",
-                                   "multiscale"},
-                      FormsVariant{"linear_learned_decay", AttentionKind::kLinear, 4, "none", "learned"}),
+                      FormsVariant{"linear_multiscale_decay", AttentionKind::kLinear, 4,
+                                   PositionalEncoding::kNone, StateDecay::kMultiscale},
+                      FormsVariant{"linear_learned_decay", AttentionKind::kLinear, 4,
+                                   PositionalEncoding::kNone, StateDecay::kLearned}),
     [](const auto& info) { return info.param.name; });
 
 // A learned decay starts as the multiscale one, is a saved parameter of each layer, and trains.
 TEST(LearnedDecayTest, StartsAsMultiScaleAndTrains) {
   auto config = SmallConfig(AttentionKind::kLinear);
-  config.state_decay = "learned";
+  config.state_decay = StateDecay::kLearned;
   TransformerLM model(config);
   auto named = model->named_parameters();
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
@@ -230,9 +231,9 @@ TEST(LearnedDecayTest, StartsAsMultiScaleAndTrains) {
   EXPECT_GT(grad.abs().min().item<double>(), 0.0);  // every head's rate gets a gradient
 
   // Nothing that is not a parameter: a multiscale model has the same parameters as a plain one.
-  config.state_decay = "multiscale";
+  config.state_decay = StateDecay::kMultiscale;
   auto plain = config;
-  plain.state_decay = "none";
+  plain.state_decay = StateDecay::kNone;
   EXPECT_EQ(TransformerLM(config)->ParameterCount(), TransformerLM(plain)->ParameterCount());
   EXPECT_EQ(model->ParameterCount(),
             TransformerLM(plain)->ParameterCount() + config.num_layers * config.num_heads);

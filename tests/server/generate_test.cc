@@ -20,7 +20,7 @@ struct ServedModel {
   std::string name;
   AttentionKind kind;
   int64_t short_conv = 0;
-  std::string state_decay = "none";
+  StateDecay state_decay = StateDecay::kNone;
 };
 
 class GenerateTest : public ::testing::TestWithParam<ServedModel> {
@@ -229,9 +229,9 @@ INSTANTIATE_TEST_SUITE_P(Models, GenerateTest,
                                            ServedModel{"softmax", AttentionKind::kSoftmax},
                                            ServedModel{"linear_conv4", AttentionKind::kLinear, 4},
                                            ServedModel{"linear_conv4_decay", AttentionKind::kLinear,
-                                                       4, "multiscale"},
+                                                       4, StateDecay::kMultiscale},
                                            ServedModel{"linear_conv4_learned_decay",
-                                                       AttentionKind::kLinear, 4, "learned"}),
+                                                       AttentionKind::kLinear, 4, StateDecay::kLearned}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

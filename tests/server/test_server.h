@@ -49,10 +49,10 @@ inline ModelConfig SmallServedConfig(int64_t vocab_size, AttentionKind kind) {
 // short convolution and no positional encoding when `short_conv` > 0, and the given
 // linear-attention state decay.
 inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind, uint64_t seed = 11,
-                                int64_t short_conv = 0, const std::string& state_decay = "none") {
+                                int64_t short_conv = 0, StateDecay state_decay = StateDecay::kNone) {
   ModelConfig config = SmallServedConfig(257, kind);
   config.short_conv = short_conv;
-  if (short_conv > 0) config.positional_encoding = "none";
+  if (short_conv > 0) config.positional_encoding = PositionalEncoding::kNone;
   config.state_decay = state_decay;
   WriteRandomCheckpoint(directory, config, ByteTokenizer(), seed);
 }
