@@ -103,10 +103,7 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const to
   }
 
   auto weights = ReadSafetensors((dir / kWeightsFile).string());
-  if (!weights.ok()) {
-    return absl::Status(weights.status().code(),
-                        absl::StrCat("checkpoint ", dir.string(), ": ", weights.status().message()));
-  }
+  if (!weights.ok()) return Annotate(weights.status(), absl::StrCat("checkpoint ", dir.string()));
   Checkpoint checkpoint;
   checkpoint.config = *config;
   checkpoint.tokenizer = std::move(*tokenizer);

@@ -23,9 +23,15 @@ namespace {
 constexpr char kOptimizerFile[] = "optimizer.safetensors";
 constexpr char kTrainerFile[] = "trainer.json";
 constexpr char kFormat[] = "recur-training-state";
-constexpr int kVersion = 1;
+// 2: the optimizer's tensors are named by parameter (exp_avg.<name>); 1 numbered them in
+// parameters() order (exp_avg.<i>), which is still read.
+constexpr int kVersion = 2;
 
-std::string ParamKey(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+// The key under which LibTorch's optimizers keep a parameter's state (Optimizer::state()). It is
+// LibTorch's own convention, used only to reach that map; the saved file names parameters instead.
+std::string OptimizerStateKey(const torch::Tensor& p) {
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+}
 
 absl::Status StateError(const std::string& dir, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("training state ", dir, ": ", what));
@@ -70,15 +76,16 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
                                const TrainingState& state) {
   NamedTensors tensors;
   const auto params = model->parameters();
-  for (size_t i = 0; i < params.size(); ++i) {
-    auto it = optimizer.state().find(ParamKey(params[i]));
+  const auto named = model->named_parameters();
+  for (const auto& param : named) {
+    auto it = optimizer.state().find(OptimizerStateKey(param.value()));
     if (it == optimizer.state().end()) continue;  // no step taken yet
     const auto& adam = static_cast<const torch::optim::AdamWParamState&>(*it->second);
-    tensors.emplace_back(absl::StrCat("exp_avg.", i), adam.exp_avg());
-    tensors.emplace_back(absl::StrCat("exp_avg_sq.", i), adam.exp_avg_sq());
-    tensors.emplace_back(absl::StrCat("step.", i), torch::tensor(adam.step(), torch::kInt64));
+    tensors.emplace_back(absl::StrCat("exp_avg.", param.key()), adam.exp_avg());
+    tensors.emplace_back(absl::StrCat("exp_avg_sq.", param.key()), adam.exp_avg_sq());
+    tensors.emplace_back(absl::StrCat("step.", param.key()),
+                         torch::tensor(adam.step(), torch::kInt64));
   }
-  const auto named = model->named_parameters();
   for (size_t i = 0; i < state.best_params.size() && i < named.size(); ++i) {
     tensors.emplace_back(absl::StrCat("best.", named[i].key()), state.best_params[i]);
   }
@@ -124,9 +131,8 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
 }
 
 absl::StatusOr<ModelConfig> ReadTrainingStateConfig(const std::string& directory) {
-  auto checkpoint = LoadCheckpoint(directory);
-  if (!checkpoint.ok()) return checkpoint.status();
-  return checkpoint->config;
+  RECUR_ASSIGN_OR_RETURN(Checkpoint checkpoint, LoadCheckpoint(directory));
+  return checkpoint.config;
 }
 
 absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, TransformerLM& model,
@@ -137,8 +143,9 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
   if (json.is_discarded() || !json.is_object() || json.value("format", "") != kFormat) {
     return StateError(directory, "trainer.json is not a recur training state");
   }
-  if (json.value("version", 0) != kVersion) {
-    return StateError(directory, absl::StrCat("unsupported version ", json.value("version", 0)));
+  const int version = json.value("version", 0);
+  if (version != 1 && version != kVersion) {
+    return StateError(directory, absl::StrCat("unsupported version ", version));
   }
   TrainingState state;
   try {
@@ -160,7 +167,9 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
     return StateError(directory, "its model configuration differs from the one being trained");
   }
   auto optimizer_file = ReadSafetensors((dir / kOptimizerFile).string());
-  if (!optimizer_file.ok()) return StateError(directory, optimizer_file.status().message());
+  if (!optimizer_file.ok()) {
+    return Annotate(optimizer_file.status(), absl::StrCat("training state ", directory));
+  }
   auto& saved = optimizer_file->tensors;
 
   torch::NoGradGuard no_grad;
@@ -169,22 +178,24 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
   const auto current_params = current.model->parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     params[i].copy_(current_params[i]);
-    const std::string index = std::to_string(i);
-    auto avg = saved.find("exp_avg." + index), sq = saved.find("exp_avg_sq." + index),
-         step = saved.find("step." + index);
+    const std::string key = version == 1 ? std::to_string(i) : named[i].key();
+    auto avg = saved.find("exp_avg." + key), sq = saved.find("exp_avg_sq." + key),
+         step = saved.find("step." + key);
     if (avg == saved.end() && sq == saved.end() && step == saved.end()) continue;
     if (avg == saved.end() || sq == saved.end() || step == saved.end()) {
-      return StateError(directory, absl::StrCat("optimizer state for parameter ", i, " is incomplete"));
+      return StateError(directory,
+                        absl::StrCat("optimizer state for '", named[i].key(), "' is incomplete"));
     }
     if (avg->second.sizes() != params[i].sizes() || sq->second.sizes() != params[i].sizes() ||
         step->second.scalar_type() != torch::kInt64 || step->second.numel() != 1) {
-      return StateError(directory, absl::StrCat("optimizer state for parameter ", i, " has the wrong shape"));
+      return StateError(directory, absl::StrCat("optimizer state for '", named[i].key(),
+                                                "' has the wrong shape"));
     }
     auto adam = std::make_unique<torch::optim::AdamWParamState>();
     adam->step(step->second.item<int64_t>());
     adam->exp_avg(avg->second.to(params[i].options()));
     adam->exp_avg_sq(sq->second.to(params[i].options()));
-    optimizer.state()[ParamKey(params[i])] = std::move(adam);
+    optimizer.state()[OptimizerStateKey(params[i])] = std::move(adam);
   }
   RECUR_ASSIGN_OR_RETURN(state.best_params, ReadParameterSet(directory, saved, named, "best.", "best weights"));
   RECUR_ASSIGN_OR_RETURN(state.ema_params, ReadParameterSet(directory, saved, named, "ema.", "averaged weights"));

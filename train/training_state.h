@@ -6,11 +6,13 @@
 // when training there), the best weights so far, and the progress through the data. Stored as a
 // directory, published atomically:
 //   config.json, tokenizer.json, model.safetensors   the current model (a loadable checkpoint)
-//   optimizer.safetensors                            exp_avg.{i}, exp_avg_sq.{i}, step.{i},
+//   optimizer.safetensors                            exp_avg.{name}, exp_avg_sq.{name},
+//                                                    step.{name} (AdamW's, per parameter),
 //                                                    best.{name}, ema.{name} (--ema_decay runs),
 //                                                    rng.cpu, rng.cuda (GPU runs),
-//                                                    carried.{s,z}.{layer}, carried.positions
-//                                                    (--carry_context runs)
+//                                                    carried.{s,z,conv}.{layer},
+//                                                    carried.positions (--carry_context runs;
+//                                                    conv with a short convolution)
 //   trainer.json                                     step, tokens, losses, elapsed time, options
 
 #include <limits>

@@ -277,6 +277,57 @@ TEST(ResumeTest, IncompleteOrMisshapenSavedWeightsAreRefused) {
   EXPECT_EQ(resume_with([](auto&) {}), "");  // the untouched state still resumes
 }
 
+TEST(ResumeTest, TheOptimizerStateIsSavedByParameterNameAndAMissingFileIsNotFound) {
+  TempDir dir;
+  Corpus corpus = ByteCorpus("text", Text());
+  TrainOptions first = ResumeOptions();
+  first.max_steps = 4;
+  first.state_dir = dir.Join("state");
+  ASSERT_TRUE(Train(DropoutConfig(), corpus, first).ok());
+  const std::string optimizer = dir.Join("state") + "/optimizer.safetensors";
+  auto saved = ReadSafetensors(optimizer);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  for (const char* name : {"exp_avg.embedding.weight", "exp_avg_sq.blocks.0.attention.conv",
+                           "step.blocks.0.attention.qkv.weight"}) {
+    EXPECT_TRUE(saved->tensors.count(name)) << name;
+  }
+  EXPECT_FALSE(saved->tensors.count("exp_avg.0")) << "named, not numbered";
+
+  // Version 1 numbered the tensors in parameters() order: such a state still resumes, to the
+  // same weights as the named one.
+  TrainOptions second = ResumeOptions();
+  second.resume = dir.Join("state");
+  auto from_named = Train(DropoutConfig(), corpus, second);
+  ASSERT_TRUE(from_named.ok()) << from_named.status();
+  TransformerLM model(DropoutConfig());
+  const auto named = model->named_parameters();
+  std::map<std::string, torch::Tensor> numbered;
+  for (const auto& [key, tensor] : saved->tensors) {
+    std::string renamed = key;
+    for (size_t i = 0; i < named.size(); ++i) {
+      for (const char* prefix : {"exp_avg.", "exp_avg_sq.", "step."}) {
+        if (key == prefix + named[i].key()) renamed = prefix + std::to_string(i);
+      }
+    }
+    numbered[renamed] = tensor;
+  }
+  ASSERT_TRUE(WriteSafetensors(optimizer, NamedTensors(numbered.begin(), numbered.end())).ok());
+  const std::string trainer_json = dir.Join("state") + "/trainer.json";
+  auto json = nlohmann::json::parse(std::ifstream(trainer_json));
+  json["version"] = 1;
+  std::ofstream(trainer_json, std::ios::trunc) << json.dump();
+  auto from_numbered = Train(DropoutConfig(), corpus, second);
+  ASSERT_TRUE(from_numbered.ok()) << from_numbered.status();
+  for (const auto& p : from_named->final_params) {
+    EXPECT_TRUE(torch::equal(p.value(), from_numbered->final_params[p.key()])) << p.key();
+  }
+
+  std::filesystem::remove(optimizer);
+  auto missing = Train(DropoutConfig(), corpus, second);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
+  EXPECT_THAT(std::string(missing.status().message()), ::testing::HasSubstr("optimizer.safetensors"));
+}
+
 TEST(ResumeTest, OtherDataBatchingOrContextIsRefused) {
   TempDir dir;
   Corpus corpus = ByteCorpus("text", Text());
