@@ -34,10 +34,6 @@ ModelState ModelState::Clone() const {
   return Map(*this, [](const torch::Tensor& t) { return t.clone(); });
 }
 
-ModelState ModelState::To(const torch::Device& device) const {
-  return Map(*this, [&device](const torch::Tensor& t) { return t.to(device); });
-}
-
 ModelState ConcatStates(const std::vector<const ModelState*>& states) {
   TORCH_CHECK(!states.empty(), "ConcatStates needs at least one state");
   if (states.size() == 1) return *states[0];

@@ -29,7 +29,6 @@ struct ModelState {
 
   // A deep copy, e.g. to fork a session.
   ModelState Clone() const;
-  ModelState To(const torch::Device& device) const;
 };
 
 // The rows of several states stacked into one batch, in order (how a server joins sessions into

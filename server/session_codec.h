@@ -5,6 +5,8 @@
 // The bytes are a safetensors file (docs/checkpoint.md describes the format):
 //   layers.<i>.s, layers.<i>.z        linear attention: the sums S [1,H,d,d] and z [1,H,d], float32
 //   layers.<i>.k, layers.<i>.v        softmax attention: the key/value cache [1,H,T,d], T = consumed
+//   layers.<i>.conv                   with a short convolution of width K: the last K−1 rows of the
+//                                     layer's q/k/v projections [1,K−1,3D], float32
 //   pending                           int64 [P]: tokens seen but not yet fed to the model
 //   seen                              int64 [U]: distinct tokens so far (for the repetition penalty)
 // and metadata: format "recur-session", version "1", consumed (tokens in the state) and the

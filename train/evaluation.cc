@@ -65,15 +65,6 @@ Evaluation Score(TransformerLM& model, const torch::Tensor& stream, const Evalua
   return result;
 }
 
-double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch_size,
-                int64_t seq_len, const torch::Device& device) {
-  EvaluationOptions options;
-  options.rows = batch_size;
-  options.seq_len = seq_len;
-  options.device = device;
-  return Score(model, stream, options).mean_loss();
-}
-
 double LossFigure(double nats_per_token, bool byte_level) {
   return byte_level ? nats_per_token / std::log(2.0) : std::exp(nats_per_token);
 }

@@ -54,10 +54,6 @@ struct Evaluation {
 
 Evaluation Score(TransformerLM& model, const torch::Tensor& stream, const EvaluationOptions& options);
 
-// Mean cross-entropy (nats per token) over fresh windows: the trainer's validation.
-double Evaluate(TransformerLM& model, const torch::Tensor& stream, int64_t batch_size,
-                int64_t seq_len, const torch::Device& device);
-
 // A loss in nats per token as the figure users read: bits per character for byte-level data,
 // perplexity for word-level data. The one place the conversion is written.
 double LossFigure(double nats_per_token, bool byte_level);

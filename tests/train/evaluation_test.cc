@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "tests/test_util.h"
+#include "tests/train/fresh_window_loss.h"
 
 namespace recur {
 namespace {
@@ -80,7 +81,7 @@ TEST_P(EvaluationTest, FreshWindowsForgetTheContextBeforeEachWindow) {
   }
   EXPECT_EQ(fresh.tokens, 3 * 66);
   EXPECT_NEAR(fresh.loss_sum, expected, 1e-4 * expected);
-  EXPECT_NEAR(Evaluate(model_, stream_, 3, 10, torch::kCPU), expected / (3 * 66), 1e-5);
+  EXPECT_NEAR(FreshWindowLoss(model_, stream_, 3, 10, torch::kCPU), expected / (3 * 66), 1e-5);
 }
 
 TEST_P(EvaluationTest, SlidingWindowsScoreEachTokenOnceWithAtLeastSeqLenMinusStrideContext) {
@@ -112,7 +113,7 @@ TEST_P(EvaluationTest, SlidingWindowsScoreEachTokenOnceWithAtLeastSeqLenMinusStr
   // A stride of the full window is fresh windows.
   options.stride = 10;
   EXPECT_NEAR(Score(model_, stream_, options).loss_sum,
-              Evaluate(model_, stream_, 3, 10, torch::kCPU) * 3 * 66, 1e-6 * expected);
+              FreshWindowLoss(model_, stream_, 3, 10, torch::kCPU) * 3 * 66, 1e-6 * expected);
 }
 
 TEST_P(EvaluationTest, BucketsPartitionTheTokensByContextLength) {

@@ -14,6 +14,7 @@
 #include "train/evaluation.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
+#include "tests/train/fresh_window_loss.h"
 
 namespace recur {
 namespace {
@@ -69,7 +70,7 @@ TEST(TrainerTest, LearnsWritesBestCheckpointAndMetrics) {
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   EXPECT_DOUBLE_EQ(checkpoint->provenance.valid_loss, result->best_valid_loss);
   // The saved model reproduces the recorded validation loss.
-  EXPECT_NEAR(Evaluate(checkpoint->model, corpus.valid, 8, 32, torch::kCPU), result->best_valid_loss, 1e-5);
+  EXPECT_NEAR(FreshWindowLoss(checkpoint->model, corpus.valid, 8, 32, torch::kCPU), result->best_valid_loss, 1e-5);
 
   std::ifstream log(options.metrics_log);
   std::string line;
@@ -416,7 +417,7 @@ TEST(WeightAveragingTest, TheBetterOfTheWeightsAndTheirAverageIsKept) {
   EXPECT_DOUBLE_EQ(result->best_valid_loss, best);
   auto checkpoint = LoadCheckpoint(options.out);
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
-  EXPECT_NEAR(Evaluate(checkpoint->model, corpus.valid, 8, 32, torch::kCPU), best, 1e-5);
+  EXPECT_NEAR(FreshWindowLoss(checkpoint->model, corpus.valid, 8, 32, torch::kCPU), best, 1e-5);
 }
 
 TEST(WeightAveragingTest, DecayOutsideZeroToOneIsAnError) {
