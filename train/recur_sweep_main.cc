@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "base/files.h"
 #include "base/program.h"
+#include "train/evaluation.h"
 #include "train/sweep.h"
 
 ABSL_FLAG(std::string, sweep, "", "Sweep file (JSON), e.g. experiments/ptb_batch_size.json");
@@ -51,6 +52,63 @@ std::string SelfDirectory() {
   std::error_code ec;
   auto self = fs::read_symlink("/proc/self/exe", ec);
   return ec ? "." : self.parent_path().string();
+}
+
+// Runs one training run to its end, or keeps it when its metrics log says it finished earlier;
+// an interrupted run goes on from its last evaluation, one that saved nothing starts again.
+// Prints what happened after the run's name. `failed` is set when the run did not finish.
+recur::RunSummary RunOrKeep(std::vector<std::string> args, const fs::path& dir,
+                            const std::string& metrics, bool* failed) {
+  auto summary = recur::ReadRunSummary(metrics);
+  if (summary.done) {
+    std::printf(" (done earlier, kept)");
+    return summary;
+  }
+  std::error_code ec;
+  const std::string state = recur::InterruptedRunState(dir.string());
+  if (state.empty()) {
+    fs::remove(metrics, ec);
+  } else {
+    args.push_back("--resume=" + state);
+    std::printf(": resuming the interrupted run from %s", state.c_str());
+  }
+  std::fflush(stdout);
+  fs::create_directories(dir, ec);
+  const auto start = std::chrono::steady_clock::now();
+  const int status = RunLogged(args, (dir / "train.log").string());
+  const double minutes =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
+  summary = recur::ReadRunSummary(metrics);
+  *failed = status != 0 || !summary.done;
+  if (*failed) {
+    std::printf(": FAILED (exit %d, see %s)\n", status, (dir / "train.log").c_str());
+  } else {
+    std::printf(" (%.1f min)", minutes);
+  }
+  return summary;
+}
+
+// ": valid ppl 123.4, test ppl 120.1, 2000 tokens/s, peak heap 300 MiB".
+void PrintSummary(const recur::RunSummary& summary) {
+  const char* metric = recur::LossFigureName(summary.byte_level);
+  if (summary.best_valid > 0) {
+    std::printf(": valid %s %.3f, test %s %.3f,", metric, summary.best_valid, metric, summary.test);
+  } else {
+    std::printf(":");
+  }
+  std::printf(" %.0f tokens/s, peak heap %.0f MiB\n", summary.tokens_per_second,
+              summary.peak_heap_mb);
+}
+
+// Renders the report's plots with gnuplot (a missing gnuplot leaves the tables, with a note).
+void Plot(const fs::path& root) {
+  std::fflush(stdout);
+  const std::string command = absl::StrCat("cd '", root.string(), "' && gnuplot plot.gp");
+  if (std::system(command.c_str()) != 0) {
+    std::fprintf(stderr, "recur-sweep: gnuplot failed; the tables are written (install gnuplot-nox)\n");
+  } else {
+    std::printf("plots: %s/{curves,final,throughput,memory}.png\n", root.c_str());
+  }
 }
 
 }  // namespace
@@ -99,55 +157,19 @@ int main(int argc, char** argv) {
       std::printf("\n  %s\n", absl::StrJoin(args, " ").c_str());
       continue;
     }
-    auto summary = recur::ReadRunSummary(metrics);
-    if (summary.done) {
-      std::printf(" (done earlier, kept)");
-    } else {
-      // An interrupted run goes on from its last evaluation; one that saved nothing starts again.
-      const std::string state = recur::InterruptedRunState(dir.string());
-      if (state.empty()) {
-        fs::remove(metrics, ec);
-      } else {
-        args.push_back("--resume=" + state);
-        std::printf(": resuming the interrupted run from %s", state.c_str());
-      }
-      std::fflush(stdout);
-      fs::create_directories(dir, ec);
-      const auto start = std::chrono::steady_clock::now();
-      const int status = RunLogged(args, (dir / "train.log").string());
-      const double minutes =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
-      summary = recur::ReadRunSummary(metrics);
-      if (status != 0 || !summary.done) {
-        ++failures;
-        std::printf(": FAILED (exit %d, see %s)\n", status, (dir / "train.log").c_str());
-        summaries.push_back(summary);
-        continue;
-      }
-      std::printf(" (%.1f min)", minutes);
+    bool failed = false;
+    summaries.push_back(RunOrKeep(args, dir, metrics, &failed));
+    if (failed) {
+      ++failures;
+      continue;
     }
-    const char* metric = summary.byte_level ? "bpc" : "ppl";
-    if (summary.best_valid > 0) {
-      std::printf(": valid %s %.3f, test %s %.3f,", metric, summary.best_valid, metric, summary.test);
-    } else {
-      std::printf(":");
-    }
-    std::printf(" %.0f tokens/s, peak heap %.0f MiB\n", summary.tokens_per_second, summary.peak_heap_mb);
-    summaries.push_back(summary);
+    PrintSummary(summaries.back());
   }
   if (absl::GetFlag(FLAGS_dry_run)) return 0;
 
   auto script = recur::WriteSweepReport(*sweep, summaries, root.string());
   if (!script.ok()) return recur::Fail(script.status());
   std::printf("tables: %s/results.csv, %s/curves.csv\n", root.c_str(), root.c_str());
-  if (absl::GetFlag(FLAGS_plot)) {
-    std::fflush(stdout);
-    const std::string command = absl::StrCat("cd '", root.string(), "' && gnuplot plot.gp");
-    if (std::system(command.c_str()) != 0) {
-      std::fprintf(stderr, "recur-sweep: gnuplot failed; the tables are written (install gnuplot-nox)\n");
-    } else {
-      std::printf("plots: %s/{curves,final,throughput,memory}.png\n", root.c_str());
-    }
-  }
+  if (absl::GetFlag(FLAGS_plot)) Plot(root);
   return failures == 0 ? 0 : 1;
 }

@@ -11,6 +11,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "base/files.h"
+#include "base/status.h"
+#include "train/evaluation.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
@@ -159,13 +161,13 @@ std::string InterruptedRunState(const std::string& run_dir) {
   return std::filesystem::is_regular_file(state / "trainer.json", ec) ? state.string() : "";
 }
 
-absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vector<RunSummary>& runs,
-                                             const std::string& directory) {
-  const bool byte_level = !runs.empty() && runs.front().byte_level;
-  const std::string metric = byte_level ? "bpc" : "ppl";
+namespace {
+
+// results.csv (a run's final figures) and curves.csv (its validation figure at each evaluation).
+absl::Status WriteTables(const Sweep& sweep, const std::vector<RunSummary>& runs,
+                         const std::string& directory, const std::string& metric) {
   std::vector<std::string> flag_names;
   for (const auto& axis : sweep.axes) flag_names.push_back(axis.flag);
-
   std::ostringstream results, curves;
   results << absl::StrJoin(flag_names, ",") << ",steps,best_valid_" << metric << ",test_" << metric
           << ",tokens_per_second,peak_memory_mb,peak_heap_mb,seconds,parameters\n";
@@ -180,79 +182,101 @@ absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vect
     results << key << absl::StrFormat(",%d,%s,%.1f,%.1f,%.1f,%.1f,%d\n", r.steps, losses,
                                       r.tokens_per_second, r.peak_memory_mb, r.peak_heap_mb,
                                       r.seconds, r.parameters);
-    for (const auto& [epoch, value] : r.curve) curves << key << absl::StrFormat(",%.4f,%.4f\n", epoch, value);
+    for (const auto& [epoch, value] : r.curve) {
+      curves << key << absl::StrFormat(",%.4f,%.4f\n", epoch, value);
+    }
   }
-  if (auto s = WriteFileContents(directory + "/results.csv", results.str()); !s.ok()) return s;
-  if (auto s = WriteFileContents(directory + "/curves.csv", curves.str()); !s.ok()) return s;
+  RECUR_RETURN_IF_ERROR(WriteFileContents(directory + "/results.csv", results.str()));
+  return WriteFileContents(directory + "/curves.csv", curves.str());
+}
 
-  // Data blocks for gnuplot: curves per run, and finals per series (the runs that share every
-  // axis value but the first), x being the first axis.
-  std::ostringstream curve_data, final_data, plot;
+// What the gnuplot script plots: the runs' curves (one data block each) and the series' finals
+// (the runs that share every axis value but the first, x being the first axis).
+struct PlotData {
   std::vector<std::string> curve_titles;
+  std::vector<std::string> series_titles;
+};
+
+// Writes curves.dat and final.dat.
+absl::StatusOr<PlotData> WritePlotData(const Sweep& sweep, const std::vector<RunSummary>& runs,
+                                       const std::string& directory) {
+  PlotData data;
+  std::ostringstream curve_data, final_data;
   for (size_t i = 0; i < runs.size(); ++i) {
     if (!runs[i].done || runs[i].curve.empty()) continue;
-    curve_titles.push_back(sweep.runs[i].id);
+    data.curve_titles.push_back(sweep.runs[i].id);
     for (const auto& [epoch, value] : runs[i].curve) curve_data << epoch << " " << value << "\n";
     curve_data << "\n\n";
   }
   const SweepAxis& x_axis = sweep.axes.front();
   const size_t series_count = sweep.runs.size() / x_axis.values.size();
-  std::vector<std::string> series_titles;
   for (size_t s = 0; s < series_count; ++s) {
     std::vector<std::string> parts;
     for (size_t a = 1; a < sweep.axes.size(); ++a) {
       parts.push_back(absl::StrCat(sweep.axes[a].flag, "=", sweep.runs[s].values[a]));
     }
-    series_titles.push_back(parts.empty() ? sweep.name : absl::StrJoin(parts, ","));
+    data.series_titles.push_back(parts.empty() ? sweep.name : absl::StrJoin(parts, ","));
     for (size_t xi = 0; xi < x_axis.values.size(); ++xi) {
       const size_t i = xi * series_count + s;  // first axis is the outermost loop
       if (!runs[i].done) continue;
-      final_data << xi << " " << x_axis.values[xi] << " " << runs[i].best_valid << " " << runs[i].test << " "
-                 << runs[i].tokens_per_second << " " << runs[i].peak_memory_mb << " "
-                 << runs[i].peak_heap_mb << "\n";
+      final_data << xi << " " << x_axis.values[xi] << " " << runs[i].best_valid << " "
+                 << runs[i].test << " " << runs[i].tokens_per_second << " "
+                 << runs[i].peak_memory_mb << " " << runs[i].peak_heap_mb << "\n";
     }
     final_data << "\n\n";
   }
-  if (auto s = WriteFileContents(directory + "/curves.dat", curve_data.str()); !s.ok()) return s;
-  if (auto s = WriteFileContents(directory + "/final.dat", final_data.str()); !s.ok()) return s;
+  RECUR_RETURN_IF_ERROR(WriteFileContents(directory + "/curves.dat", curve_data.str()));
+  RECUR_RETURN_IF_ERROR(WriteFileContents(directory + "/final.dat", final_data.str()));
+  return data;
+}
 
-  // Numeric axes spanning a wide range read best on a log scale.
-  bool log_x = false;
-  if (x_axis.numeric) {
-    double lo = 1e300, hi = 0;
-    for (const auto& v : x_axis.values) {
-      lo = std::min(lo, std::stod(v));
-      hi = std::max(hi, std::stod(v));
-    }
-    log_x = lo > 0 && hi / lo >= 8;
+// Numeric axes spanning a wide range read best on a log scale.
+bool LogScale(const SweepAxis& axis) {
+  if (!axis.numeric) return false;
+  double lo = 1e300, hi = 0;
+  for (const auto& v : axis.values) {
+    lo = std::min(lo, std::stod(v));
+    hi = std::max(hi, std::stod(v));
   }
+  return lo > 0 && hi / lo >= 8;
+}
+
+// The gnuplot script drawing curves.png, final.png, throughput.png and memory.png.
+std::string PlotScript(const Sweep& sweep, const std::vector<RunSummary>& runs,
+                       const PlotData& data, const std::string& metric, bool byte_level) {
+  const SweepAxis& x_axis = sweep.axes.front();
   auto series_plot = [&](int column) {
     const std::string using_spec =
         x_axis.numeric ? absl::StrCat("2:", column) : absl::StrCat("1:", column, ":xtic(2)");
     std::vector<std::string> parts;
-    for (size_t s = 0; s < series_count; ++s) {
-      parts.push_back(absl::StrFormat("'final.dat' index %d using %s with linespoints title '%s'", s,
-                                      using_spec, series_titles[s]));
+    for (size_t s = 0; s < data.series_titles.size(); ++s) {
+      parts.push_back(absl::StrFormat("'final.dat' index %d using %s with linespoints title '%s'",
+                                      s, using_spec, data.series_titles[s]));
     }
     return absl::StrJoin(parts, ", \\\n  ");
   };
+  std::ostringstream plot;
   plot << "# gnuplot script written by recur-sweep for '" << sweep.name << "'\n"
        << "set terminal pngcairo size 900,560 noenhanced\n"
        << "set datafile separator whitespace\nset grid\nset key outside right\n";
-  if (!curve_titles.empty()) {
-    plot << "set output 'curves.png'\nset title '" << sweep.name << ": validation " << metric << " during training'\n"
-         << "set xlabel 'epoch'\nset ylabel 'validation " << metric << "'\n" << (byte_level ? "" : "set logscale y\n")
-         << "plot ";
+  if (!data.curve_titles.empty()) {
+    plot << "set output 'curves.png'\nset title '" << sweep.name << ": validation " << metric
+         << " during training'\n"
+         << "set xlabel 'epoch'\nset ylabel 'validation " << metric << "'\n"
+         << (byte_level ? "" : "set logscale y\n") << "plot ";
     std::vector<std::string> parts;
-    for (size_t i = 0; i < curve_titles.size(); ++i) {
-      parts.push_back(absl::StrFormat("'curves.dat' index %d using 1:2 with linespoints title '%s'", i, curve_titles[i]));
+    for (size_t i = 0; i < data.curve_titles.size(); ++i) {
+      parts.push_back(absl::StrFormat("'curves.dat' index %d using 1:2 with linespoints title '%s'",
+                                      i, data.curve_titles[i]));
     }
     plot << absl::StrJoin(parts, ", \\\n  ") << "\nunset logscale y\n";
   }
-  const bool evaluated = std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r.best_valid > 0; });
-  plot << (log_x ? "set logscale x 2\n" : "") << "set xlabel '" << x_axis.flag << "'\n";
+  const bool evaluated =
+      std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r.best_valid > 0; });
+  plot << (LogScale(x_axis) ? "set logscale x 2\n" : "") << "set xlabel '" << x_axis.flag << "'\n";
   if (evaluated) {
-    plot << "set output 'final.png'\nset title '" << sweep.name << ": best validation " << metric << "'\n"
+    plot << "set output 'final.png'\nset title '" << sweep.name << ": best validation " << metric
+         << "'\n"
          << "set ylabel 'validation " << metric << "'\nplot " << series_plot(3) << "\n";
   }
   plot << "set output 'throughput.png'\nset title '" << sweep.name << ": training throughput'\n"
@@ -260,8 +284,20 @@ absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vect
        << "set output 'memory.png'\nset title '" << sweep.name
        << ": peak training memory (live heap after the forward pass)'\n"
        << "set ylabel 'MiB'\nplot " << series_plot(7) << "\n";
+  return plot.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vector<RunSummary>& runs,
+                                             const std::string& directory) {
+  const bool byte_level = !runs.empty() && runs.front().byte_level;
+  const std::string metric = LossFigureName(byte_level);
+  RECUR_RETURN_IF_ERROR(WriteTables(sweep, runs, directory, metric));
+  RECUR_ASSIGN_OR_RETURN(const PlotData data, WritePlotData(sweep, runs, directory));
   const std::string script = directory + "/plot.gp";
-  if (auto s = WriteFileContents(script, plot.str()); !s.ok()) return s;
+  RECUR_RETURN_IF_ERROR(
+      WriteFileContents(script, PlotScript(sweep, runs, data, metric, byte_level)));
   return script;
 }
 

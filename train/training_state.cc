@@ -135,17 +135,18 @@ absl::StatusOr<ModelConfig> ReadTrainingStateConfig(const std::string& directory
   return checkpoint.config;
 }
 
-absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, TransformerLM& model,
-                                                torch::optim::AdamW& optimizer) {
-  const fs::path dir(directory);
-  RECUR_ASSIGN_OR_RETURN(std::string text, ReadFileContents(dir / kTrainerFile));
+namespace {
+
+// trainer.json: the progress and the options; its format version.
+absl::StatusOr<TrainingState> ReadProgress(const std::string& directory, int* version) {
+  RECUR_ASSIGN_OR_RETURN(std::string text, ReadFileContents(fs::path(directory) / kTrainerFile));
   auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object() || json.value("format", "") != kFormat) {
     return StateError(directory, "trainer.json is not a recur training state");
   }
-  const int version = json.value("version", 0);
-  if (version != 1 && version != kVersion) {
-    return StateError(directory, absl::StrCat("unsupported version ", version));
+  *version = json.value("version", 0);
+  if (*version != 1 && *version != kVersion) {
+    return StateError(directory, absl::StrCat("unsupported version ", *version));
   }
   TrainingState state;
   try {
@@ -161,23 +162,16 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
   } catch (const nlohmann::json::exception& e) {
     return StateError(directory, absl::StrCat("trainer.json: ", e.what()));
   }
+  return state;
+}
 
-  RECUR_ASSIGN_OR_RETURN(Checkpoint current, LoadCheckpoint(directory));
-  if (current.config.ToJson() != model->config().ToJson()) {
-    return StateError(directory, "its model configuration differs from the one being trained");
-  }
-  auto optimizer_file = ReadSafetensors((dir / kOptimizerFile).string());
-  if (!optimizer_file.ok()) {
-    return Annotate(optimizer_file.status(), absl::StrCat("training state ", directory));
-  }
-  auto& saved = optimizer_file->tensors;
-
-  torch::NoGradGuard no_grad;
-  const auto params = model->parameters();
+// AdamW's moments and step counts into `optimizer`, for the parameters that have them.
+absl::Status RestoreOptimizer(const std::string& directory, int version,
+                              const std::map<std::string, torch::Tensor>& saved,
+                              TransformerLM& model, torch::optim::AdamW& optimizer) {
   const auto named = model->named_parameters();
-  const auto current_params = current.model->parameters();
-  for (size_t i = 0; i < params.size(); ++i) {
-    params[i].copy_(current_params[i]);
+  for (size_t i = 0; i < named.size(); ++i) {
+    const torch::Tensor& param = named[i].value();
     const std::string key = version == 1 ? std::to_string(i) : named[i].key();
     auto avg = saved.find("exp_avg." + key), sq = saved.find("exp_avg_sq." + key),
          step = saved.find("step." + key);
@@ -186,19 +180,24 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
       return StateError(directory,
                         absl::StrCat("optimizer state for '", named[i].key(), "' is incomplete"));
     }
-    if (avg->second.sizes() != params[i].sizes() || sq->second.sizes() != params[i].sizes() ||
+    if (avg->second.sizes() != param.sizes() || sq->second.sizes() != param.sizes() ||
         step->second.scalar_type() != torch::kInt64 || step->second.numel() != 1) {
       return StateError(directory, absl::StrCat("optimizer state for '", named[i].key(),
                                                 "' has the wrong shape"));
     }
     auto adam = std::make_unique<torch::optim::AdamWParamState>();
     adam->step(step->second.item<int64_t>());
-    adam->exp_avg(avg->second.to(params[i].options()));
-    adam->exp_avg_sq(sq->second.to(params[i].options()));
-    optimizer.state()[OptimizerStateKey(params[i])] = std::move(adam);
+    adam->exp_avg(avg->second.to(param.options()));
+    adam->exp_avg_sq(sq->second.to(param.options()));
+    optimizer.state()[OptimizerStateKey(param)] = std::move(adam);
   }
-  RECUR_ASSIGN_OR_RETURN(state.best_params, ReadParameterSet(directory, saved, named, "best.", "best weights"));
-  RECUR_ASSIGN_OR_RETURN(state.ema_params, ReadParameterSet(directory, saved, named, "ema.", "averaged weights"));
+  return absl::OkStatus();
+}
+
+// The dropout generators' states, so a resumed run draws the masks an unbroken one would.
+absl::Status RestoreGenerators(const std::string& directory,
+                               const std::map<std::string, torch::Tensor>& saved,
+                               const std::vector<torch::Tensor>& params) {
   for (auto& [name, generator] : DropoutGenerators(params)) {
     auto rng = saved.find(name);
     if (rng == saved.end() || rng->second.scalar_type() != torch::kUInt8) {
@@ -212,24 +211,63 @@ absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, Tr
       return StateError(directory, absl::StrCat("bad random generator state: ", e.what_without_backtrace()));
     }
   }
-  if (auto positions = saved.find("carried.positions"); positions != saved.end()) {
-    const auto device = params.empty() ? torch::Device(torch::kCPU) : params[0].device();
-    state.carried.positions = positions->second.to(device);
-    for (int64_t i = 0; i < model->config().num_layers; ++i) {
-      auto s = saved.find(absl::StrCat("carried.s.", i)), z = saved.find(absl::StrCat("carried.z.", i));
-      if (s == saved.end() || z == saved.end()) {
-        return StateError(directory, absl::StrCat("the carried state of layer ", i, " is missing"));
+  return absl::OkStatus();
+}
+
+// The rows carried across windows (--carry_context), if the state holds them.
+absl::StatusOr<ModelState> ReadCarried(const std::string& directory,
+                                       const std::map<std::string, torch::Tensor>& saved,
+                                       const ModelConfig& config, const torch::Device& device) {
+  ModelState carried;
+  auto positions = saved.find("carried.positions");
+  if (positions == saved.end()) return carried;
+  carried.positions = positions->second.to(device);
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    auto s = saved.find(absl::StrCat("carried.s.", i)), z = saved.find(absl::StrCat("carried.z.", i));
+    if (s == saved.end() || z == saved.end()) {
+      return StateError(directory, absl::StrCat("the carried state of layer ", i, " is missing"));
+    }
+    carried.linear.push_back({s->second.to(device), z->second.to(device)});
+    if (config.short_conv > 0) {
+      auto conv = saved.find(absl::StrCat("carried.conv.", i));
+      if (conv == saved.end()) {
+        return StateError(directory, absl::StrCat("the carried convolution inputs of layer ", i, " are missing"));
       }
-      state.carried.linear.push_back({s->second.to(device), z->second.to(device)});
-      if (model->config().short_conv > 0) {
-        auto conv = saved.find(absl::StrCat("carried.conv.", i));
-        if (conv == saved.end()) {
-          return StateError(directory, absl::StrCat("the carried convolution inputs of layer ", i, " are missing"));
-        }
-        state.carried.conv.push_back(conv->second.to(device));
-      }
+      carried.conv.push_back(conv->second.to(device));
     }
   }
+  return carried;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainingState> LoadTrainingState(const std::string& directory, TransformerLM& model,
+                                                torch::optim::AdamW& optimizer) {
+  int version = 0;
+  RECUR_ASSIGN_OR_RETURN(TrainingState state, ReadProgress(directory, &version));
+  RECUR_ASSIGN_OR_RETURN(Checkpoint current, LoadCheckpoint(directory));
+  if (current.config.ToJson() != model->config().ToJson()) {
+    return StateError(directory, "its model configuration differs from the one being trained");
+  }
+  auto optimizer_file = ReadSafetensors((fs::path(directory) / kOptimizerFile).string());
+  if (!optimizer_file.ok()) {
+    return Annotate(optimizer_file.status(), absl::StrCat("training state ", directory));
+  }
+  const auto& saved = optimizer_file->tensors;
+
+  torch::NoGradGuard no_grad;
+  const auto params = model->parameters();
+  const auto current_params = current.model->parameters();
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(current_params[i]);
+  RECUR_RETURN_IF_ERROR(RestoreOptimizer(directory, version, saved, model, optimizer));
+  const auto named = model->named_parameters();
+  RECUR_ASSIGN_OR_RETURN(state.best_params,
+                         ReadParameterSet(directory, saved, named, "best.", "best weights"));
+  RECUR_ASSIGN_OR_RETURN(state.ema_params,
+                         ReadParameterSet(directory, saved, named, "ema.", "averaged weights"));
+  RECUR_RETURN_IF_ERROR(RestoreGenerators(directory, saved, params));
+  const auto device = params.empty() ? torch::Device(torch::kCPU) : params[0].device();
+  RECUR_ASSIGN_OR_RETURN(state.carried, ReadCarried(directory, saved, model->config(), device));
   return state;
 }
 
