@@ -105,8 +105,12 @@ TransformerLMImpl::TransformerLMImpl(const ModelConfig& config) : config_(config
   }
   dropout = register_module("dropout", torch::nn::Dropout(config.dropout));
 
-  // GPT-2 style initialisation; the embedding at 1/√D so that after the √D scale it matches the
-  // unit-size positional encoding.
+  // GPT-2 style initialisation, the embedding included (std 0.02). A tied output scores h·E[j],
+  // and at the start h (norm √D) still points mostly along the read token's embedding, so that
+  // token scores about 0.02·D·cos: 5 at D = 256 at most, and the first loss is ≈ ln V. The
+  // embedding used to start at std 1/√D (to match the unit-size positional encoding after the
+  // √D scale), which gave that token a logit near √D and a first loss of 13.5 nats for bytes.
+  constexpr double kEmbeddingStd = 0.02;
   torch::NoGradGuard no_grad;
   const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config.num_layers));
   for (auto& item : named_parameters()) {
@@ -125,6 +129,14 @@ TransformerLMImpl::TransformerLMImpl(const ModelConfig& config) : config_(config
       const bool residual_out = name.find("attention.out.weight") != std::string::npos ||
                                 name.find("ff_out.weight") != std::string::npos;
       p.normal_(0.0, residual_out ? residual_std : 0.02);
+    } else if (name == "final_norm.weight" && config.tie_embeddings) {
+      // Random signs, ±1. A tied output scores h·E[j], and at the start h (norm √D) points along
+      // the embedding of the token just read, which the residual stream still mostly is: with unit
+      // gains that token scored about √D and the first loss sat far above ln V (13.5 nats against
+      // 5.55 for bytes at D = 256). Random signs leave h its size (so the logits can grow as fast)
+      // but turn it away from E[t]: every logit then starts about N(0, 1), and the first loss
+      // about ln V + ½.
+      p.bernoulli_(0.5).mul_(2.0).sub_(1.0);
     } else if (name.find("norm") != std::string::npos && absl::EndsWith(name, "weight")) {
       p.fill_(1.0);
     } else {

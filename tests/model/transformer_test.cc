@@ -336,6 +336,42 @@ TEST(TransformerTrainingTest, LearnsARepeatingSequence) {
   EXPECT_LT(last_loss, 0.1);
 }
 
+// A fresh model knows nothing, so its first cross-entropy should be about ln V, the loss of the
+// uniform guess, plus half the variance of its random logits (about 1 with a tied embedding):
+// larger starting logits cost early steps undoing them. Tied embeddings once started far above
+// it (13.5 nats against ln 257 = 5.55 at D = 256), the read token's own logit being about √D.
+TEST(TransformerInitTest, AFreshModelsFirstLossIsAboutLnV) {
+  struct Case {
+    int64_t vocab, d_model;
+    bool tied;
+    AttentionKind kind;
+  };
+  for (const Case& c : {Case{257, 256, true, AttentionKind::kLinear},
+                        Case{10000, 256, true, AttentionKind::kLinear},
+                        Case{10000, 128, true, AttentionKind::kSoftmax},
+                        Case{10000, 256, false, AttentionKind::kLinear}}) {
+    ModelConfig config;
+    config.vocab_size = c.vocab;
+    config.d_model = c.d_model;
+    config.num_heads = 4;
+    config.d_ff = 4 * c.d_model;
+    config.tie_embeddings = c.tied;
+    config.attention = c.kind;
+    torch::manual_seed(3);
+    TransformerLM model(config);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const auto tokens = torch::randint(0, c.vocab, {4, 129}, torch::kInt64);
+    const auto logits = model->Forward(tokens.slice(1, 0, 128));
+    const double loss = torch::nn::functional::cross_entropy(logits.reshape({-1, c.vocab}),
+                                                             tokens.slice(1, 1).reshape({-1}))
+                            .item<double>();
+    const double uniform = std::log(static_cast<double>(c.vocab));
+    EXPECT_NEAR(loss, uniform + (c.tied ? 0.5 : 0.0), 0.2) << "V " << c.vocab << ", D " << c.d_model
+                                    << (c.tied ? ", tied" : ", untied");
+  }
+}
+
 TEST(EmbeddingDropoutTest, DropsWholeRowsAndScalesTheRest) {
   torch::manual_seed(11);
   auto weight = torch::randn({2000, 8});
