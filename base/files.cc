@@ -19,7 +19,8 @@ namespace {
 // Flushes a file or directory to disk so the rename that publishes it is durable.
 absl::Status Sync(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot open ", path.string(), " to sync"));
+  if (fd < 0)
+    return absl::UnavailableError(absl::StrCat("cannot open ", path.string(), " to sync"));
   const int rc = ::fsync(fd);
   ::close(fd);
   if (rc != 0) return absl::DataLossError(absl::StrCat("fsync failed on ", path.string()));
@@ -57,8 +58,8 @@ absl::StatusOr<std::string> ReadFileContents(const fs::path& path) {
   return buffer.str();
 }
 
-absl::Status WriteDirectoryAtomically(
-    const std::string& target_name, const std::function<absl::Status(const fs::path&)>& fill) {
+absl::Status WriteDirectoryAtomically(const std::string& target_name,
+                                      const std::function<absl::Status(const fs::path&)>& fill) {
   const fs::path target = fs::absolute(fs::path(target_name)).lexically_normal();
   std::error_code ec;
   if (target.has_parent_path()) {
@@ -70,11 +71,14 @@ absl::Status WriteDirectoryAtomically(
   }
   const fs::path temp = target.string() + ".tmp-" + UniqueSuffix();
   fs::create_directory(temp, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", temp.string(), ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(
+        absl::StrCat("cannot create ", temp.string(), ": ", ec.message()));
 
   auto fill_and_sync = [&]() -> absl::Status {
     RECUR_RETURN_IF_ERROR(fill(temp));
-    for (const auto& entry : fs::directory_iterator(temp)) RECUR_RETURN_IF_ERROR(Sync(entry.path()));
+    for (const auto& entry : fs::directory_iterator(temp))
+      RECUR_RETURN_IF_ERROR(Sync(entry.path()));
     return Sync(temp);
   };
   if (auto status = fill_and_sync(); !status.ok()) {
@@ -88,7 +92,8 @@ absl::Status WriteDirectoryAtomically(
     fs::rename(target, old, ec);
     if (ec) {
       fs::remove_all(temp, ec);
-      return absl::UnavailableError(absl::StrCat("cannot replace ", target.string(), ": ", ec.message()));
+      return absl::UnavailableError(
+          absl::StrCat("cannot replace ", target.string(), ": ", ec.message()));
     }
   }
   fs::rename(temp, target, ec);
@@ -96,7 +101,8 @@ absl::Status WriteDirectoryAtomically(
     const std::string reason = ec.message();
     if (!old.empty()) fs::rename(old, target, ec);
     fs::remove_all(temp, ec);
-    return absl::UnavailableError(absl::StrCat("cannot move ", temp.string(), " to ", target.string(), ": ", reason));
+    return absl::UnavailableError(
+        absl::StrCat("cannot move ", temp.string(), " to ", target.string(), ": ", reason));
   }
   if (!old.empty()) fs::remove_all(old, ec);
   if (target.has_parent_path()) (void)Sync(target.parent_path());

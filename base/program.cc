@@ -64,9 +64,10 @@ void PrintHelp(absl::string_view usage) {
   std::cout << usage << "\n\n  Flags:\n";
   for (const auto& [name, flag] : flags) {
     const std::string value = flag->DefaultValue();
-    const std::string shown = flag->IsOfType<std::string>() ? absl::StrCat("\"", value, "\"") : value;
-    std::cout << Wrap(absl::StrCat("--", name, " (", flag->Help(), "); default: ", shown, ";"),
-                      100, 4, 6)
+    const std::string shown =
+        flag->IsOfType<std::string>() ? absl::StrCat("\"", value, "\"") : value;
+    std::cout << Wrap(absl::StrCat("--", name, " (", flag->Help(), "); default: ", shown, ";"), 100,
+                      4, 6)
               << "\n";
   }
   std::cout << "\n  --help lists these flags; --version prints " << kVersion << ".\n";

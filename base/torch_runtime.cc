@@ -14,7 +14,8 @@
 ABSL_FLAG(int32_t, threads, 0,
           "CPU threads for LibTorch (0: automatic: one per core, recur-server leaving one to gRPC; "
           "just one when OpenBLAS runs its own threads)");
-ABSL_FLAG(std::string, device, "cpu", "cpu or cuda: where the model (and a server's sessions) live");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu or cuda: where the model (and a server's sessions) live");
 
 namespace recur {
 

@@ -45,9 +45,18 @@ void BM_SoftmaxForward(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(CausalSoftmaxAttention(q, k, v));
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
-BENCHMARK(BM_LinearChunkwiseForward)->RangeMultiplier(4)->Range(256, 16384)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_LinearDecayedChunkwiseForward)->RangeMultiplier(4)->Range(256, 16384)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_LinearNaiveForward)->RangeMultiplier(4)->Range(256, 4096)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LinearChunkwiseForward)
+    ->RangeMultiplier(4)
+    ->Range(256, 16384)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LinearDecayedChunkwiseForward)
+    ->RangeMultiplier(4)
+    ->Range(256, 16384)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LinearNaiveForward)
+    ->RangeMultiplier(4)
+    ->Range(256, 4096)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SoftmaxForward)->RangeMultiplier(4)->Range(256, 4096)->Unit(benchmark::kMillisecond);
 
 // One decode step of a whole model after `range(0)` tokens of context.
@@ -62,7 +71,8 @@ void DecodeAt(benchmark::State& state, AttentionKind kind) {
   model->eval();
   const int64_t context = state.range(0);
   auto model_state = model->NewState(1, torch::kCPU);
-  model->Prefill(torch::randint(0, config.vocab_size, {1, context - 1}, torch::kInt64), &model_state);
+  model->Prefill(torch::randint(0, config.vocab_size, {1, context - 1}, torch::kInt64),
+                 &model_state);
   auto token = torch::tensor({42}, torch::kInt64);
   // One untimed step first: a key/value cache grows (doubling) here, not inside the timed steps.
   model->Step(token, &model_state);
@@ -78,7 +88,10 @@ void DecodeAt(benchmark::State& state, AttentionKind kind) {
 void BM_DecodeStepLinear(benchmark::State& state) { DecodeAt(state, AttentionKind::kLinear); }
 void BM_DecodeStepSoftmax(benchmark::State& state) { DecodeAt(state, AttentionKind::kSoftmax); }
 BENCHMARK(BM_DecodeStepLinear)->RangeMultiplier(4)->Range(128, 8192)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_DecodeStepSoftmax)->RangeMultiplier(4)->Range(128, 8192)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DecodeStepSoftmax)
+    ->RangeMultiplier(4)
+    ->Range(128, 8192)
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace recur

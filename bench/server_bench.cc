@@ -2,7 +2,8 @@
 //   decode   the engine's time per generated token against the context position, linear vs softmax
 //   prefill  a 2,048-token prompt through the chunkwise Prefill against stepping it token by token
 //   load     aggregate tokens/s, time to first token and inter-token p50/p99 through gRPC at 1, 8
-//            and 64 concurrent streams (the `recur bench` load generator against an in-process server)
+//            and 64 concurrent streams (the `recur bench` load generator against an in-process
+//            server)
 // Usage: build/bench/server_bench [--part decode|prefill|load|all] [--threads 2]
 
 #include <ATen/Parallel.h>
@@ -68,7 +69,9 @@ class TimingSink : public GenerationSink {
   void OnText(std::string, std::vector<int64_t> ids) override {
     for (size_t i = 0; i < ids.size(); ++i) times.push_back(Clock::now());
   }
-  void OnFinish(FinishReason, const GenerationUsage&, const absl::Status&) override { done.Notify(); }
+  void OnFinish(FinishReason, const GenerationUsage&, const absl::Status&) override {
+    done.Notify();
+  }
   std::vector<Clock::time_point> times;
   absl::Notification done;
 };
@@ -87,7 +90,9 @@ std::shared_ptr<TimingSink> Run(Engine& engine, GenerationRequest request) {
 void DecodeAgainstContext() {
   const int64_t max_context = absl::GetFlag(FLAGS_max_context);
   std::printf("\n## Engine decode time per token against the context position\n\n");
-  std::printf("| context | linear ms/token | linear state | softmax ms/token | softmax K/V cache | softmax / linear |\n");
+  std::printf(
+      "| context | linear ms/token | linear state | softmax ms/token | softmax K/V cache | softmax "
+      "/ linear |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|\n");
   std::vector<int64_t> positions;
   for (int64_t n = 128; n <= max_context; n *= 4) positions.push_back(n);
@@ -97,7 +102,8 @@ void DecodeAgainstContext() {
     EngineOptions options;
     options.max_prompt_tokens = max_context;
     options.prefill_chunk = 1024;
-    Engine engine(RandomCheckpoint(kind == 0 ? AttentionKind::kLinear : AttentionKind::kSoftmax), options);
+    Engine engine(RandomCheckpoint(kind == 0 ? AttentionKind::kLinear : AttentionKind::kSoftmax),
+                  options);
     auto session = engine.CreateSession();
     int64_t context = 0;
     for (size_t p = 0; p < positions.size(); ++p) {
@@ -113,7 +119,8 @@ void DecodeAgainstContext() {
       decode.max_tokens = 33;
       decode.sampling.temperature = 0;
       auto sink = Run(engine, decode);
-      ms[p][kind] = 1e3 * Seconds(sink->times.back() - sink->times.front()) / (sink->times.size() - 1);
+      ms[p][kind] =
+          1e3 * Seconds(sink->times.back() - sink->times.front()) / (sink->times.size() - 1);
       context = positions[p] + 1 + static_cast<int64_t>(sink->times.size());
       bytes[p][kind] = engine.GetSession(session->id)->state_bytes;
       std::fprintf(stderr, "decode %s at %lld: %.2f ms\n", kind == 0 ? "linear" : "softmax",
@@ -121,14 +128,17 @@ void DecodeAgainstContext() {
     }
   }
   for (size_t p = 0; p < positions.size(); ++p) {
-    std::printf("| %lld | %.2f | %.0f kB | %.2f | %.1f MB | %.1fx |\n", static_cast<long long>(positions[p]), ms[p][0],
-                bytes[p][0] / 1e3, ms[p][1], bytes[p][1] / 1e6, ms[p][1] / ms[p][0]);
+    std::printf("| %lld | %.2f | %.0f kB | %.2f | %.1f MB | %.1fx |\n",
+                static_cast<long long>(positions[p]), ms[p][0], bytes[p][0] / 1e3, ms[p][1],
+                bytes[p][1] / 1e6, ms[p][1] / ms[p][0]);
   }
 }
 
 void PrefillAgainstStepping() {
   std::printf("\n## A 2,048-token prompt: chunkwise Prefill against token-by-token steps\n\n");
-  std::printf("| attention | Prefill (engine, time to first token) | Step x 2,048 (model library) | ratio |\n");
+  std::printf(
+      "| attention | Prefill (engine, time to first token) | Step x 2,048 (model library) | ratio "
+      "|\n");
   std::printf("|---|---:|---:|---:|\n");
   for (AttentionKind kind : {AttentionKind::kLinear, AttentionKind::kSoftmax}) {
     Checkpoint checkpoint = RandomCheckpoint(kind);
@@ -152,14 +162,18 @@ void PrefillAgainstStepping() {
     const auto start = Clock::now();
     for (int64_t id : ids) model->Step(torch::tensor({id}, torch::kInt64), &state);
     const double stepping = Seconds(Clock::now() - start);
-    std::printf("| %s | %.0f ms | %.0f ms | %.1fx |\n", std::string(AttentionKindName(kind)).c_str(), prefill * 1e3,
-                stepping * 1e3, stepping / prefill);
+    std::printf("| %s | %.0f ms | %.0f ms | %.1fx |\n",
+                std::string(AttentionKindName(kind)).c_str(), prefill * 1e3, stepping * 1e3,
+                stepping / prefill);
   }
 }
 
 void LoadThroughGrpc() {
-  std::printf("\n## Through gRPC: concurrent streams (64 tokens each, prompt of 16 bytes, sampled)\n\n");
-  std::printf("| attention | streams | tokens/s | time to first token p50 / p99 | inter-token p50 / p99 |\n");
+  std::printf(
+      "\n## Through gRPC: concurrent streams (64 tokens each, prompt of 16 bytes, sampled)\n\n");
+  std::printf(
+      "| attention | streams | tokens/s | time to first token p50 / p99 | inter-token p50 / p99 "
+      "|\n");
   std::printf("|---|---:|---:|---:|---:|\n");
   for (AttentionKind kind : {AttentionKind::kLinear, AttentionKind::kSoftmax}) {
     ServerOptions options;
@@ -177,9 +191,12 @@ void LoadThroughGrpc() {
       load.request.set_prompt(RandomText(16, 7));
       load.request.set_max_tokens(64);
       const LoadReport r = RunLoad(load);
-      if (r.failed > 0) std::fprintf(stderr, "server_bench: %lld failed: %s\n", static_cast<long long>(r.failed), r.first_error.c_str());
-      std::printf("| %s | %d | %.0f | %.1f / %.1f ms | %.2f / %.2f ms |\n", std::string(AttentionKindName(kind)).c_str(),
-                  streams, r.tokens_per_second, r.ttft_p50 * 1e3, r.ttft_p99 * 1e3, r.inter_token_p50 * 1e3,
+      if (r.failed > 0)
+        std::fprintf(stderr, "server_bench: %lld failed: %s\n", static_cast<long long>(r.failed),
+                     r.first_error.c_str());
+      std::printf("| %s | %d | %.0f | %.1f / %.1f ms | %.2f / %.2f ms |\n",
+                  std::string(AttentionKindName(kind)).c_str(), streams, r.tokens_per_second,
+                  r.ttft_p50 * 1e3, r.ttft_p99 * 1e3, r.inter_token_p50 * 1e3,
                   r.inter_token_p99 * 1e3);
       std::fflush(stdout);
     }

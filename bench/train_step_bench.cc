@@ -36,7 +36,8 @@ Setup Make(int64_t vocab, int64_t d_model, int64_t layers, AttentionKind kind) {
   config.attention = kind;
   Setup s;
   s.model = TransformerLM(config);
-  s.optimizer = std::make_unique<torch::optim::AdamW>(s.model->parameters(), torch::optim::AdamWOptions(1e-3));
+  s.optimizer = std::make_unique<torch::optim::AdamW>(s.model->parameters(),
+                                                      torch::optim::AdamWOptions(1e-3));
   s.input = torch::randint(0, vocab, {16, 128}, torch::kInt64);
   s.target = torch::randint(0, vocab, {16, 128}, torch::kInt64);
   return s;
@@ -44,7 +45,8 @@ Setup Make(int64_t vocab, int64_t d_model, int64_t layers, AttentionKind kind) {
 
 torch::Tensor Loss(Setup& s) {
   auto logits = s.model->Forward(s.input);
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), s.target.reshape({-1}));
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                              s.target.reshape({-1}));
 }
 
 // Arguments: vocabulary, width, layers, attention kind (0 linear, 1 softmax).
@@ -61,9 +63,12 @@ void BM_ForwardBackward(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * s.input.numel());
 }
-#define RECUR_STEP_ARGS                                                      \
-  Args({10000, 256, 4, 0})->Args({10000, 256, 4, 1})->Args({10000, 128, 2, 0}) \
-      ->Args({257, 192, 2, 0})->Unit(benchmark::kMillisecond)
+#define RECUR_STEP_ARGS          \
+  Args({10000, 256, 4, 0})       \
+      ->Args({10000, 256, 4, 1}) \
+      ->Args({10000, 128, 2, 0}) \
+      ->Args({257, 192, 2, 0})   \
+      ->Unit(benchmark::kMillisecond)
 BENCHMARK(BM_Forward)->RECUR_STEP_ARGS;
 BENCHMARK(BM_ForwardBackward)->RECUR_STEP_ARGS;
 
@@ -151,8 +156,9 @@ void BM_OutputMatmul(benchmark::State& state) {
   auto h = torch::randn({2048, state.range(1)});
   auto w = torch::randn({state.range(0), state.range(1)});
   for (auto _ : state) benchmark::DoNotOptimize(torch::matmul(h, w.t()));
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 2048 * state.range(0) * state.range(1) * state.iterations() / 1e9,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * 2048 * state.range(0) * state.range(1) * state.iterations() / 1e9,
+                         benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_OutputMatmul)->Args({10000, 256})->Unit(benchmark::kMillisecond);
 

@@ -14,8 +14,8 @@ namespace recur {
 
 struct LoadOptions {
   std::string server;
-  int concurrency = 8;   // streams open at once
-  int requests = 32;     // in all
+  int concurrency = 8;          // streams open at once
+  int requests = 32;            // in all
   v1::GenerateRequest request;  // every stream sends this, with seed + its index
 };
 

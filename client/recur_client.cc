@@ -1,10 +1,10 @@
 #include "client/recur_client.h"
 
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "proto/grpc_status.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "proto/grpc_status.h"
 
 namespace recur {
 
@@ -14,11 +14,13 @@ RecurClient::RecurClient(const std::string& address, absl::Duration timeout)
       timeout_(timeout) {}
 
 void RecurClient::SetDeadline(grpc::ClientContext* context) const {
-  if (timeout_ != absl::InfiniteDuration()) context->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  if (timeout_ != absl::InfiniteDuration())
+    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
 }
 
-absl::Status RecurClient::Generate(const v1::GenerateRequest& request,
-                                   const std::function<void(const v1::GenerateResponse&)>& on_message) {
+absl::Status RecurClient::Generate(
+    const v1::GenerateRequest& request,
+    const std::function<void(const v1::GenerateResponse&)>& on_message) {
   grpc::ClientContext context;
   SetDeadline(&context);
   auto reader = stub_->Generate(&context, request);

@@ -39,15 +39,14 @@ class RecurClient {
   void SetDeadline(grpc::ClientContext* context) const;
   // One unary call with a fresh context and the deadline.
   template <typename Request, typename Response>
-  absl::StatusOr<Response> Call(
-      grpc::Status (v1::Recur::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
-      const Request& request);
+  absl::StatusOr<Response> Call(grpc::Status (v1::Recur::Stub::*method)(grpc::ClientContext*,
+                                                                        const Request&, Response*),
+                                const Request& request);
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Recur::Stub> stub_;
   absl::Duration timeout_;
 };
-
 
 }  // namespace recur
 

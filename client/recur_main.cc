@@ -15,12 +15,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "base/program.h"
 #include "client/load_generator.h"
 #include "client/recur_client.h"
-#include "base/program.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "recur-server address, host:port");
-ABSL_FLAG(absl::Duration, timeout, absl::InfiniteDuration(), "Deadline for each call (e.g. 30s; default: none)");
+ABSL_FLAG(absl::Duration, timeout, absl::InfiniteDuration(),
+          "Deadline for each call (e.g. 30s; default: none)");
 ABSL_FLAG(std::string, session, "", "generate: continue this session");
 ABSL_FLAG(int64_t, max_tokens, 0, "generate: tokens to generate (0: the server's default)");
 ABSL_FLAG(double, temperature, 1.0, "generate: sampling temperature (0: greedy)");
@@ -40,29 +41,39 @@ namespace {
 constexpr char kUsage[] =
     "Talks to a recur-server.\n\n"
     "  recur generate \"prompt\" [--session ID] [--max_tokens N] [--temperature T] ...\n"
-    "  recur session create | info ID | close ID | fork ID | export ID [--file F] | import [--file F]\n"
+    "  recur session create | info ID | close ID | fork ID | export ID [--file F] | import [--file "
+    "F]\n"
     "  recur info                 the model and the server's capacity\n"
     "  recur health               the standard gRPC health check\n"
-    "  recur bench                concurrent streams: tokens/s, time to first token, inter-token p50/p99\n\n"
+    "  recur bench                concurrent streams: tokens/s, time to first token, inter-token "
+    "p50/p99\n\n"
     "Common flags: --server host:port (default 127.0.0.1:50051), --timeout DURATION (e.g. 30s; "
     "default: none)";
 
 void PrintSession(const recur::v1::Session& session) {
-  std::printf("session %s\n  tokens       %lld\n  state bytes  %lld\n  busy         %s\n  last used    %s\n",
-              session.session_id().c_str(), static_cast<long long>(session.tokens()),
-              static_cast<long long>(session.state_bytes()), session.busy() ? "yes" : "no",
-              absl::FormatTime(absl::FromUnixSeconds(static_cast<int64_t>(session.last_used_unix_seconds())),
-                               absl::UTCTimeZone())
-                  .c_str());
+  std::printf(
+      "session %s\n  tokens       %lld\n  state bytes  %lld\n  busy         %s\n  last used    "
+      "%s\n",
+      session.session_id().c_str(), static_cast<long long>(session.tokens()),
+      static_cast<long long>(session.state_bytes()), session.busy() ? "yes" : "no",
+      absl::FormatTime(
+          absl::FromUnixSeconds(static_cast<int64_t>(session.last_used_unix_seconds())),
+          absl::UTCTimeZone())
+          .c_str());
 }
 
 const char* FinishName(recur::v1::FinishReason reason) {
   switch (reason) {
-    case recur::v1::FINISH_REASON_LENGTH: return "length";
-    case recur::v1::FINISH_REASON_STOP: return "stop";
-    case recur::v1::FINISH_REASON_END_OF_SEQUENCE: return "end_of_sequence";
-    case recur::v1::FINISH_REASON_CANCELLED: return "cancelled";
-    default: return "unspecified";
+    case recur::v1::FINISH_REASON_LENGTH:
+      return "length";
+    case recur::v1::FINISH_REASON_STOP:
+      return "stop";
+    case recur::v1::FINISH_REASON_END_OF_SEQUENCE:
+      return "end_of_sequence";
+    case recur::v1::FINISH_REASON_CANCELLED:
+      return "cancelled";
+    default:
+      return "unspecified";
   }
 }
 
@@ -85,29 +96,39 @@ int Generate(recur::RecurClient& client, const std::vector<std::string>& args) {
   if (args.size() > 1) return recur::Fail("generate takes one prompt argument (quote it)");
   const std::string prompt = args.empty() ? "" : args[0];
   recur::v1::GenerateResponse last;
-  auto status = client.Generate(RequestFromFlags(prompt), [&](const recur::v1::GenerateResponse& message) {
-    std::fwrite(message.text().data(), 1, message.text().size(), stdout);
-    std::fflush(stdout);
-    last = message;
-  });
+  auto status =
+      client.Generate(RequestFromFlags(prompt), [&](const recur::v1::GenerateResponse& message) {
+        std::fwrite(message.text().data(), 1, message.text().size(), stdout);
+        std::fflush(stdout);
+        last = message;
+      });
   if (!status.ok()) return recur::FailWithCode(status);
   std::printf("\n");
   std::fflush(stdout);
   if (absl::GetFlag(FLAGS_usage)) {
     const auto& u = last.usage();
-    std::fprintf(stderr, "finish: %s, prompt tokens %lld, generated %lld, first token %.3f s, total %.3f s\n",
-                 FinishName(last.finish_reason()), static_cast<long long>(u.prompt_tokens()),
-                 static_cast<long long>(u.generated_tokens()), u.time_to_first_token_seconds(), u.duration_seconds());
+    std::fprintf(
+        stderr,
+        "finish: %s, prompt tokens %lld, generated %lld, first token %.3f s, total %.3f s\n",
+        FinishName(last.finish_reason()), static_cast<long long>(u.prompt_tokens()),
+        static_cast<long long>(u.generated_tokens()), u.time_to_first_token_seconds(),
+        u.duration_seconds());
   }
-  return last.finish_reason() == recur::v1::FINISH_REASON_CANCELLED ? recur::Fail("the generation was cancelled") : 0;
+  return last.finish_reason() == recur::v1::FINISH_REASON_CANCELLED
+             ? recur::Fail("the generation was cancelled")
+             : 0;
 }
 
 int Session(recur::RecurClient& client, const std::vector<std::string>& args) {
-  if (args.empty()) return recur::Fail("session needs a command: create, info, close, fork, export or import");
+  if (args.empty())
+    return recur::Fail("session needs a command: create, info, close, fork, export or import");
   const std::string& command = args[0];
-  const bool takes_id = command == "info" || command == "close" || command == "fork" || command == "export";
-  if (takes_id && args.size() != 2) return recur::Fail(absl::StrCat("session ", command, " takes a session id"));
-  if (!takes_id && args.size() != 1) return recur::Fail(absl::StrCat("session ", command, " takes no arguments"));
+  const bool takes_id =
+      command == "info" || command == "close" || command == "fork" || command == "export";
+  if (takes_id && args.size() != 2)
+    return recur::Fail(absl::StrCat("session ", command, " takes a session id"));
+  if (!takes_id && args.size() != 1)
+    return recur::Fail(absl::StrCat("session ", command, " takes no arguments"));
   if (command == "create" || command == "info" || command == "fork" || command == "import") {
     absl::StatusOr<recur::v1::Session> session;
     if (command == "create") session = client.CreateSession();
@@ -160,20 +181,26 @@ int Info(recur::RecurClient& client) {
   std::printf("attention            %s\n", info->attention().c_str());
   std::printf("tokenizer            %s, %lld tokens\n", info->tokenizer().c_str(),
               static_cast<long long>(info->vocab_size()));
-  std::printf("size                 d_model %lld, %lld layers, %lld heads, d_ff %lld, %lld parameters\n",
-              static_cast<long long>(info->d_model()), static_cast<long long>(info->num_layers()),
-              static_cast<long long>(info->num_heads()), static_cast<long long>(info->d_ff()),
-              static_cast<long long>(info->parameters()));
+  std::printf(
+      "size                 d_model %lld, %lld layers, %lld heads, d_ff %lld, %lld parameters\n",
+      static_cast<long long>(info->d_model()), static_cast<long long>(info->num_layers()),
+      static_cast<long long>(info->num_heads()), static_cast<long long>(info->d_ff()),
+      static_cast<long long>(info->parameters()));
   if (info->attention() == "linear") {
-    std::printf("state per session    %lld bytes (constant)\n", static_cast<long long>(info->state_bytes_per_session()));
+    std::printf("state per session    %lld bytes (constant)\n",
+                static_cast<long long>(info->state_bytes_per_session()));
   } else {
-    std::printf("key/value cache      %lld bytes per token\n", static_cast<long long>(info->kv_cache_bytes_per_token()));
+    std::printf("key/value cache      %lld bytes per token\n",
+                static_cast<long long>(info->kv_cache_bytes_per_token()));
   }
-  std::printf("sessions             %lld in use, %lld free of %lld\n", static_cast<long long>(info->sessions_in_use()),
-              static_cast<long long>(info->sessions_free()), static_cast<long long>(info->max_sessions()));
+  std::printf("sessions             %lld in use, %lld free of %lld\n",
+              static_cast<long long>(info->sessions_in_use()),
+              static_cast<long long>(info->sessions_free()),
+              static_cast<long long>(info->max_sessions()));
   std::printf("state bytes in use   %lld\n", static_cast<long long>(info->state_bytes_in_use()));
   std::printf("limits               max_tokens %lld, prompt %lld tokens\n",
-              static_cast<long long>(info->max_tokens()), static_cast<long long>(info->max_prompt_tokens()));
+              static_cast<long long>(info->max_tokens()),
+              static_cast<long long>(info->max_prompt_tokens()));
   std::printf("device               %s\n", info->device().c_str());
   return 0;
 }
@@ -183,15 +210,21 @@ int Bench() {
   options.server = absl::GetFlag(FLAGS_server);
   options.concurrency = absl::GetFlag(FLAGS_concurrency);
   options.requests = absl::GetFlag(FLAGS_requests);
-  if (options.concurrency < 1 || options.requests < 1) return recur::Fail("--concurrency and --requests must be >= 1");
+  if (options.concurrency < 1 || options.requests < 1)
+    return recur::Fail("--concurrency and --requests must be >= 1");
   options.request = RequestFromFlags(absl::GetFlag(FLAGS_prompt));
   const recur::LoadReport r = recur::RunLoad(options);
-  std::printf("requests %lld (%lld failed) in %.2f s, %d concurrent\n", static_cast<long long>(r.requests),
-              static_cast<long long>(r.failed), r.seconds, options.concurrency);
-  std::printf("tokens %lld, %.1f tokens/s\n", static_cast<long long>(r.tokens), r.tokens_per_second);
-  std::printf("time to first token  p50 %.2f ms  p99 %.2f ms\n", r.ttft_p50 * 1e3, r.ttft_p99 * 1e3);
-  std::printf("inter-token latency  p50 %.2f ms  p99 %.2f ms\n", r.inter_token_p50 * 1e3, r.inter_token_p99 * 1e3);
-  if (r.failed > 0) return recur::Fail(absl::StrCat(r.failed, " requests failed, the first with ", r.first_error));
+  std::printf("requests %lld (%lld failed) in %.2f s, %d concurrent\n",
+              static_cast<long long>(r.requests), static_cast<long long>(r.failed), r.seconds,
+              options.concurrency);
+  std::printf("tokens %lld, %.1f tokens/s\n", static_cast<long long>(r.tokens),
+              r.tokens_per_second);
+  std::printf("time to first token  p50 %.2f ms  p99 %.2f ms\n", r.ttft_p50 * 1e3,
+              r.ttft_p99 * 1e3);
+  std::printf("inter-token latency  p50 %.2f ms  p99 %.2f ms\n", r.inter_token_p50 * 1e3,
+              r.inter_token_p99 * 1e3);
+  if (r.failed > 0)
+    return recur::Fail(absl::StrCat(r.failed, " requests failed, the first with ", r.first_error));
   return 0;
 }
 

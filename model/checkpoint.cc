@@ -1,17 +1,17 @@
 #include "model/checkpoint.h"
 
+#include <torch/torch.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/files.h"
-#include "model/safetensors.h"
 #include "base/status.h"
+#include "model/safetensors.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
@@ -30,8 +30,9 @@ absl::Status CheckpointError(const fs::path& dir, absl::string_view what) {
 
 }  // namespace
 
-absl::Status WriteCheckpointFiles(const std::filesystem::path& directory, const TransformerLM& model,
-                                  const Tokenizer& tokenizer, const Provenance& provenance) {
+absl::Status WriteCheckpointFiles(const std::filesystem::path& directory,
+                                  const TransformerLM& model, const Tokenizer& tokenizer,
+                                  const Provenance& provenance) {
   const ModelConfig& config = model->config();
   if (config.vocab_size != tokenizer.vocab_size()) {
     return absl::InvalidArgumentError(absl::StrCat("model vocab_size ", config.vocab_size,
@@ -42,7 +43,8 @@ absl::Status WriteCheckpointFiles(const std::filesystem::path& directory, const 
   json["format"] = kCheckpointFormat;
   json["version"] = kCheckpointVersion;
   json["model"] = nlohmann::ordered_json::parse(config.ToJson());
-  json["tokenizer"] = {{"kind", std::string(tokenizer.kind())}, {"vocab_size", tokenizer.vocab_size()}};
+  json["tokenizer"] = {{"kind", std::string(tokenizer.kind())},
+                       {"vocab_size", tokenizer.vocab_size()}};
   nlohmann::ordered_json prov;
   prov["dataset"] = provenance.dataset;
   prov["steps"] = provenance.steps;
@@ -56,7 +58,7 @@ absl::Status WriteCheckpointFiles(const std::filesystem::path& directory, const 
   NamedTensors tensors;
   for (const auto& item : model->named_parameters()) tensors.emplace_back(item.key(), item.value());
   RECUR_RETURN_IF_ERROR(WriteSafetensors((directory / kWeightsFile).string(), tensors,
-                                   {{"format", "pt"}, {"producer", "recur"}}));
+                                         {{"format", "pt"}, {"producer", "recur"}}));
   RECUR_RETURN_IF_ERROR(WriteFileContents(directory / kTokenizerFile, tokenizer.ToJson() + "\n"));
   return WriteFileContents(directory / kConfigFile, json.dump(2) + "\n");
 }
@@ -68,38 +70,45 @@ absl::Status SaveCheckpoint(const std::string& directory, const TransformerLM& m
   });
 }
 
-absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const torch::Device& device) {
+absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory,
+                                          const torch::Device& device) {
   const fs::path dir(directory);
   if (!fs::is_directory(dir)) {
     return absl::NotFoundError(absl::StrCat("checkpoint directory not found: ", directory));
   }
   RECUR_ASSIGN_OR_RETURN(std::string config_text, ReadFileContents(dir / kConfigFile));
   auto json = nlohmann::json::parse(config_text, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object()) return CheckpointError(dir, "config.json is not a JSON object");
+  if (json.is_discarded() || !json.is_object())
+    return CheckpointError(dir, "config.json is not a JSON object");
   if (json.value("format", "") != kCheckpointFormat) {
-    return CheckpointError(dir, absl::StrCat("config.json format is not '", kCheckpointFormat, "'"));
+    return CheckpointError(dir,
+                           absl::StrCat("config.json format is not '", kCheckpointFormat, "'"));
   }
   if (!json.contains("version") || json["version"] != kCheckpointVersion) {
-    return CheckpointError(dir, absl::StrCat("unsupported checkpoint version ",
-                                             json.value("version", nlohmann::json()).dump(),
-                                             " (this build reads version ", kCheckpointVersion, ")"));
+    return CheckpointError(dir,
+                           absl::StrCat("unsupported checkpoint version ",
+                                        json.value("version", nlohmann::json()).dump(),
+                                        " (this build reads version ", kCheckpointVersion, ")"));
   }
   if (!json.contains("model")) return CheckpointError(dir, "config.json has no 'model' section");
   auto config = ModelConfig::FromJson(json["model"].dump());
-  if (!config.ok()) return CheckpointError(dir, absl::StrCat("config.json: ", config.status().message()));
+  if (!config.ok())
+    return CheckpointError(dir, absl::StrCat("config.json: ", config.status().message()));
 
   RECUR_ASSIGN_OR_RETURN(std::string tokenizer_text, ReadFileContents(dir / kTokenizerFile));
   auto tokenizer = TokenizerFromJson(tokenizer_text);
   if (!tokenizer.ok()) return CheckpointError(dir, tokenizer.status().message());
-  const std::string declared_kind = json.contains("tokenizer") ? json["tokenizer"].value("kind", "") : "";
+  const std::string declared_kind =
+      json.contains("tokenizer") ? json["tokenizer"].value("kind", "") : "";
   if (declared_kind != (*tokenizer)->kind()) {
-    return CheckpointError(dir, absl::StrCat("config.json names tokenizer kind '", declared_kind,
-                                             "' but tokenizer.json holds '", (*tokenizer)->kind(), "'"));
+    return CheckpointError(dir,
+                           absl::StrCat("config.json names tokenizer kind '", declared_kind,
+                                        "' but tokenizer.json holds '", (*tokenizer)->kind(), "'"));
   }
   if ((*tokenizer)->vocab_size() != config->vocab_size) {
-    return CheckpointError(dir, absl::StrCat("model vocab_size ", config->vocab_size,
-                                             " but the tokenizer has ", (*tokenizer)->vocab_size(),
-                                             " tokens"));
+    return CheckpointError(
+        dir, absl::StrCat("model vocab_size ", config->vocab_size, " but the tokenizer has ",
+                          (*tokenizer)->vocab_size(), " tokens"));
   }
 
   auto weights = ReadSafetensors((dir / kWeightsFile).string());
@@ -118,7 +127,8 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const to
     for (const auto& item : params) {
       auto it = weights->tensors.find(item.key());
       if (it == weights->tensors.end()) {
-        return CheckpointError(dir, absl::StrCat("model.safetensors lacks tensor '", item.key(), "'"));
+        return CheckpointError(dir,
+                               absl::StrCat("model.safetensors lacks tensor '", item.key(), "'"));
       }
       const auto& t = it->second;
       if (t.sizes() != item.value().sizes()) {
@@ -136,7 +146,8 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory, const to
     }
     for (const auto& [name, t] : weights->tensors) {
       if (!params.contains(name)) {
-        return CheckpointError(dir, absl::StrCat("model.safetensors has unexpected tensor '", name, "'"));
+        return CheckpointError(
+            dir, absl::StrCat("model.safetensors has unexpected tensor '", name, "'"));
       }
     }
   }

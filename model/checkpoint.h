@@ -9,13 +9,13 @@
 // into place, so a reader never sees a half-written checkpoint. Loading checks everything and
 // fails with a message that names the file and the problem.
 
+#include <torch/types.h>
+
 #include <cmath>
 #include <filesystem>
 #include <limits>
 #include <memory>
 #include <string>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,10 +30,10 @@ inline constexpr int kCheckpointVersion = 1;
 
 // Where a checkpoint came from.
 struct Provenance {
-  std::string dataset;   // e.g. "ptb", or the text file's path
-  int64_t steps = 0;     // optimizer steps taken
+  std::string dataset;  // e.g. "ptb", or the text file's path
+  int64_t steps = 0;    // optimizer steps taken
   double valid_loss = std::numeric_limits<double>::quiet_NaN();  // nats per token; NaN if unknown
-  std::string created;   // UTC time, ISO 8601; filled in by SaveCheckpoint when empty
+  std::string created;  // UTC time, ISO 8601; filled in by SaveCheckpoint when empty
 };
 
 struct Checkpoint {
@@ -48,8 +48,9 @@ absl::Status SaveCheckpoint(const std::string& directory, const TransformerLM& m
 
 // Writes the three files into an existing directory, non-atomically: for callers that publish a
 // directory holding more than a checkpoint (e.g. the trainer's resumable state).
-absl::Status WriteCheckpointFiles(const std::filesystem::path& directory, const TransformerLM& model,
-                                  const Tokenizer& tokenizer, const Provenance& provenance);
+absl::Status WriteCheckpointFiles(const std::filesystem::path& directory,
+                                  const TransformerLM& model, const Tokenizer& tokenizer,
+                                  const Provenance& provenance);
 
 // Loads onto `device`, in eval mode.
 absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory,

@@ -68,27 +68,25 @@ absl::Status ModelConfig::Validate() const {
     if (value > 0) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(name, " must be positive, got ", value));
   };
-  for (const auto& [name, value] :
-       {std::pair<const char*, int64_t>{"vocab_size", vocab_size},
-        {"d_model", d_model},
-        {"num_layers", num_layers},
-        {"num_heads", num_heads},
-        {"d_ff", d_ff},
-        {"chunk_size", chunk_size}}) {
-    if (auto s = positive(name, value); !s.ok()) return s;
+  for (const auto& [name, value] : {std::pair<const char*, int64_t>{"vocab_size", vocab_size},
+                                    {"d_model", d_model},
+                                    {"num_layers", num_layers},
+                                    {"num_heads", num_heads},
+                                    {"d_ff", d_ff},
+                                    {"chunk_size", chunk_size}}) {
+    RECUR_RETURN_IF_ERROR(positive(name, value));
   }
   if (d_model % num_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("d_model (", d_model,
-                                                   ") must be divisible by num_heads (",
-                                                   num_heads, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("d_model (", d_model, ") must be divisible by num_heads (", num_heads, ")"));
   }
   if (positional_encoding == PositionalEncoding::kSinusoidal && d_model % 2 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("d_model must be even for sinusoidal positions, got ", d_model));
   }
   if (short_conv < 0 || short_conv > kMaxShortConv) {
-    return absl::InvalidArgumentError(absl::StrCat("short_conv must be in [0, ", kMaxShortConv,
-                                                   "] (0: none), got ", short_conv));
+    return absl::InvalidArgumentError(
+        absl::StrCat("short_conv must be in [0, ", kMaxShortConv, "] (0: none), got ", short_conv));
   }
   if (state_decay != StateDecay::kNone && attention != AttentionKind::kLinear) {
     return absl::InvalidArgumentError("state_decay applies to linear attention only");
@@ -155,7 +153,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
   // Reads one required field, naming it in any error.
   auto read = [&j](const char* key, auto* out) -> absl::Status {
     auto it = j.find(key);
-    if (it == j.end()) return absl::InvalidArgumentError(absl::StrCat("model config lacks '", key, "'"));
+    if (it == j.end())
+      return absl::InvalidArgumentError(absl::StrCat("model config lacks '", key, "'"));
     try {
       *out = it->template get<std::decay_t<decltype(*out)>>();
     } catch (const nlohmann::json::exception&) {
@@ -167,8 +166,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
   std::string attention, feature_map, positional_encoding, state_decay = "none";
   for (absl::Status s :
        {read("vocab_size", &c.vocab_size), read("d_model", &c.d_model),
-        read("num_layers", &c.num_layers), read("num_heads", &c.num_heads),
-        read("d_ff", &c.d_ff), read("dropout", &c.dropout), read("attention", &attention),
+        read("num_layers", &c.num_layers), read("num_heads", &c.num_heads), read("d_ff", &c.d_ff),
+        read("dropout", &c.dropout), read("attention", &attention),
         read("feature_map", &feature_map), read("positional_encoding", &positional_encoding),
         read("tie_embeddings", &c.tie_embeddings), read("chunk_size", &c.chunk_size),
         read("epsilon", &c.epsilon)}) {
@@ -176,19 +175,19 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
   }
   // Added after version 1's first checkpoints, so optional.
   if (j.contains("embedding_dropout")) {
-    if (auto s = read("embedding_dropout", &c.embedding_dropout); !s.ok()) return s;
+    RECUR_RETURN_IF_ERROR(read("embedding_dropout", &c.embedding_dropout));
   }
   if (j.contains("short_conv")) {
-    if (auto s = read("short_conv", &c.short_conv); !s.ok()) return s;
+    RECUR_RETURN_IF_ERROR(read("short_conv", &c.short_conv));
   }
   if (j.contains("state_decay")) {
-    if (auto s = read("state_decay", &state_decay); !s.ok()) return s;
+    RECUR_RETURN_IF_ERROR(read("state_decay", &state_decay));
   }
   RECUR_ASSIGN_OR_RETURN(c.attention, ParseAttentionKind(attention));
   RECUR_ASSIGN_OR_RETURN(c.feature_map, ParseFeatureMap(feature_map));
   RECUR_ASSIGN_OR_RETURN(c.positional_encoding, ParsePositionalEncoding(positional_encoding));
   RECUR_ASSIGN_OR_RETURN(c.state_decay, ParseStateDecay(state_decay));
-  if (auto s = c.Validate(); !s.ok()) return s;
+  RECUR_RETURN_IF_ERROR(c.Validate());
   return c;
 }
 

@@ -28,10 +28,10 @@ torch::Tensor DecayedChunkwise(const torch::Tensor& fq, const torch::Tensor& fk,
   auto k = fk.view({b, h, chunks, c, d});
   auto v = fv.view({b, h, chunks, c, dv});
 
-  auto position = torch::arange(c, fq.options());                        // [C]
+  auto position = torch::arange(c, fq.options());  // [C]
   auto query_decay = torch::exp(log_gamma * (position + 1)).view({1, h, 1, c, 1});
   auto key_decay = torch::exp(log_gamma * (c - 1 - position)).view({1, h, 1, c, 1});
-  auto distance = position.unsqueeze(1) - position.unsqueeze(0);          // i − j, [C, C]
+  auto distance = position.unsqueeze(1) - position.unsqueeze(0);  // i − j, [C, C]
   auto intra = torch::exp(log_gamma.unsqueeze(-1) * distance.clamp_min(0))
                    .masked_fill(distance < 0, 0.0)
                    .view({1, h, 1, c, c});
@@ -39,14 +39,14 @@ torch::Tensor DecayedChunkwise(const torch::Tensor& fq, const torch::Tensor& fk,
 
   auto decayed_k = k * key_decay;
   auto chunk_s = torch::matmul(decayed_k.transpose(-1, -2), v);  // [B,H,nc,d,dv]
-  auto chunk_z = decayed_k.sum(-2);                               // [B,H,nc,d]
+  auto chunk_z = decayed_k.sum(-2);                              // [B,H,nc,d]
   auto chunk_index = torch::arange(chunks, fq.options());
   auto gap = chunk_index.unsqueeze(1) - 1 - chunk_index.unsqueeze(0);  // t − 1 − u, [nc, nc]
   auto carry = torch::exp(log_gamma.unsqueeze(-1) * (c * gap.clamp_min(0)))
                    .masked_fill(gap < 0, 0.0)
                    .unsqueeze(0);  // [1,H,nc,nc]
-  auto prev_s = torch::matmul(carry, chunk_s.reshape({b, h, chunks, d * dv}))
-                    .view({b, h, chunks, d, dv});
+  auto prev_s =
+      torch::matmul(carry, chunk_s.reshape({b, h, chunks, d * dv})).view({b, h, chunks, d, dv});
   auto prev_z = torch::matmul(carry, chunk_z);
   if (state != nullptr) {
     auto entry = torch::exp(log_gamma * (c * chunk_index));  // γ^(C·t), [H, nc]
@@ -66,8 +66,8 @@ torch::Tensor DecayedChunkwise(const torch::Tensor& fq, const torch::Tensor& fk,
     auto weight = torch::exp(log_gamma * (n - 1 - index).clamp_min(0)).view({1, h, -1, 1});
     auto weighted_k = fk * weight;
     auto total = torch::exp(log_gamma.squeeze(1) * static_cast<double>(n));  // [H]
-    state->s = total.view({1, h, 1, 1}) * state->s +
-               torch::matmul(weighted_k.transpose(-1, -2), fv);
+    state->s =
+        total.view({1, h, 1, 1}) * state->s + torch::matmul(weighted_k.transpose(-1, -2), fv);
     state->z = total.view({1, h, 1}) * state->z + weighted_k.sum(-2);
   }
   return y;
@@ -88,14 +88,13 @@ torch::Tensor MultiScaleDecay(int64_t heads, const torch::Device& device) {
 }
 
 torch::Tensor LinearAttentionNaive(const torch::Tensor& q, const torch::Tensor& k,
-                                   const torch::Tensor& v, double eps,
-                                   const torch::Tensor& decay) {
+                                   const torch::Tensor& v, double eps, const torch::Tensor& decay) {
   const int64_t n = q.size(-2);
   auto scores = torch::matmul(EluFeatureMap(q), EluFeatureMap(k).transpose(-1, -2));  // [B,H,N,N]
   if (decay.defined()) {
     auto position = torch::arange(n, scores.options());
     auto distance = (position.unsqueeze(1) - position.unsqueeze(0)).clamp_min(0);  // i − j
-    auto log_gamma = decay.to(scores.scalar_type()).log().view({-1, 1, 1});      // [H,1,1]
+    auto log_gamma = decay.to(scores.scalar_type()).log().view({-1, 1, 1});        // [H,1,1]
     scores = scores * torch::exp(log_gamma * distance);
   }
   auto causal = torch::ones({n, n}, q.options().dtype(torch::kBool)).tril();
@@ -140,7 +139,7 @@ torch::Tensor LinearAttentionChunkwise(const torch::Tensor& q, const torch::Tens
   // Each chunk's contribution to the state, and the state entering each chunk (exclusive prefix
   // sum over chunks): one d×dv matrix per chunk boundary, never one per token.
   auto chunk_s = torch::matmul(fk.transpose(-1, -2), fv);  // [B,H,nc,d,dv]
-  auto chunk_z = fk.sum(-2);                                // [B,H,nc,d]
+  auto chunk_z = fk.sum(-2);                               // [B,H,nc,d]
   auto incl_s = chunk_s.cumsum(2);
   auto incl_z = chunk_z.cumsum(2);
   auto prev_s = incl_s - chunk_s;
@@ -167,8 +166,8 @@ torch::Tensor LinearAttentionChunkwise(const torch::Tensor& q, const torch::Tens
 }
 
 torch::Tensor LinearAttentionStep(const torch::Tensor& q, const torch::Tensor& k,
-                                  const torch::Tensor& v, double eps,
-                                  LinearAttentionState* state, const torch::Tensor& decay) {
+                                  const torch::Tensor& v, double eps, LinearAttentionState* state,
+                                  const torch::Tensor& decay) {
   TORCH_CHECK(state != nullptr, "LinearAttentionStep needs a state");
   const auto accum = AccumulationType(q);
   auto fq = EluFeatureMap(q.to(accum));  // [B,H,d]

@@ -44,8 +44,8 @@ torch::Tensor LinearAttentionChunkwise(const torch::Tensor& q, const torch::Tens
 
 // One recurrent step: q, k [B, H, d], v [B, H, dv]. Updates `state` in place, returns y [B, H, dv].
 torch::Tensor LinearAttentionStep(const torch::Tensor& q, const torch::Tensor& k,
-                                  const torch::Tensor& v, double eps,
-                                  LinearAttentionState* state, const torch::Tensor& decay = {});
+                                  const torch::Tensor& v, double eps, LinearAttentionState* state,
+                                  const torch::Tensor& decay = {});
 
 // γ_h = 1 − 2^(−5−h) for heads h = 0 … H−1 (RetNet's multi-scale decay: horizons of 32, 64, 128 …
 // tokens), as float32 on `device`.

@@ -1,8 +1,8 @@
 #include "model/model_state.h"
 
-#include <algorithm>
-
 #include <torch/torch.h>
+
+#include <algorithm>
 
 namespace recur {
 
@@ -67,7 +67,8 @@ ModelState ConcatStates(const std::vector<const ModelState*>& states) {
 ModelState SelectRows(const ModelState& state, const std::vector<int64_t>& rows) {
   auto index = torch::tensor(rows, torch::TensorOptions().dtype(torch::kInt64)).to(state.device());
   ModelState out;
-  for (const auto& l : state.linear) out.linear.push_back({l.s.index_select(0, index), l.z.index_select(0, index)});
+  for (const auto& l : state.linear)
+    out.linear.push_back({l.s.index_select(0, index), l.z.index_select(0, index)});
   for (const auto& c : state.conv) out.conv.push_back(c.index_select(0, index));
   out.positions = state.positions.index_select(0, index);
   if (!state.kv.empty()) {

@@ -1,9 +1,9 @@
 #ifndef RECUR_MODEL_MODEL_STATE_H_
 #define RECUR_MODEL_MODEL_STATE_H_
 
-#include <vector>
-
 #include <torch/types.h>
+
+#include <vector>
 
 #include "model/linear_attention.h"
 #include "model/softmax_attention.h"
@@ -18,7 +18,7 @@ struct ModelState {
   std::vector<KeyValueCache> kv;             // one per layer, for softmax attention
   // One per layer when the model has a short convolution: its last K−1 q/k/v inputs [B, K−1, 3D].
   std::vector<torch::Tensor> conv;
-  torch::Tensor positions;                   // [B] int64: tokens consumed per row
+  torch::Tensor positions;  // [B] int64: tokens consumed per row
 
   int64_t batch_size() const { return positions.size(0); }
   torch::Device device() const { return positions.device(); }

@@ -1,8 +1,8 @@
 #include "model/positional_encoding.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 namespace recur {
 

@@ -1,13 +1,14 @@
 #include "model/safetensors.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
 
-#include <torch/torch.h>
-
 #include "absl/strings/str_cat.h"
 #include "base/files.h"
+#include "base/status.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
@@ -23,9 +24,9 @@ struct DtypeInfo {
   torch::ScalarType type;
 };
 constexpr DtypeInfo kDtypes[] = {
-    {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
-    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64}, {"I32", torch::kInt32},
-    {"I16", torch::kInt16},   {"I8", torch::kInt8},     {"U8", torch::kUInt8},
+    {"F64", torch::kFloat64},   {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
+    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},   {"I32", torch::kInt32},
+    {"I16", torch::kInt16},     {"I8", torch::kInt8},     {"U8", torch::kUInt8},
     {"BOOL", torch::kBool},
 };
 
@@ -55,13 +56,15 @@ absl::StatusOr<std::string> EncodeSafetensors(const NamedTensors& tensors,
   uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
     if (name == "__metadata__" || header.contains(name)) {
-      return absl::InvalidArgumentError(absl::StrCat("safetensors: bad or repeated name '", name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors: bad or repeated name '", name, "'"));
     }
     auto t = tensor.detach().to(torch::kCPU).contiguous();
     auto dtype = DtypeName(t.scalar_type());
     if (!dtype.ok()) return dtype.status();
     const uint64_t bytes = t.numel() * t.element_size();
-    header[name] = {{"dtype", *dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", *dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     contiguous.push_back(std::move(t));
   }
@@ -81,29 +84,30 @@ absl::StatusOr<std::string> EncodeSafetensors(const NamedTensors& tensors,
 
 absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
                               const std::map<std::string, std::string>& metadata) {
-  auto bytes = EncodeSafetensors(tensors, metadata);
-  if (!bytes.ok()) return bytes.status();
-  return WriteFileContents(path, *bytes);
+  RECUR_ASSIGN_OR_RETURN(const std::string bytes, EncodeSafetensors(tensors, metadata));
+  return WriteFileContents(path, bytes);
 }
 
 absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
-  auto bytes = ReadFileContents(path);
-  if (!bytes.ok()) return bytes.status();
-  return ParseSafetensors(*bytes, path);
+  RECUR_ASSIGN_OR_RETURN(const std::string bytes, ReadFileContents(path));
+  return ParseSafetensors(bytes, path);
 }
 
-absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes, absl::string_view source) {
+absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes,
+                                                 absl::string_view source) {
   const uint64_t file_size = bytes.size();
   auto error = [&source](const auto&... parts) {
     return absl::DataLossError(absl::StrCat(source, ": ", parts...));
   };
-  if (file_size < 8) return error("file is ", file_size, " bytes, shorter than the 8-byte header length");
+  if (file_size < 8)
+    return error("file is ", file_size, " bytes, shorter than the 8-byte header length");
   uint64_t header_size = 0;
   std::memcpy(&header_size, bytes.data(), sizeof(header_size));
   if (header_size > kMaxHeaderBytes || header_size > file_size - 8) {
     return error("header length ", header_size, " does not fit in a file of ", file_size, " bytes");
   }
-  auto header = nlohmann::json::parse(bytes.substr(8, header_size), nullptr, /*allow_exceptions=*/false);
+  auto header =
+      nlohmann::json::parse(bytes.substr(8, header_size), nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) return error("header is not a JSON object");
 
   const uint64_t data_size = file_size - 8 - header_size;
@@ -121,9 +125,8 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes, absl::
       continue;
     }
     if (!entry.is_object() || !entry.contains("dtype") || !entry["dtype"].is_string() ||
-        !entry.contains("shape") || !entry["shape"].is_array() ||
-        !entry.contains("data_offsets") || !entry["data_offsets"].is_array() ||
-        entry["data_offsets"].size() != 2) {
+        !entry.contains("shape") || !entry["shape"].is_array() || !entry.contains("data_offsets") ||
+        !entry["data_offsets"].is_array() || entry["data_offsets"].size() != 2) {
       return error("tensor '", name, "' lacks a dtype, shape or data_offsets pair");
     }
     auto dtype = DtypeFromName(entry["dtype"].get<std::string>());
@@ -131,7 +134,8 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes, absl::
     std::vector<int64_t> shape;
     uint64_t numel = 1;
     for (const auto& dim : entry["shape"]) {
-      if (!dim.is_number_unsigned()) return error("tensor '", name, "' has a bad dimension ", dim.dump());
+      if (!dim.is_number_unsigned())
+        return error("tensor '", name, "' has a bad dimension ", dim.dump());
       const uint64_t d = dim.get<uint64_t>();
       if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
           __builtin_mul_overflow(numel, d, &numel)) {
@@ -149,12 +153,12 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes, absl::
       return error("tensor '", name, "' has an impossibly large shape");
     }
     if (begin > end || end > data_size) {
-      return error("tensor '", name, "' data_offsets [", begin, ", ", end,
-                   ") lie outside the ", data_size, " bytes of data");
+      return error("tensor '", name, "' data_offsets [", begin, ", ", end, ") lie outside the ",
+                   data_size, " bytes of data");
     }
     if (end - begin != bytes) {
-      return error("tensor '", name, "' spans ", end - begin, " bytes but its shape and dtype need ",
-                   bytes);
+      return error("tensor '", name, "' spans ", end - begin,
+                   " bytes but its shape and dtype need ", bytes);
     }
     ranges.emplace_back(begin, end);
     auto tensor = torch::empty(shape, torch::TensorOptions().dtype(*dtype));

@@ -6,12 +6,12 @@
 // shape and [begin, end) byte offsets into the data that follows, then the raw little-endian data.
 // Files written here load with Python's `safetensors.torch.load_file`.
 
+#include <torch/types.h>
+
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,8 +31,8 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
                               const std::map<std::string, std::string>& metadata = {});
 
 // The same bytes WriteSafetensors writes, in memory (e.g. a session's state sent over the wire).
-absl::StatusOr<std::string> EncodeSafetensors(const NamedTensors& tensors,
-                                              const std::map<std::string, std::string>& metadata = {});
+absl::StatusOr<std::string> EncodeSafetensors(
+    const NamedTensors& tensors, const std::map<std::string, std::string>& metadata = {});
 
 // Reads and validates a whole file: header length within the file, JSON well-formed, known
 // dtypes, offsets that match the shapes, stay inside the data and do not overlap.

@@ -10,9 +10,8 @@ torch::Tensor CausalShortConvolution(const torch::Tensor& x, const torch::Tensor
   TORCH_CHECK(weight.dim() == 2 && weight.size(1) == x.size(2),
               "CausalShortConvolution expects weight [K, ", x.size(2), "], got ", weight.sizes());
   const int64_t b = x.size(0), n = x.size(1), c = x.size(2), k = weight.size(0);
-  torch::Tensor past = tail != nullptr && tail->defined()
-                           ? *tail
-                           : torch::zeros({b, k - 1, c}, x.options());
+  torch::Tensor past =
+      tail != nullptr && tail->defined() ? *tail : torch::zeros({b, k - 1, c}, x.options());
   TORCH_CHECK(past.size(0) == b && past.size(1) == k - 1 && past.size(2) == c,
               "CausalShortConvolution: tail ", past.sizes(), " does not fit x ", x.sizes(),
               " and kernel ", k);

@@ -1,8 +1,8 @@
 #include "model/softmax_attention.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 namespace recur {
 

@@ -187,7 +187,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> TokenizerFromJson(absl::string_view t
     }
     std::vector<std::string> words;
     for (const auto& w : j["words"]) {
-      if (!w.is_string()) return absl::InvalidArgumentError("tokenizer.json: a word is not a string");
+      if (!w.is_string())
+        return absl::InvalidArgumentError("tokenizer.json: a word is not a string");
       words.push_back(w.get<std::string>());
     }
     auto word = WordTokenizer::FromWords(std::move(words));
@@ -198,9 +199,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> TokenizerFromJson(absl::string_view t
         absl::StrCat("tokenizer.json: unknown kind '", kind, "' (expected 'byte' or 'word')"));
   }
   if (j.contains("vocab_size") && j["vocab_size"] != tokenizer->vocab_size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tokenizer.json: vocab_size ", j["vocab_size"].dump(), " but the vocabulary holds ",
-        tokenizer->vocab_size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer.json: vocab_size ", j["vocab_size"].dump(),
+                     " but the vocabulary holds ", tokenizer->vocab_size()));
   }
   return tokenizer;
 }

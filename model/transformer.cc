@@ -1,12 +1,11 @@
 #include "model/transformer.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-
 #include "model/linear_attention.h"
 #include "model/positional_encoding.h"
 #include "model/short_convolution.h"
@@ -35,8 +34,8 @@ AttentionLayerImpl::AttentionLayerImpl(const ModelConfig& c) : config(c) {
   if (c.state_decay == StateDecay::kMultiscale) {
     decay = register_buffer("decay", MultiScaleDecay(c.num_heads, torch::kCPU));
   } else if (c.state_decay == StateDecay::kLearned) {
-    decay_logit =
-        register_parameter(kDecayLogitName, torch::logit(MultiScaleDecay(c.num_heads, torch::kCPU)));
+    decay_logit = register_parameter(kDecayLogitName,
+                                     torch::logit(MultiScaleDecay(c.num_heads, torch::kCPU)));
   }
 }
 
@@ -96,12 +95,12 @@ TransformerLMImpl::TransformerLMImpl(const ModelConfig& config) : config_(config
   embedding = register_module("embedding", torch::nn::Embedding(config.vocab_size, config.d_model));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(TransformerBlock(config));
-  final_norm = register_module(
-      "final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
+  final_norm = register_module("final_norm",
+                               torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
   if (!config.tie_embeddings) {
     lm_head = register_module(
-        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config.d_model, config.vocab_size)
-                                         .bias(false)));
+        "lm_head",
+        torch::nn::Linear(torch::nn::LinearOptions(config.d_model, config.vocab_size).bias(false)));
   }
   dropout = register_module("dropout", torch::nn::Dropout(config.dropout));
 
@@ -165,7 +164,8 @@ ModelState TransformerLMImpl::NewState(int64_t batch, const torch::Device& devic
     state.conv.push_back(torch::zeros({batch, config_.short_conv - 1, 3 * config_.d_model},
                                       torch::TensorOptions().device(device)));
   }
-  state.positions = torch::zeros({batch}, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  state.positions =
+      torch::zeros({batch}, torch::TensorOptions().dtype(torch::kInt64).device(device));
   return state;
 }
 
@@ -173,7 +173,8 @@ torch::Tensor TransformerLMImpl::Hidden(const torch::Tensor& tokens, const torch
                                         ModelState* state) {
   const double scale = std::sqrt(static_cast<double>(config_.d_model));
   auto x = Embed(tokens) * scale;
-  if (config_.positional_encoding == PositionalEncoding::kSinusoidal) x = x + SinusoidalEncoding(positions, config_.d_model);
+  if (config_.positional_encoding == PositionalEncoding::kSinusoidal)
+    x = x + SinusoidalEncoding(positions, config_.d_model);
   x = dropout(x);
   torch::Tensor start = state != nullptr ? state->positions : torch::Tensor();
   for (size_t i = 0; i < blocks->size(); ++i) {
@@ -199,7 +200,8 @@ torch::Tensor TransformerLMImpl::Logits(const torch::Tensor& hidden) {
 torch::Tensor TransformerLMImpl::Forward(const torch::Tensor& tokens) {
   TORCH_CHECK(tokens.dim() == 2, "Forward expects tokens [B, N], got ", tokens.sizes());
   // [1, N]: every row starts at 0, so one row of encodings broadcasts over the batch.
-  auto positions = torch::arange(tokens.size(1), tokens.options().dtype(torch::kInt64)).unsqueeze(0);
+  auto positions =
+      torch::arange(tokens.size(1), tokens.options().dtype(torch::kInt64)).unsqueeze(0);
   return Logits(Hidden(tokens, positions, nullptr));
 }
 
@@ -211,8 +213,8 @@ torch::Tensor TransformerLMImpl::HiddenAfter(const torch::Tensor& tokens, ModelS
   TORCH_CHECK(tokens.size(0) == state->batch_size(), caller, ": ", tokens.size(0),
               " rows of tokens for a state of ", state->batch_size());
   const int64_t n = tokens.size(1);
-  auto positions = state->positions.unsqueeze(1) +
-                   torch::arange(n, state->positions.options()).unsqueeze(0);
+  auto positions =
+      state->positions.unsqueeze(1) + torch::arange(n, state->positions.options()).unsqueeze(0);
   auto hidden = Hidden(tokens, positions, state);
   state->positions = state->positions + n;
   return hidden;

@@ -11,8 +11,6 @@
 //   Prefill  — a prompt into a ModelState (chunkwise), returning the last position's logits.
 //   Step     — one token per row of a batch of states (the recurrent form), returning logits.
 
-#include <string>
-
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/dropout.h>
@@ -20,6 +18,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
+
+#include <string>
 
 #include "model/config.h"
 #include "model/model_state.h"

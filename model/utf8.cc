@@ -58,9 +58,12 @@ std::string Utf8StreamDecoder::Push(absl::string_view bytes) {
     if (n == -1) break;  // wait for the rest of the character
     if (n == 0) {
       out.append(kReplacement.data(), kReplacement.size());
-      // Skip the maximal invalid subpart: the lead byte and any continuation bytes it validly began.
+      // Skip the maximal invalid subpart: the lead byte and any continuation bytes it validly
+      // began.
       size_t j = i + 1;
-      while (j < pending_.size() && SequenceLength(absl::string_view(pending_).substr(i, j - i + 1), 0) == -1) ++j;
+      while (j < pending_.size() &&
+             SequenceLength(absl::string_view(pending_).substr(i, j - i + 1), 0) == -1)
+        ++j;
       i = j;
       continue;
     }

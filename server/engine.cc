@@ -1,12 +1,13 @@
 #include "server/engine.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <optional>
 #include <utility>
 
-#include <torch/torch.h>
-
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "glog/logging.h"
 #include "model/utf8.h"
 #include "server/text_stream.h"
@@ -39,7 +40,8 @@ struct Engine::Request {
 };
 
 absl::Status EngineOptions::Validate() const {
-  if (max_sessions < 1) return absl::InvalidArgumentError("the server needs at least one session slot");
+  if (max_sessions < 1)
+    return absl::InvalidArgumentError("the server needs at least one session slot");
   if (max_queue < 0) return absl::InvalidArgumentError("--max_queue must be >= 0");
   if (max_tokens < 1 || default_max_tokens < 1 || default_max_tokens > max_tokens) {
     return absl::InvalidArgumentError(
@@ -105,7 +107,7 @@ absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
     return absl::InvalidArgumentError(absl::StrCat(
         "max_tokens must be in [1, ", options_.max_tokens, "], got ", params.max_tokens));
   }
-  if (auto status = params.sampling.Validate(); !status.ok()) return status;
+  RECUR_RETURN_IF_ERROR(params.sampling.Validate());
   if (!IsValidUtf8(params.prompt)) return absl::InvalidArgumentError("prompt is not valid UTF-8");
   for (const auto& stop : params.stop) {
     if (!IsValidUtf8(stop)) return absl::InvalidArgumentError("a stop sequence is not valid UTF-8");
@@ -306,9 +308,8 @@ void Engine::DecodeStep() {
   for (Request* request : batch_) next.push_back(request->next_token);
   auto tokens =
       torch::tensor(next, torch::TensorOptions().dtype(torch::kInt64)).to(options_.device);
-  auto logits = checkpoint_.model->Step(tokens, &batch_state_)
-                    .to(torch::kCPU, torch::kFloat32)
-                    .contiguous();
+  auto logits =
+      checkpoint_.model->Step(tokens, &batch_state_).to(torch::kCPU, torch::kFloat32).contiguous();
   metrics_->batch_size.Observe(static_cast<double>(batch_.size()));
   const int64_t vocab = logits.size(1);
   const float* data = logits.data_ptr<float>();
@@ -364,7 +365,8 @@ void Engine::Finish(Request& request, FinishReason reason) {
 void Engine::Fail(Request& request, const std::exception& e) {
   // LibTorch's errors carry a long backtrace; the message alone is what a client can use.
   const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
-  const std::string what = torch_error != nullptr ? torch_error->what_without_backtrace() : e.what();
+  const std::string what =
+      torch_error != nullptr ? torch_error->what_without_backtrace() : e.what();
   LOG(ERROR) << "generation failed: " << what;
   request.phase = RequestPhase::kFinished;
   request.reason = FinishReason::kError;
@@ -437,8 +439,7 @@ void Engine::Retire() {
     usage.prompt_tokens = static_cast<int64_t>(request->prompt.size());
     usage.generated_tokens = request->generated;
     usage.time_to_first_token_seconds =
-        request->generated > 0 ? absl::ToDoubleSeconds(request->first_token - request->arrived)
-                               : 0;
+        request->generated > 0 ? absl::ToDoubleSeconds(request->first_token - request->arrived) : 0;
     usage.duration_seconds = absl::ToDoubleSeconds(now - request->arrived);
     metrics_->request_duration.Observe(usage.duration_seconds);
     request->sink->OnFinish(request->reason, usage, request->error);
@@ -454,11 +455,10 @@ void Engine::UpdateGauges() {
 // Sessions
 
 absl::StatusOr<SessionInfo> Engine::CreateSession() {
-  if (auto status = Accepting(); !status.ok()) return status;
-  auto slot = sessions_.Reserve();
-  if (!slot.ok()) return slot.status();
-  (*slot)->state.model = checkpoint_.model->NewState(1, options_.device);
-  return sessions_.Open(*std::move(slot));
+  RECUR_RETURN_IF_ERROR(Accepting());
+  RECUR_ASSIGN_OR_RETURN(SessionStore::Lease slot, sessions_.Reserve());
+  slot->state.model = checkpoint_.model->NewState(1, options_.device);
+  return sessions_.Open(std::move(slot));
 }
 
 absl::StatusOr<SessionInfo> Engine::GetSession(const std::string& id) { return sessions_.Get(id); }
@@ -466,7 +466,7 @@ absl::StatusOr<SessionInfo> Engine::GetSession(const std::string& id) { return s
 absl::Status Engine::CloseSession(const std::string& id) { return sessions_.Close(id); }
 
 absl::StatusOr<SessionInfo> Engine::ForkSession(const std::string& id) {
-  if (auto status = Accepting(); !status.ok()) return status;
+  RECUR_RETURN_IF_ERROR(Accepting());
   return sessions_.Fork(id);
 }
 
@@ -475,13 +475,12 @@ absl::StatusOr<std::string> Engine::ExportSession(const std::string& id) {
 }
 
 absl::StatusOr<SessionInfo> Engine::ImportSession(const std::string& bytes) {
-  auto state = DecodeSession(bytes, checkpoint_.config, options_.device);
-  if (!state.ok()) return state.status();
-  if (auto status = Accepting(); !status.ok()) return status;
-  auto slot = sessions_.Reserve();
-  if (!slot.ok()) return slot.status();
-  (*slot)->state = *std::move(state);
-  return sessions_.Open(*std::move(slot));
+  RECUR_ASSIGN_OR_RETURN(SessionState state,
+                         DecodeSession(bytes, checkpoint_.config, options_.device));
+  RECUR_RETURN_IF_ERROR(Accepting());
+  RECUR_ASSIGN_OR_RETURN(SessionStore::Lease slot, sessions_.Reserve());
+  slot->state = std::move(state);
+  return sessions_.Open(std::move(slot));
 }
 
 EngineInfo Engine::Info() {

@@ -41,7 +41,7 @@ struct EngineOptions {
   int64_t max_tokens = 4096;         // cap on GenerationRequest::max_tokens
   int64_t default_max_tokens = 128;  // when a request leaves it unset
   int64_t max_prompt_tokens = 32768;
-  int64_t prefill_chunk = 256;       // prompt tokens fed per engine iteration, over all requests
+  int64_t prefill_chunk = 256;  // prompt tokens fed per engine iteration, over all requests
   absl::Duration session_ttl = absl::Minutes(30);  // idle sessions are closed after this
 
   // INVALID_ARGUMENT naming the flag (recur-server's) that is out of range, or OK.
@@ -65,13 +65,14 @@ class GenerationSink {
   virtual ~GenerationSink() = default;
   virtual void OnText(std::string text, std::vector<int64_t> token_ids) = 0;
   // Called exactly once per accepted request, last. `error` is set when `reason` is kError.
-  virtual void OnFinish(FinishReason reason, const GenerationUsage& usage, const absl::Status& error) = 0;
+  virtual void OnFinish(FinishReason reason, const GenerationUsage& usage,
+                        const absl::Status& error) = 0;
 };
 
 struct GenerationRequest {
-  std::string prompt;       // UTF-8; may be empty when continuing a session with text
-  std::string session_id;   // empty: a one-off request
-  int64_t max_tokens = 0;   // 0: EngineOptions::default_max_tokens
+  std::string prompt;      // UTF-8; may be empty when continuing a session with text
+  std::string session_id;  // empty: a one-off request
+  int64_t max_tokens = 0;  // 0: EngineOptions::default_max_tokens
   SamplingParams sampling;
   std::vector<std::string> stop;
 };
@@ -90,7 +91,7 @@ struct EngineInfo {
   ModelConfig config;
   std::string tokenizer_kind;
   int64_t parameters = 0;
-  int64_t state_bytes_per_session = 0;  // linear attention: constant; softmax: 0
+  int64_t state_bytes_per_session = 0;   // linear attention: constant; softmax: 0
   int64_t kv_cache_bytes_per_token = 0;  // softmax: per token of context; linear: 0
   int64_t max_sessions = 0;
   int64_t sessions_in_use = 0;

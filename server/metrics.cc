@@ -32,18 +32,23 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
 prometheus::Histogram& MakeHistogram(prometheus::Registry& registry, const std::string& name,
                                      const std::string& help,
                                      prometheus::Histogram::BucketBoundaries buckets) {
-  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add({}, std::move(buckets));
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add(
+      {}, std::move(buckets));
 }
 
-prometheus::Gauge& MakeGauge(prometheus::Registry& registry, const std::string& name, const std::string& help) {
+prometheus::Gauge& MakeGauge(prometheus::Registry& registry, const std::string& name,
+                             const std::string& help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
 }
 
-prometheus::Counter& MakeCounter(prometheus::Registry& registry, const std::string& name, const std::string& help) {
+prometheus::Counter& MakeCounter(prometheus::Registry& registry, const std::string& name,
+                                 const std::string& help) {
   return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
 }
 
-std::shared_ptr<prometheus::Registry> NewRegistry() { return std::make_shared<prometheus::Registry>(); }
+std::shared_ptr<prometheus::Registry> NewRegistry() {
+  return std::make_shared<prometheus::Registry>();
+}
 
 // A minimal HTTP/1.0 endpoint for GET /metrics. prometheus-cpp's own exposer (civetweb) refuses to
 // start in a process that has loaded Debian's LibTorch ("null context when constructing
@@ -83,7 +88,8 @@ class HttpMetricsServer : public MetricsServer {
         request.append(buffer, static_cast<size_t>(n));
       }
       std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
-      if (absl::StartsWith(request, "GET /metrics ") || absl::StartsWith(request, "GET /metrics?")) {
+      if (absl::StartsWith(request, "GET /metrics ") ||
+          absl::StartsWith(request, "GET /metrics?")) {
         body = prometheus::TextSerializer().Serialize(registry_->Collect());
       } else if (absl::StartsWith(request, "GET ")) {
         status = "404 Not Found";
@@ -94,11 +100,12 @@ class HttpMetricsServer : public MetricsServer {
         type = "text/plain";
         body = "only GET /metrics\n";
       }
-      const std::string response = absl::StrCat("HTTP/1.0 ", status, "\r\nContent-Type: ", type,
-                                                "\r\nContent-Length: ", body.size(),
-                                                "\r\nConnection: close\r\n\r\n", body);
+      const std::string response =
+          absl::StrCat("HTTP/1.0 ", status, "\r\nContent-Type: ", type,
+                       "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
       for (size_t sent = 0; sent < response.size();) {
-        const ssize_t n = ::send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
+        const ssize_t n =
+            ::send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
         if (n <= 0) break;
         sent += static_cast<size_t>(n);
       }
@@ -118,30 +125,37 @@ class HttpMetricsServer : public MetricsServer {
 Metrics::Metrics() : Metrics(NewRegistry()) {}
 
 Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
-    : time_to_first_token(MakeHistogram(*registry, "recur_time_to_first_token_seconds",
-                                        "Time from a Generate request's arrival to its first token.",
-                                        LatencyBuckets())),
+    : time_to_first_token(MakeHistogram(
+          *registry, "recur_time_to_first_token_seconds",
+          "Time from a Generate request's arrival to its first token.", LatencyBuckets())),
       inter_token_latency(MakeHistogram(*registry, "recur_inter_token_latency_seconds",
-                                        "Time between consecutive tokens of one stream.", LatencyBuckets())),
+                                        "Time between consecutive tokens of one stream.",
+                                        LatencyBuckets())),
       request_duration(MakeHistogram(*registry, "recur_request_duration_seconds",
-                                     "Time from a Generate request's arrival to its end.", LatencyBuckets())),
+                                     "Time from a Generate request's arrival to its end.",
+                                     LatencyBuckets())),
       batch_size(MakeHistogram(*registry, "recur_batch_size", "Sequences per batched decode step.",
                                {1, 2, 4, 8, 16, 32, 64, 128, 256, 512})),
-      prompt_tokens(MakeCounter(*registry, "recur_prompt_tokens_total", "Prompt tokens fed to the model.")),
+      prompt_tokens(
+          MakeCounter(*registry, "recur_prompt_tokens_total", "Prompt tokens fed to the model.")),
       generated_tokens(MakeCounter(*registry, "recur_generated_tokens_total", "Tokens generated.")),
       active_sessions(MakeGauge(*registry, "recur_active_sessions",
                                 "State slots in use: open sessions and one-off requests.")),
       running_requests(MakeGauge(*registry, "recur_running_requests",
                                  "Generate requests admitted (prefilling or decoding).")),
-      queued_requests(MakeGauge(*registry, "recur_queued_requests", "Generate requests waiting for a slot.")),
-      state_bytes(MakeGauge(*registry, "recur_state_bytes", "Bytes of model state held by all slots.")),
+      queued_requests(
+          MakeGauge(*registry, "recur_queued_requests", "Generate requests waiting for a slot.")),
+      state_bytes(
+          MakeGauge(*registry, "recur_state_bytes", "Bytes of model state held by all slots.")),
       registry_(std::move(registry)),
       requests_(prometheus::BuildCounter()
                     .Name("recur_requests_total")
                     .Help("RPCs finished, by gRPC status code.")
                     .Register(*registry_)) {}
 
-void Metrics::CountRequest(absl::string_view code) { requests_.Add({{"code", std::string(code)}}).Increment(); }
+void Metrics::CountRequest(absl::string_view code) {
+  requests_.Add({{"code", std::string(code)}}).Increment();
+}
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(const std::string& host, int port,
                                                                   const Metrics& metrics) {
@@ -152,7 +166,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(const std::str
   addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
   if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("metrics address ", host, ": ", gai_strerror(rc)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics address ", host, ": ", gai_strerror(rc)));
   }
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> list(found, freeaddrinfo);
   const int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -162,14 +177,17 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(const std::str
   if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 16) != 0) {
     const int error = errno;
     ::close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", host, ":", port, ": ", std::strerror(error)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on ", host, ":", port, ": ", std::strerror(error)));
   }
   sockaddr_storage bound{};
   socklen_t length = sizeof(bound);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
-  const int actual = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                       : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  return std::unique_ptr<MetricsServer>(std::make_unique<HttpMetricsServer>(fd, actual, metrics.registry()));
+  const int actual =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  return std::unique_ptr<MetricsServer>(
+      std::make_unique<HttpMetricsServer>(fd, actual, metrics.registry()));
 }
 
 }  // namespace recur

@@ -8,32 +8,36 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "glog/logging.h"
-#include "model/checkpoint.h"
 #include "base/program.h"
 #include "base/torch_runtime.h"
+#include "glog/logging.h"
+#include "model/checkpoint.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train (required)");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface)");
 ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 picks a free one)");
-ABSL_FLAG(int32_t, metrics_port, 9090, "Port for Prometheus /metrics (-1: none; 0 picks a free one)");
+ABSL_FLAG(int32_t, metrics_port, 9090,
+          "Port for Prometheus /metrics (-1: none; 0 picks a free one)");
 ABSL_FLAG(int64_t, max_sessions, 64, "State slots: open sessions plus running one-off requests");
-ABSL_FLAG(int64_t, state_memory_mb, 0,
-          "Linear attention: size the slots from this memory budget instead of --max_sessions (0: off)");
+ABSL_FLAG(
+    int64_t, state_memory_mb, 0,
+    "Linear attention: size the slots from this memory budget instead of --max_sessions (0: off)");
 ABSL_FLAG(int64_t, max_queue, 256, "Requests waiting for a slot; past this, RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_tokens, 4096, "Cap on a request's max_tokens");
 ABSL_FLAG(int64_t, default_max_tokens, 128, "max_tokens when a request leaves it unset");
 ABSL_FLAG(int64_t, max_prompt_tokens, 32768, "Longest prompt accepted, in tokens");
-ABSL_FLAG(int64_t, prefill_chunk, 256, "Prompt tokens fed per engine step, so long prompts do not stall streams");
+ABSL_FLAG(int64_t, prefill_chunk, 256,
+          "Prompt tokens fed per engine step, so long prompts do not stall streams");
 ABSL_FLAG(absl::Duration, session_ttl, absl::Minutes(30), "Sessions idle this long are closed");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGTERM, how long in-flight streams may run before they are cancelled");
 
 int main(int argc, char** argv) {
-  recur::InitProgram(argc, argv,
-                     "Serves a checkpoint over gRPC: streaming generation with constant-size sessions.\n"
-                     "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9090");
+  recur::InitProgram(
+      argc, argv,
+      "Serves a checkpoint over gRPC: streaming generation with constant-size sessions.\n"
+      "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9090");
   // One core is left to gRPC: oversubscribed cores stall LibTorch's parallel regions and inflate
   // tail latency.
   if (auto s = recur::ApplyThreadsFlag(/*reserved_cores=*/1); !s.ok()) return recur::Fail(s);
@@ -66,7 +70,9 @@ int main(int argc, char** argv) {
   const int64_t budget_mb = absl::GetFlag(FLAGS_state_memory_mb);
   if (budget_mb > 0) {
     if (checkpoint->config.attention != recur::AttentionKind::kLinear) {
-      return recur::Fail("--state_memory_mb sizes constant-size linear-attention slots; use --max_sessions for softmax");
+      return recur::Fail(
+          "--state_memory_mb sizes constant-size linear-attention slots; use --max_sessions for "
+          "softmax");
     }
     engine.max_sessions = budget_mb * (1 << 20) / checkpoint->config.SlotBytes();
   }
@@ -75,16 +81,18 @@ int main(int argc, char** argv) {
 
   auto server = recur::RecurServer::Start(*std::move(checkpoint), options);
   if (!server.ok()) return recur::Fail(server.status());
-  LOG(INFO) << "recur-server listening on " << absl::GetFlag(FLAGS_host) << ":" << (*server)->port() << ", "
-            << engine.max_sessions << " session slots"
+  LOG(INFO) << "recur-server listening on " << absl::GetFlag(FLAGS_host) << ":" << (*server)->port()
+            << ", " << engine.max_sessions << " session slots"
             << (slot_bytes > 0 ? absl::StrCat(" of ", slot_bytes, " bytes") : std::string())
             << ", metrics on "
-            << ((*server)->metrics_port() >= 0 ? absl::StrCat(":", (*server)->metrics_port(), "/metrics")
-                                               : std::string("(off)"));
+            << ((*server)->metrics_port() >= 0
+                    ? absl::StrCat(":", (*server)->metrics_port(), "/metrics")
+                    : std::string("(off)"));
 
   int signal = 0;
   sigwait(&signals, &signal);
-  LOG(INFO) << "signal " << signal << ": draining for up to " << absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout));
+  LOG(INFO) << "signal " << signal << ": draining for up to "
+            << absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout));
   (*server)->Shutdown(absl::GetFlag(FLAGS_drain_timeout));
   LOG(INFO) << "stopped";
   return 0;

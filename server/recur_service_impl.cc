@@ -24,11 +24,16 @@ std::string CodeName(grpc::StatusCode code) {
 
 v1::FinishReason ToProto(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case FinishReason::kEndOfSequence: return v1::FINISH_REASON_END_OF_SEQUENCE;
-    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
-    case FinishReason::kError: return v1::FINISH_REASON_UNSPECIFIED;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kEndOfSequence:
+      return v1::FINISH_REASON_END_OF_SEQUENCE;
+    case FinishReason::kCancelled:
+      return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kError:
+      return v1::FINISH_REASON_UNSPECIFIED;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -57,7 +62,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       Push(std::move(message), std::nullopt);
     }
 
-    void OnFinish(FinishReason reason, const GenerationUsage& usage, const absl::Status& error) override {
+    void OnFinish(FinishReason reason, const GenerationUsage& usage,
+                  const absl::Status& error) override {
       v1::GenerateResponse message;
       message.set_finish_reason(ToProto(reason));
       auto* u = message.mutable_usage();
@@ -66,7 +72,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       u->set_time_to_first_token_seconds(usage.time_to_first_token_seconds);
       u->set_duration_seconds(usage.duration_seconds);
       grpc::Status status = grpc::Status::OK;
-      if (reason == FinishReason::kCancelled) status = grpc::Status(grpc::CANCELLED, "the request was cancelled");
+      if (reason == FinishReason::kCancelled)
+        status = grpc::Status(grpc::CANCELLED, "the request was cancelled");
       if (reason == FinishReason::kError) status = ToGrpcStatus(error);
       Push(std::move(message), status);
     }
@@ -92,8 +99,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
         absl::MutexLock lock(&mu_);
         // While a write is in flight, text messages queue up merged into one: a slow client gets
         // fewer, larger messages instead of an ever longer queue.
-        if (!pending_.empty() && !final_status && pending_.back().finish_reason() == v1::FINISH_REASON_UNSPECIFIED &&
-            writing_) {
+        if (!pending_.empty() && !final_status &&
+            pending_.back().finish_reason() == v1::FINISH_REASON_UNSPECIFIED && writing_) {
           auto& last = pending_.back();
           last.mutable_text()->append(message.text());
           for (int64_t id : message.token_ids()) last.add_token_ids(id);
@@ -123,7 +130,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
           finished_ = true;
           finish = *final_status_;
         } else {
-          return;  // nothing to write yet, or a broken stream waiting for the engine's final message
+          return;  // nothing to write yet, or a broken stream waiting for the engine's final
+                   // message
         }
         reactor = reactor_;
       }
@@ -151,13 +159,15 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     request.session_id = message.session_id();
     if (message.has_max_tokens()) {
       request.max_tokens = message.max_tokens();
-      if (request.max_tokens == 0) request.max_tokens = -1;  // an explicit 0 is an error, not "default"
+      if (request.max_tokens == 0)
+        request.max_tokens = -1;  // an explicit 0 is an error, not "default"
     }
     const auto& sampling = message.sampling();
     if (sampling.has_temperature()) request.sampling.temperature = sampling.temperature();
     request.sampling.top_k = sampling.top_k();
     if (sampling.has_top_p()) request.sampling.top_p = sampling.top_p();
-    if (sampling.has_repetition_penalty()) request.sampling.repetition_penalty = sampling.repetition_penalty();
+    if (sampling.has_repetition_penalty())
+      request.sampling.repetition_penalty = sampling.repetition_penalty();
     request.sampling.seed = sampling.seed();
     request.stop.assign(message.stop().begin(), message.stop().end());
     auto ticket = engine.Submit(std::move(request), sink_);
@@ -194,12 +204,13 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* RecurServiceImpl::Generate(grpc::CallbackServerContext* context,
-                                                                           const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<v1::GenerateResponse>* RecurServiceImpl::Generate(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
   return new GenerateReactor(engine_, metrics_, *request);
 }
 
-grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* context, const absl::Status& status) {
+grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* context,
+                                                  const absl::Status& status) {
   auto grpc_status = ToGrpcStatus(status);
   metrics_.CountRequest(CodeName(grpc_status.error_code()));
   auto* reactor = context->DefaultReactor();
@@ -208,14 +219,16 @@ grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* c
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::CreateSession(grpc::CallbackServerContext* context,
-                                                          const v1::CreateSessionRequest*, v1::Session* response) {
+                                                          const v1::CreateSessionRequest*,
+                                                          v1::Session* response) {
   auto info = engine_.CreateSession();
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::GetSession(grpc::CallbackServerContext* context,
-                                                       const v1::GetSessionRequest* request, v1::Session* response) {
+                                                       const v1::GetSessionRequest* request,
+                                                       v1::Session* response) {
   auto info = engine_.GetSession(request->session_id());
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
@@ -228,7 +241,8 @@ grpc::ServerUnaryReactor* RecurServiceImpl::CloseSession(grpc::CallbackServerCon
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::ForkSession(grpc::CallbackServerContext* context,
-                                                        const v1::ForkSessionRequest* request, v1::Session* response) {
+                                                        const v1::ForkSessionRequest* request,
+                                                        v1::Session* response) {
   auto info = engine_.ForkSession(request->session_id());
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
@@ -251,7 +265,8 @@ grpc::ServerUnaryReactor* RecurServiceImpl::ImportSession(grpc::CallbackServerCo
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::GetModelInfo(grpc::CallbackServerContext* context,
-                                                         const v1::GetModelInfoRequest*, v1::ModelInfo* response) {
+                                                         const v1::GetModelInfoRequest*,
+                                                         v1::ModelInfo* response) {
   const EngineInfo info = engine_.Info();
   response->set_attention(std::string(AttentionKindName(info.config.attention)));
   response->set_vocab_size(info.config.vocab_size);

@@ -16,24 +16,29 @@ class RecurServiceImpl final : public v1::Recur::CallbackService {
   // `engine` and `metrics` must outlive the service.
   RecurServiceImpl(Engine& engine, Metrics& metrics) : engine_(engine), metrics_(metrics) {}
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
-                                                           const v1::GenerateRequest* request) override;
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
   grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* context,
-                                          const v1::CreateSessionRequest* request, v1::Session* response) override;
-  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* context, const v1::GetSessionRequest* request,
+                                          const v1::CreateSessionRequest* request,
+                                          v1::Session* response) override;
+  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* context,
+                                       const v1::GetSessionRequest* request,
                                        v1::Session* response) override;
   grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext* context,
                                          const v1::CloseSessionRequest* request,
                                          v1::CloseSessionResponse* response) override;
-  grpc::ServerUnaryReactor* ForkSession(grpc::CallbackServerContext* context, const v1::ForkSessionRequest* request,
+  grpc::ServerUnaryReactor* ForkSession(grpc::CallbackServerContext* context,
+                                        const v1::ForkSessionRequest* request,
                                         v1::Session* response) override;
   grpc::ServerUnaryReactor* ExportSession(grpc::CallbackServerContext* context,
                                           const v1::ExportSessionRequest* request,
                                           v1::ExportSessionResponse* response) override;
   grpc::ServerUnaryReactor* ImportSession(grpc::CallbackServerContext* context,
-                                          const v1::ImportSessionRequest* request, v1::Session* response) override;
+                                          const v1::ImportSessionRequest* request,
+                                          v1::Session* response) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
-                                         const v1::GetModelInfoRequest* request, v1::ModelInfo* response) override;
+                                         const v1::GetModelInfoRequest* request,
+                                         v1::ModelInfo* response) override;
 
  private:
   grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl::Status& status);

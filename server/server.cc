@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -11,16 +12,19 @@
 
 namespace recur {
 
-absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint checkpoint, ServerOptions options) {
-  if (auto status = options.engine.Validate(); !status.ok()) return status;
+absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint checkpoint,
+                                                                ServerOptions options) {
+  RECUR_RETURN_IF_ERROR(options.engine.Validate());
   std::unique_ptr<RecurServer> server(new RecurServer());
   server->metrics_ = std::make_shared<Metrics>();
   if (options.metrics_port >= 0) {
-    auto metrics_server = StartMetricsServer(options.metrics_host, options.metrics_port, *server->metrics_);
+    auto metrics_server =
+        StartMetricsServer(options.metrics_host, options.metrics_port, *server->metrics_);
     if (!metrics_server.ok()) return metrics_server.status();
     server->metrics_server_ = *std::move(metrics_server);
   }
-  server->engine_ = std::make_unique<Engine>(std::move(checkpoint), options.engine, server->metrics_);
+  server->engine_ =
+      std::make_unique<Engine>(std::move(checkpoint), options.engine, server->metrics_);
   server->service_ = std::make_unique<RecurServiceImpl>(*server->engine_, *server->metrics_);
 
   grpc::EnableDefaultHealthCheckService(true);

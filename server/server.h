@@ -20,13 +20,14 @@ namespace recur {
 struct ServerOptions {
   std::string address = "127.0.0.1:50051";  // port 0 picks a free one
   std::string metrics_host = "127.0.0.1";
-  int metrics_port = -1;                    // -1: no metrics endpoint; 0 picks a free port
+  int metrics_port = -1;  // -1: no metrics endpoint; 0 picks a free port
   EngineOptions engine;
 };
 
 class RecurServer {
  public:
-  static absl::StatusOr<std::unique_ptr<RecurServer>> Start(Checkpoint checkpoint, ServerOptions options);
+  static absl::StatusOr<std::unique_ptr<RecurServer>> Start(Checkpoint checkpoint,
+                                                            ServerOptions options);
   ~RecurServer();
 
   int port() const { return port_; }

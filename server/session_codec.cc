@@ -14,7 +14,8 @@ constexpr char kFormat[] = "recur-session";
 constexpr char kVersion[] = "1";
 
 torch::Tensor LongTensor(const std::vector<int64_t>& ids) {
-  return torch::tensor(ids, torch::TensorOptions().dtype(torch::kInt64)).view({static_cast<int64_t>(ids.size())});
+  return torch::tensor(ids, torch::TensorOptions().dtype(torch::kInt64))
+      .view({static_cast<int64_t>(ids.size())});
 }
 
 template <typename... Parts>
@@ -32,8 +33,10 @@ absl::StatusOr<std::string> EncodeSession(const SessionState& session, const Mod
   }
   for (size_t i = 0; i < session.model.kv.size(); ++i) {
     // Only the filled part of the cache travels.
-    tensors.emplace_back(absl::StrCat("layers.", i, ".k"), session.model.kv[i].k.narrow(2, 0, session.consumed));
-    tensors.emplace_back(absl::StrCat("layers.", i, ".v"), session.model.kv[i].v.narrow(2, 0, session.consumed));
+    tensors.emplace_back(absl::StrCat("layers.", i, ".k"),
+                         session.model.kv[i].k.narrow(2, 0, session.consumed));
+    tensors.emplace_back(absl::StrCat("layers.", i, ".v"),
+                         session.model.kv[i].v.narrow(2, 0, session.consumed));
   }
   for (size_t i = 0; i < session.model.conv.size(); ++i) {
     tensors.emplace_back(absl::StrCat("layers.", i, ".conv"), session.model.conv[i]);
@@ -54,13 +57,14 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
     auto it = file->metadata.find(key);
     return it == file->metadata.end() ? std::string() : it->second;
   };
-  if (meta("format") != kFormat) return Invalid("not a recur session (format '", meta("format"), "')");
+  if (meta("format") != kFormat)
+    return Invalid("not a recur session (format '", meta("format"), "')");
   if (meta("version") != kVersion) return Invalid("unsupported version '", meta("version"), "'");
   auto their_config = ModelConfig::FromJson(meta("config"));
   if (!their_config.ok()) return Invalid("bad model config: ", their_config.status().message());
   if (their_config->ToJson() != config.ToJson()) {
-    return Invalid("made by a different model (config ", their_config->ToJson(), ", this server runs ",
-                   config.ToJson(), ")");
+    return Invalid("made by a different model (config ", their_config->ToJson(),
+                   ", this server runs ", config.ToJson(), ")");
   }
   SessionState session;
   if (!absl::SimpleAtoi(meta("consumed"), &session.consumed) || session.consumed < 0) {
@@ -74,11 +78,14 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
     if (it == tensors.end()) return Invalid("missing tensor '", name, "'");
     torch::Tensor t = it->second;
     tensors.erase(it);
-    if (t.scalar_type() != dtype) return Invalid("tensor '", name, "' has dtype ", c10::toString(t.scalar_type()));
+    if (t.scalar_type() != dtype)
+      return Invalid("tensor '", name, "' has dtype ", c10::toString(t.scalar_type()));
     if (!shape.empty() && t.sizes().vec() != shape) {
-      return Invalid("tensor '", name, "' has shape ", c10::str(t.sizes()), ", expected ", c10::str(shape));
+      return Invalid("tensor '", name, "' has shape ", c10::str(t.sizes()), ", expected ",
+                     c10::str(shape));
     }
-    if (!t.isfinite().all().item<bool>()) return Invalid("tensor '", name, "' holds non-finite values");
+    if (!t.isfinite().all().item<bool>())
+      return Invalid("tensor '", name, "' holds non-finite values");
     return t;
   };
   const int64_t h = config.num_heads, d = config.head_dim();
@@ -98,7 +105,8 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
       session.model.kv.push_back({k->to(device), v->to(device)});
     }
     if (config.short_conv > 0) {
-      auto conv = take(prefix + "conv", torch::kFloat32, {1, config.short_conv - 1, 3 * config.d_model});
+      auto conv =
+          take(prefix + "conv", torch::kFloat32, {1, config.short_conv - 1, 3 * config.d_model});
       if (!conv.ok()) return conv.status();
       session.model.conv.push_back(conv->to(device));
     }
@@ -110,7 +118,8 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
     auto* data = ids->data_ptr<int64_t>();
     std::vector<int64_t> list(data, data + ids->numel());
     for (int64_t id : list) {
-      if (id < 0 || id >= config.vocab_size) return Invalid("token id ", id, " in '", name, "' is outside the vocabulary");
+      if (id < 0 || id >= config.vocab_size)
+        return Invalid("token id ", id, " in '", name, "' is outside the vocabulary");
     }
     (std::string(name) == "pending" ? session.pending : session.seen) = std::move(list);
   }
@@ -118,7 +127,8 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
   if (session.pending.empty() && session.consumed > 0) {
     return Invalid("a session with text must hold its last token as pending");
   }
-  session.model.positions = torch::full({1}, session.consumed, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  session.model.positions = torch::full({1}, session.consumed,
+                                        torch::TensorOptions().dtype(torch::kInt64).device(device));
   return session;
 }
 

@@ -4,19 +4,21 @@
 // A session's contents as bytes, so a session can move between servers that run the same model.
 // The bytes are a safetensors file (docs/checkpoint.md describes the format):
 //   layers.<i>.s, layers.<i>.z        linear attention: the sums S [1,H,d,d] and z [1,H,d], float32
-//   layers.<i>.k, layers.<i>.v        softmax attention: the key/value cache [1,H,T,d], T = consumed
-//   layers.<i>.conv                   with a short convolution of width K: the last K−1 rows of the
+//   layers.<i>.k, layers.<i>.v        softmax attention: the key/value cache [1,H,T,d], T =
+//   consumed layers.<i>.conv                   with a short convolution of width K: the last K−1
+//   rows of the
 //                                     layer's q/k/v projections [1,K−1,3D], float32
 //   pending                           int64 [P]: tokens seen but not yet fed to the model
-//   seen                              int64 [U]: distinct tokens so far (for the repetition penalty)
+//   seen                              int64 [U]: distinct tokens so far (for the repetition
+//   penalty)
 // and metadata: format "recur-session", version "1", consumed (tokens in the state) and the
 // model's config.json, which must match the importing server's.
+
+#include <torch/types.h>
 
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -28,9 +30,9 @@ namespace recur {
 // Everything a session remembers: the model's state after `consumed` tokens, plus the tokens the
 // model has not been fed yet (the last sampled one, which the next request feeds first).
 struct SessionState {
-  ModelState model;              // batch of one
+  ModelState model;  // batch of one
   std::vector<int64_t> pending;
-  std::vector<int64_t> seen;     // distinct token ids, in first-seen order
+  std::vector<int64_t> seen;  // distinct token ids, in first-seen order
   int64_t consumed = 0;
 
   int64_t tokens() const { return consumed + static_cast<int64_t>(pending.size()); }

@@ -1,13 +1,14 @@
 #include "server/session_store.h"
 
-#include <utility>
-
 #include <torch/torch.h>
+
+#include <utility>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "base/status.h"
 #include "glog/logging.h"
 
 namespace recur {
@@ -104,8 +105,8 @@ absl::StatusOr<SessionStore::Lease> SessionStore::Checkout(const std::string& id
 absl::StatusOr<SessionStore::Lease> SessionStore::Reserve() {
   absl::MutexLock lock(&mu_);
   if (SlotsInUse() >= options_.max_slots) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no free session slot (", options_.max_slots, " in use); close a session first"));
+    return absl::ResourceExhaustedError(absl::StrCat("no free session slot (", options_.max_slots,
+                                                     " in use); close a session first"));
   }
   auto slot = std::make_shared<Slot>();
   slot->session.seen_mask.assign(vocab_size_, false);
@@ -143,26 +144,22 @@ absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& id) {
 }
 
 absl::Status SessionStore::Close(const std::string& id) {
-  auto lease = Checkout(id);  // an idle session only
-  if (!lease.ok()) return lease.status();
-  lease->CloseOnReturn();
+  RECUR_ASSIGN_OR_RETURN(Lease lease, Checkout(id));  // an idle session only
+  lease.CloseOnReturn();
   return absl::OkStatus();
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id) {
-  auto source = Checkout(id);
-  if (!source.ok()) return source.status();
-  auto copy = Reserve();
-  if (!copy.ok()) return copy.status();
-  (*copy)->state = (*source)->state;
-  (*copy)->state.model = (*source)->state.model.Clone();
-  return Open(*std::move(copy));
+  RECUR_ASSIGN_OR_RETURN(const Lease source, Checkout(id));
+  RECUR_ASSIGN_OR_RETURN(Lease copy, Reserve());
+  copy->state = source->state;
+  copy->state.model = source->state.model.Clone();
+  return Open(std::move(copy));
 }
 
 absl::StatusOr<std::string> SessionStore::Export(const std::string& id, const ModelConfig& config) {
-  auto session = Checkout(id);
-  if (!session.ok()) return session.status();
-  return EncodeSession((*session)->state, config);
+  RECUR_ASSIGN_OR_RETURN(const Lease session, Checkout(id));
+  return EncodeSession(session->state, config);
 }
 
 void SessionStore::CloseIdle(absl::Time now) {

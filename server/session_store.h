@@ -49,8 +49,8 @@ struct SessionInfo {
 };
 
 struct SessionStoreOptions {
-  int64_t max_slots = 64;                          // sessions plus one-off requests
-  absl::Duration idle_ttl = absl::Minutes(30);     // idle sessions are closed after this
+  int64_t max_slots = 64;                       // sessions plus one-off requests
+  absl::Duration idle_ttl = absl::Minutes(30);  // idle sessions are closed after this
   // > 0: every slot costs this (linear attention); 0: each slot's own bytes as of its last lease.
   int64_t bytes_per_slot = 0;
 };
@@ -76,7 +76,8 @@ class SessionStore {
 
    private:
     friend class SessionStore;
-    Lease(SessionStore* store, std::shared_ptr<Slot> slot) : store_(store), slot_(std::move(slot)) {}
+    Lease(SessionStore* store, std::shared_ptr<Slot> slot)
+        : store_(store), slot_(std::move(slot)) {}
     void Return();
 
     SessionStore* store_ = nullptr;

@@ -40,7 +40,9 @@ TextStream::Output TextStream::Release() {
     }
   }
   // Never split a UTF-8 character: widen the kept tail to a character boundary.
-  while (keep < held_.size() && (static_cast<unsigned char>(held_[held_.size() - keep]) & 0xC0) == 0x80) ++keep;
+  while (keep < held_.size() &&
+         (static_cast<unsigned char>(held_[held_.size() - keep]) & 0xC0) == 0x80)
+    ++keep;
   out.text = held_.substr(0, held_.size() - keep);
   held_.erase(0, held_.size() - keep);
   return out;

@@ -2,6 +2,7 @@
 #define RECUR_TESTS_TEST_UTIL_H_
 
 #include <sys/wait.h>
+#include <torch/torch.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -9,8 +10,6 @@
 #include <iterator>
 #include <random>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "absl/strings/match.h"
 #include "model/config.h"
@@ -71,7 +70,8 @@ class TempDir {
  public:
   TempDir() {
     std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("recur-test-" + std::to_string(rd()) + std::to_string(rd()));
+    path_ = std::filesystem::temp_directory_path() /
+            ("recur-test-" + std::to_string(rd()) + std::to_string(rd()));
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {
@@ -93,12 +93,14 @@ struct CommandResult {
 // Runs `command` through the shell and captures its exit code, stdout and stderr.
 inline CommandResult RunCommand(const std::string& command) {
   TempDir dir;
-  const int status = std::system((command + " > " + dir.Join("out") + " 2> " + dir.Join("err")).c_str());
+  const int status =
+      std::system((command + " > " + dir.Join("out") + " 2> " + dir.Join("err")).c_str());
   auto slurp = [](const std::string& path) {
     std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   };
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir.Join("out")), slurp(dir.Join("err"))};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir.Join("out")),
+          slurp(dir.Join("err"))};
 }
 
 }  // namespace recur::testing

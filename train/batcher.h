@@ -1,9 +1,9 @@
 #ifndef RECUR_TRAIN_BATCHER_H_
 #define RECUR_TRAIN_BATCHER_H_
 
-#include <utility>
-
 #include <torch/types.h>
+
+#include <utility>
 
 namespace recur {
 

@@ -1,10 +1,10 @@
 #include "train/corpus.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -24,7 +24,8 @@ absl::StatusOr<std::string> ReadTextSource(const fs::path& path) {
   if (!fs::is_directory(path, ec)) return ReadFileContents(path);
   std::vector<fs::path> files;
   for (const auto& entry : fs::directory_iterator(path, ec)) {
-    if (entry.is_symlink() || !entry.is_regular_file() || entry.path().extension() == ".dat") continue;
+    if (entry.is_symlink() || !entry.is_regular_file() || entry.path().extension() == ".dat")
+      continue;
     files.push_back(entry.path());
   }
   if (files.empty()) return absl::NotFoundError(absl::StrCat("no text files in ", path.string()));
@@ -46,7 +47,8 @@ absl::StatusOr<Corpus> WordCorpus(const std::string& name, const fs::path& dir,
   std::string texts[3];
   const char* splits[3] = {"train", "valid", "test"};
   for (int i = 0; i < 3; ++i) {
-    RECUR_ASSIGN_OR_RETURN(texts[i], ReadFileContents(dir / absl::StrCat(prefix, splits[i], suffix)));
+    RECUR_ASSIGN_OR_RETURN(texts[i],
+                           ReadFileContents(dir / absl::StrCat(prefix, splits[i], suffix)));
   }
   auto tokenizer = std::make_shared<WordTokenizer>(WordTokenizer::Build(texts[0]));
   Corpus corpus;
@@ -56,7 +58,8 @@ absl::StatusOr<Corpus> WordCorpus(const std::string& name, const fs::path& dir,
   corpus.test = ToTensor(tokenizer->Encode(texts[2]));
   corpus.tokenizer = std::move(tokenizer);
   if (corpus.train.numel() < 2 || corpus.valid.numel() < 2 || corpus.test.numel() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " data in ", dir.string(), " is too small"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " data in ", dir.string(), " is too small"));
   }
   return corpus;
 }
@@ -93,13 +96,13 @@ absl::StatusOr<Corpus> LoadCorpus(const std::string& dataset, const std::string&
     }
     RECUR_ASSIGN_OR_RETURN(std::string bytes, ReadTextSource(source));
     if (bytes.size() < 1000) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "text data in ", source.string(), " is ", bytes.size(), " bytes; need at least 1000"));
+      return absl::InvalidArgumentError(absl::StrCat("text data in ", source.string(), " is ",
+                                                     bytes.size(), " bytes; need at least 1000"));
     }
     return ByteCorpus(dataset, bytes);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown dataset '", dataset, "' (expected ptb, wikitext2, enwik8 or text)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown dataset '", dataset, "' (expected ptb, wikitext2, enwik8 or text)"));
 }
 
 }  // namespace recur

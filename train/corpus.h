@@ -7,10 +7,10 @@
 //   enwik8     one file, byte level, split 90/5/5 in order
 //   text       one file or a directory of files (concatenated in name order), byte level, 90/5/5
 
+#include <torch/types.h>
+
 #include <memory>
 #include <string>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "model/tokenizer.h"

@@ -1,11 +1,11 @@
 #include "train/data_parallel.h"
 
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <string>
-
-#include <torch/cuda.h>
-#include <torch/torch.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -18,6 +18,7 @@
 #endif
 #ifdef RECUR_HAVE_NCCL
 #include <c10/cuda/CUDAFunctions.h>
+
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -52,7 +53,8 @@ class ProcessGroupDataParallel : public DataParallel {
     // One flat buffer, one collective: far cheaper than a call per parameter.
     std::vector<torch::Tensor> flat_parts;
     for (const auto& t : tensors) {
-      TORCH_CHECK(t.scalar_type() == tensors[0].scalar_type(), "AllReduceSum: tensors of one dtype only");
+      TORCH_CHECK(t.scalar_type() == tensors[0].scalar_type(),
+                  "AllReduceSum: tensors of one dtype only");
       flat_parts.push_back(t.reshape({-1}));
     }
     std::vector<at::Tensor> buffer{torch::cat(flat_parts)};
@@ -85,18 +87,19 @@ std::unique_ptr<DataParallel> JoinGloo(const ProcessGroupSpec& spec) {
   auto options = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(600));
   options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(spec.master_addr));
   options->threads = 2;
-  auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(ConnectStore(spec), spec.rank, spec.world_size,
-                                                           options);
+  auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(ConnectStore(spec), spec.rank,
+                                                           spec.world_size, options);
   return std::make_unique<ProcessGroupDataParallel<c10d::ProcessGroupGloo>>(std::move(group), spec);
 }
 #endif
 
 #ifdef RECUR_HAVE_NCCL
 std::unique_ptr<DataParallel> JoinNccl(const ProcessGroupSpec& spec) {
-  // The rank's GPU becomes current first, so that NCCL and the CUDA context live there, not on GPU 0.
+  // The rank's GPU becomes current first, so that NCCL and the CUDA context live there, not on GPU
+  // 0.
   c10::cuda::set_device(spec.device.index());
-  auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(ConnectStore(spec), spec.rank, spec.world_size,
-                                                           c10d::ProcessGroupNCCL::Options::create());
+  auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+      ConnectStore(spec), spec.rank, spec.world_size, c10d::ProcessGroupNCCL::Options::create());
   return std::make_unique<ProcessGroupDataParallel<c10d::ProcessGroupNCCL>>(std::move(group), spec);
 }
 #endif
@@ -132,7 +135,8 @@ absl::StatusOr<ProcessGroupSpec> DataParallel::SpecFromEnvironment(torch::Device
   ProcessGroupSpec spec;
   auto world = IntFromEnvironment("WORLD_SIZE", 1);
   if (!world.ok()) return world.status();
-  if (*world < 1) return absl::InvalidArgumentError(absl::StrCat("WORLD_SIZE must be positive, got ", *world));
+  if (*world < 1)
+    return absl::InvalidArgumentError(absl::StrCat("WORLD_SIZE must be positive, got ", *world));
   spec.world_size = *world;
   auto rank = IntFromEnvironment("RANK", spec.world_size == 1 ? 0 : -1);
   if (!rank.ok()) return rank.status();
@@ -153,8 +157,8 @@ absl::StatusOr<ProcessGroupSpec> DataParallel::SpecFromEnvironment(torch::Device
     const int gpus = static_cast<int>(torch::cuda::device_count());
     if (*local_rank < 0 || *local_rank >= gpus) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "this rank's GPU is LOCAL_RANK=", *local_rank, " (default: RANK), but this machine has ", gpus,
-          " CUDA device(s): run at most one rank per GPU"));
+          "this rank's GPU is LOCAL_RANK=", *local_rank, " (default: RANK), but this machine has ",
+          gpus, " CUDA device(s): run at most one rank per GPU"));
     }
     spec.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(*local_rank));
   }
@@ -162,15 +166,16 @@ absl::StatusOr<ProcessGroupSpec> DataParallel::SpecFromEnvironment(torch::Device
 }
 
 absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Join(const ProcessGroupSpec& spec) {
-  const std::string where = absl::StrCat(spec.master_addr, ":", spec.master_port, " as rank ", spec.rank,
-                                         " of ", spec.world_size);
+  const std::string where = absl::StrCat(spec.master_addr, ":", spec.master_port, " as rank ",
+                                         spec.rank, " of ", spec.world_size);
   try {
     if (spec.device.is_cuda()) {
 #ifdef RECUR_HAVE_NCCL
       return JoinNccl(spec);
 #else
       return absl::UnimplementedError(
-          "data-parallel training on CUDA runs over NCCL, and this build has none (its LibTorch lacks "
+          "data-parallel training on CUDA runs over NCCL, and this build has none (its LibTorch "
+          "lacks "
           "CUDA, or nccl.h was not found when it was configured)");
 #endif
     }
@@ -178,14 +183,17 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Join(const ProcessGr
     return JoinGloo(spec);
 #else
     return absl::UnimplementedError(
-        "data-parallel training on the CPU runs over Gloo, and this build has none (rebuild with libgloo-dev)");
+        "data-parallel training on the CPU runs over Gloo, and this build has none (rebuild with "
+        "libgloo-dev)");
 #endif
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot join the process group at ", where, ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot join the process group at ", where, ": ", e.what()));
   }
 }
 
-absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::FromEnvironment(torch::DeviceType device_type) {
+absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::FromEnvironment(
+    torch::DeviceType device_type) {
   auto spec = SpecFromEnvironment(device_type);
   if (!spec.ok()) return spec.status();
   if (spec->world_size == 1) return std::unique_ptr<DataParallel>();

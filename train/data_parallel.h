@@ -7,12 +7,12 @@
 // before the optimizer step, so W processes follow the same trajectory as one process with the
 // whole batch. The collectives run over Gloo on the CPU and over NCCL on CUDA, one GPU per rank.
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 
@@ -38,9 +38,11 @@ class DataParallel {
   // Joins the group `spec` describes (blocks until all world_size ranks have joined).
   static absl::StatusOr<std::unique_ptr<DataParallel>> Join(const ProcessGroupSpec& spec);
   // Both of the above; null when WORLD_SIZE is unset or 1.
-  static absl::StatusOr<std::unique_ptr<DataParallel>> FromEnvironment(torch::DeviceType device_type);
+  static absl::StatusOr<std::unique_ptr<DataParallel>> FromEnvironment(
+      torch::DeviceType device_type);
 
-  // Whether this build can run groups on CUDA (its LibTorch has CUDA and NCCL's headers were found).
+  // Whether this build can run groups on CUDA (its LibTorch has CUDA and NCCL's headers were
+  // found).
   static bool HasNccl();
 
   virtual int rank() const = 0;

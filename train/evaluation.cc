@@ -1,15 +1,16 @@
 #include "train/evaluation.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
 
 namespace recur {
 
-Evaluation Score(TransformerLM& model, const torch::Tensor& stream, const EvaluationOptions& options) {
+Evaluation Score(TransformerLM& model, const torch::Tensor& stream,
+                 const EvaluationOptions& options) {
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
@@ -53,7 +54,8 @@ Evaluation Score(TransformerLM& model, const torch::Tensor& stream, const Evalua
     const int64_t first = scored_from + (options.carry_context ? start : 0);
     for (auto& bucket : result.buckets) {
       const int64_t begin = std::clamp<int64_t>(bucket.begin - first, 0, columns);
-      const int64_t end = bucket.end < 0 ? columns : std::clamp<int64_t>(bucket.end - first, 0, columns);
+      const int64_t end =
+          bucket.end < 0 ? columns : std::clamp<int64_t>(bucket.end - first, 0, columns);
       if (begin >= end) continue;
       bucket.loss_sum += losses.slice(0, begin, end).sum().item<double>();
       bucket.tokens += (end - begin) * rows;

@@ -14,11 +14,11 @@
 //                    every token is predicted from everything before it in its row: how the
 //                    server's sessions read text, and how recurrent models are usually scored.
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "model/transformer.h"
 
@@ -27,7 +27,7 @@ namespace recur {
 struct EvaluationOptions {
   int64_t rows = 16;
   int64_t seq_len = 128;
-  int64_t stride = 0;  // 0 or seq_len: fresh windows; less: sliding windows
+  int64_t stride = 0;          // 0 or seq_len: fresh windows; less: sliding windows
   bool carry_context = false;  // carried context (stride is then ignored)
   torch::Device device = torch::kCPU;
   // Boundaries of the context-length buckets reported, ascending from 0; the last bucket is open.
@@ -52,7 +52,8 @@ struct Evaluation {
   double mean_loss() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
 };
 
-Evaluation Score(TransformerLM& model, const torch::Tensor& stream, const EvaluationOptions& options);
+Evaluation Score(TransformerLM& model, const torch::Tensor& stream,
+                 const EvaluationOptions& options);
 
 // A loss in nats per token as the figure users read: bits per character for byte-level data,
 // perplexity for word-level data. The one place the conversion is written.

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "train/evaluation.h"
 
 namespace recur {
@@ -18,8 +19,7 @@ absl::Status TrimToStep(const std::string& path, int64_t step) {
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!j.is_object()) continue;
     const auto final_it = j.find("final"), step_it = j.find("step");
-    const bool summary =
-        final_it != j.end() && !(final_it->is_boolean() && !final_it->get<bool>());
+    const bool summary = final_it != j.end() && !(final_it->is_boolean() && !final_it->get<bool>());
     if (summary || step_it == j.end() || !step_it->is_number_integer()) continue;
     if (step_it->get<int64_t>() <= step) kept += line + "\n";
   }
@@ -43,7 +43,7 @@ absl::Status TrimToStep(const std::string& path, int64_t step) {
 absl::StatusOr<std::unique_ptr<MetricsLog>> MetricsLog::Open(const std::string& path,
                                                              int64_t resume_step) {
   if (resume_step >= 0) {
-    if (auto s = TrimToStep(path, resume_step); !s.ok()) return s;
+    RECUR_RETURN_IF_ERROR(TrimToStep(path, resume_step));
   }
   const auto parent = std::filesystem::path(path).parent_path();
   std::error_code ec;

@@ -18,7 +18,8 @@ std::string FormatDuration(double seconds) {
 }
 }  // namespace
 
-ProgressBar::ProgressBar(int log_every) : tty_(::isatty(STDERR_FILENO) == 1), log_every_(log_every) {}
+ProgressBar::ProgressBar(int log_every)
+    : tty_(::isatty(STDERR_FILENO) == 1), log_every_(log_every) {}
 
 void ProgressBar::Update(double fraction, double eta_seconds, const std::string& message) {
   fraction = std::clamp(fraction, 0.0, 1.0);
@@ -32,8 +33,8 @@ void ProgressBar::Update(double fraction, double eta_seconds, const std::string&
                  FormatDuration(eta_seconds).c_str(), message.c_str());
     dirty_ = true;
   } else if (updates_ % log_every_ == 1 || log_every_ == 1) {
-    std::fprintf(stderr, "%3.0f%% ETA %s  %s\n", fraction * 100, FormatDuration(eta_seconds).c_str(),
-                 message.c_str());
+    std::fprintf(stderr, "%3.0f%% ETA %s  %s\n", fraction * 100,
+                 FormatDuration(eta_seconds).c_str(), message.c_str());
   }
   std::fflush(stderr);
 }

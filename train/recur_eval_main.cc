@@ -11,14 +11,15 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "model/checkpoint.h"
 #include "base/program.h"
 #include "base/torch_runtime.h"
+#include "model/checkpoint.h"
 #include "train/corpus.h"
 #include "train/evaluation.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train (required)");
-ABSL_FLAG(std::string, dataset, "text", "ptb, wikitext2, enwik8 or text: the data the checkpoint was trained on");
+ABSL_FLAG(std::string, dataset, "text",
+          "ptb, wikitext2, enwik8 or text: the data the checkpoint was trained on");
 ABSL_FLAG(std::string, data_dir, "", "Data directory (ptb, wikitext2) or file (enwik8, text)");
 ABSL_FLAG(std::string, split, "test", "valid or test");
 ABSL_FLAG(int64_t, seq_len, 128, "Window length (the training window is the natural choice)");
@@ -47,12 +48,14 @@ int main(int argc, char** argv) {
   const std::string split = absl::GetFlag(FLAGS_split);
   const std::string context = absl::GetFlag(FLAGS_context);
   if (absl::GetFlag(FLAGS_checkpoint).empty()) return recur::Fail("--checkpoint is required");
-  if (split != "valid" && split != "test") return recur::Fail("--split must be valid or test, not '" + split + "'");
+  if (split != "valid" && split != "test")
+    return recur::Fail("--split must be valid or test, not '" + split + "'");
   if (context != "fresh" && context != "sliding" && context != "carried" && context != "all") {
     return recur::Fail("--context must be fresh, sliding, carried or all, not '" + context + "'");
   }
   const int64_t seq_len = absl::GetFlag(FLAGS_seq_len);
-  const int64_t stride = absl::GetFlag(FLAGS_stride) > 0 ? absl::GetFlag(FLAGS_stride) : std::max<int64_t>(1, seq_len / 2);
+  const int64_t stride = absl::GetFlag(FLAGS_stride) > 0 ? absl::GetFlag(FLAGS_stride)
+                                                         : std::max<int64_t>(1, seq_len / 2);
   if (seq_len <= 0) return recur::Fail("--seq_len must be positive");
   if (stride > seq_len) return recur::Fail("--stride must not exceed --seq_len");
   if (absl::GetFlag(FLAGS_batch_size) <= 0) return recur::Fail("--batch_size must be positive");
@@ -65,9 +68,10 @@ int main(int argc, char** argv) {
   if (!corpus.ok()) return recur::Fail(corpus.status());
   // Word ids are only meaningful under the vocabulary the model was trained with.
   if (corpus->tokenizer->ToJson() != checkpoint->tokenizer->ToJson()) {
-    return recur::Fail(absl::StrCat("the checkpoint's vocabulary (", checkpoint->tokenizer->kind(), ", ",
-                             checkpoint->tokenizer->vocab_size(),
-                             " tokens) is not this data set's; was it trained on another one?"));
+    return recur::Fail(
+        absl::StrCat("the checkpoint's vocabulary (", checkpoint->tokenizer->kind(), ", ",
+                     checkpoint->tokenizer->vocab_size(),
+                     " tokens) is not this data set's; was it trained on another one?"));
   }
   const torch::Tensor& stream = split == "valid" ? corpus->valid : corpus->test;
 
@@ -83,7 +87,8 @@ int main(int argc, char** argv) {
     std::printf("  %-44s %s\n", how.c_str(), Describe(e.mean_loss(), byte_level).c_str());
   };
   if (context == "fresh" || context == "all") {
-    report(absl::StrFormat("fresh windows of %d", seq_len), recur::Score(checkpoint->model, stream, options));
+    report(absl::StrFormat("fresh windows of %d", seq_len),
+           recur::Score(checkpoint->model, stream, options));
   }
   if (context == "sliding" || context == "all") {
     options.stride = stride;
@@ -92,7 +97,8 @@ int main(int argc, char** argv) {
   }
   if (context == "carried" || context == "all") {
     options.carry_context = true;
-    for (int64_t start = 64; start < stream.numel(); start *= 2) options.bucket_starts.push_back(start);
+    for (int64_t start = 64; start < stream.numel(); start *= 2)
+      options.bucket_starts.push_back(start);
     const auto carried = recur::Score(checkpoint->model, stream, options);
     report("context carried through each row", carried);
     std::printf("\n  carried, by context length:\n  %-12s %10s  %s\n", "context", "tokens",

@@ -22,10 +22,9 @@ ABSL_FLAG(double, repetition_penalty, 1.0, "Penalty > 1 for tokens already seen"
 ABSL_FLAG(uint64_t, seed, 0, "Sampling seed: the same seed gives the same text");
 
 int main(int argc, char** argv) {
-  recur::InitProgram(
-      argc, argv,
-      "Continues a prompt with a trained checkpoint, streaming the text to stdout.\n"
-      "Example: recur-generate --checkpoint runs/demo --prompt 'The '");
+  recur::InitProgram(argc, argv,
+                     "Continues a prompt with a trained checkpoint, streaming the text to stdout.\n"
+                     "Example: recur-generate --checkpoint runs/demo --prompt 'The '");
   if (auto s = recur::ApplyThreadsFlag(); !s.ok()) return recur::Fail(s);
 
   const std::string prompt = absl::GetFlag(FLAGS_prompt);

@@ -22,7 +22,8 @@ ABSL_FLAG(std::string, sweep, "", "Sweep file (JSON), e.g. experiments/ptb_batch
 ABSL_FLAG(std::string, out, "runs/sweeps", "Results go to <out>/<sweep name>/");
 ABSL_FLAG(bool, full, false, "Apply the sweep's 'full' settings (full size, e.g. on a GPU)");
 ABSL_FLAG(std::string, datasets, "../shared/datasets", "Replaces ${DATASETS} in the sweep file");
-ABSL_FLAG(std::string, recur_train, "", "The recur-train binary (default: the one beside recur-sweep)");
+ABSL_FLAG(std::string, recur_train, "",
+          "The recur-train binary (default: the one beside recur-sweep)");
 ABSL_FLAG(bool, dry_run, false, "Print the commands without running them");
 ABSL_FLAG(bool, plot, true, "Render the PNG plots with gnuplot");
 
@@ -105,7 +106,8 @@ void Plot(const fs::path& root) {
   std::fflush(stdout);
   const std::string command = absl::StrCat("cd '", root.string(), "' && gnuplot plot.gp");
   if (std::system(command.c_str()) != 0) {
-    std::fprintf(stderr, "recur-sweep: gnuplot failed; the tables are written (install gnuplot-nox)\n");
+    std::fprintf(stderr,
+                 "recur-sweep: gnuplot failed; the tables are written (install gnuplot-nox)\n");
   } else {
     std::printf("plots: %s/{curves,final,throughput,memory}.png\n", root.c_str());
   }
@@ -144,7 +146,8 @@ int main(int argc, char** argv) {
     const fs::path dir = root / run.id;
     const std::string metrics = (dir / "metrics.jsonl").string();
     std::vector<std::string> args{trainer};
-    for (const auto& [flag, value] : run.flags) args.push_back(absl::StrCat("--", flag, "=", value));
+    for (const auto& [flag, value] : run.flags)
+      args.push_back(absl::StrCat("--", flag, "=", value));
     args.push_back("--out=" + (dir / "model").string());
     args.push_back("--metrics_log=" + metrics);
     std::printf("[%zu/%zu] %s", i + 1, sweep->runs.size(), run.id.c_str());

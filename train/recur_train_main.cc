@@ -37,16 +37,18 @@ ABSL_FLAG(std::string, state_decay, "none",
 ABSL_FLAG(int64_t, chunk_size, 64, "Chunk length of the chunkwise linear-attention form");
 ABSL_FLAG(bool, tie_embeddings, true, "Share the input embedding with the output layer");
 ABSL_FLAG(int64_t, seq_len, 128, "Training window length (tokens)");
-ABSL_FLAG(int64_t, batch_size, 16, "Sequences per step (with data-parallel ranks: the global batch, split evenly)");
+ABSL_FLAG(int64_t, batch_size, 16,
+          "Sequences per step (with data-parallel ranks: the global batch, split evenly)");
 ABSL_FLAG(bool, carry_context, false,
           "Linear attention: carry each row's state from window to window, in training and in "
           "evaluation (the recurrent way), instead of starting every window afresh");
 ABSL_FLAG(double, lr, 1e-3, "Peak learning rate (AdamW)");
 ABSL_FLAG(int64_t, warmup, 100, "Linear warm-up steps, then cosine decay to lr/10");
 ABSL_FLAG(double, weight_decay, 0.01, "AdamW weight decay on weight matrices");
-ABSL_FLAG(double, ema_decay, 0,
-          "Also keep a moving average of the weights with this decay per step (e.g. 0.999; 0: off), "
-          "validated beside them; the better of the two is kept");
+ABSL_FLAG(
+    double, ema_decay, 0,
+    "Also keep a moving average of the weights with this decay per step (e.g. 0.999; 0: off), "
+    "validated beside them; the better of the two is kept");
 ABSL_FLAG(double, clip, 1.0, "Gradient-norm clip (0: off)");
 ABSL_FLAG(int64_t, epochs, 1, "Passes over the training split (when --max_steps is 0)");
 ABSL_FLAG(int64_t, max_steps, 0, "Stop after this many steps (0: use --epochs)");
@@ -63,14 +65,16 @@ ABSL_FLAG(int64_t, stop_after_steps, 0,
 ABSL_FLAG(bool, evaluate, true,
           "Validate and test (false: measure training throughput and memory only; --out then "
           "receives the final weights)");
-ABSL_FLAG(std::string, metrics_log, "", "Append one JSON line per evaluation to this file (default: <out>.metrics.jsonl)");
+ABSL_FLAG(std::string, metrics_log, "",
+          "Append one JSON line per evaluation to this file (default: <out>.metrics.jsonl)");
 
 namespace {
 
 // The architecture the flags ask for (a resumed run takes its saved one instead).
 absl::StatusOr<recur::ModelConfig> ConfigFromFlags(int64_t vocab_size) {
   recur::ModelConfig config;
-  RECUR_ASSIGN_OR_RETURN(config.attention, recur::ParseAttentionKind(absl::GetFlag(FLAGS_attention)));
+  RECUR_ASSIGN_OR_RETURN(config.attention,
+                         recur::ParseAttentionKind(absl::GetFlag(FLAGS_attention)));
   RECUR_ASSIGN_OR_RETURN(config.positional_encoding,
                          recur::ParsePositionalEncoding(absl::GetFlag(FLAGS_positional_encoding)));
   RECUR_ASSIGN_OR_RETURN(config.state_decay,
@@ -85,7 +89,7 @@ absl::StatusOr<recur::ModelConfig> ConfigFromFlags(int64_t vocab_size) {
   config.short_conv = absl::GetFlag(FLAGS_short_conv);
   config.chunk_size = absl::GetFlag(FLAGS_chunk_size);
   config.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
-  if (auto s = config.Validate(); !s.ok()) return s;
+  RECUR_RETURN_IF_ERROR(config.Validate());
   return config;
 }
 
@@ -109,7 +113,8 @@ int main(int argc, char** argv) {
   auto data_parallel = recur::DataParallel::FromEnvironment(options.device.type());
   if (!data_parallel.ok()) return recur::Fail(data_parallel.status());
   options.data_parallel = data_parallel->get();
-  if (options.data_parallel != nullptr) options.device = options.data_parallel->device();  // one GPU per rank
+  if (options.data_parallel != nullptr)
+    options.device = options.data_parallel->device();  // one GPU per rank
 
   auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), path);
   if (!corpus.ok()) return recur::Fail(corpus.status());
@@ -118,9 +123,8 @@ int main(int argc, char** argv) {
   auto config = options.resume.empty() ? ConfigFromFlags(corpus->tokenizer->vocab_size())
                                        : recur::ReadTrainingStateConfig(options.resume);
   if (!config.ok()) {
-    return recur::Fail(options.resume.empty()
-                           ? config.status()
-                           : recur::Annotate(config.status(), "cannot resume"));
+    return recur::Fail(options.resume.empty() ? config.status()
+                                              : recur::Annotate(config.status(), "cannot resume"));
   }
 
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
@@ -141,7 +145,8 @@ int main(int argc, char** argv) {
   options.stop_after_steps = absl::GetFlag(FLAGS_stop_after_steps);
   options.evaluate = absl::GetFlag(FLAGS_evaluate);
   if (!options.out.empty()) options.state_dir = options.out + ".state";
-  if (options.metrics_log.empty() && !options.out.empty()) options.metrics_log = options.out + ".metrics.jsonl";
+  if (options.metrics_log.empty() && !options.out.empty())
+    options.metrics_log = options.out + ".metrics.jsonl";
   const bool leader = options.data_parallel == nullptr || options.data_parallel->rank() == 0;
   options.progress = leader;
 
@@ -152,13 +157,15 @@ int main(int argc, char** argv) {
   auto result = recur::Train(*config, *corpus, options);
   if (!result.ok()) return recur::Fail(result.status());
   if (!leader) return 0;
-  std::printf("trained %lld steps in %.1f s (%.0f tokens/s)\n", static_cast<long long>(result->steps),
-              result->seconds, result->tokens_per_second);
-  if (options.evaluate) std::printf("best validation: %s   test: %s\n",
-              recur::DescribeLoss(result->best_valid_loss, corpus->byte_level).c_str(),
-              recur::DescribeLoss(result->test_loss, corpus->byte_level).c_str());
+  std::printf("trained %lld steps in %.1f s (%.0f tokens/s)\n",
+              static_cast<long long>(result->steps), result->seconds, result->tokens_per_second);
+  if (options.evaluate)
+    std::printf("best validation: %s   test: %s\n",
+                recur::DescribeLoss(result->best_valid_loss, corpus->byte_level).c_str(),
+                recur::DescribeLoss(result->test_loss, corpus->byte_level).c_str());
   if (!options.out.empty()) {
-    std::printf("checkpoint: %s (resumable state: %s)\n", options.out.c_str(), options.state_dir.c_str());
+    std::printf("checkpoint: %s (resumable state: %s)\n", options.out.c_str(),
+                options.state_dir.c_str());
   }
   return 0;
 }

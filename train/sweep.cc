@@ -12,8 +12,8 @@
 #include "absl/strings/str_replace.h"
 #include "base/files.h"
 #include "base/status.h"
-#include "train/evaluation.h"
 #include "nlohmann/json.hpp"
+#include "train/evaluation.h"
 
 namespace recur {
 
@@ -36,11 +36,13 @@ absl::Status ReadFlags(const nlohmann::json& object, const char* section,
                        std::map<std::string, std::string>* flags) {
   if (object.is_null()) return absl::OkStatus();
   if (!object.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("sweep: '", section, "' must be an object of flags"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sweep: '", section, "' must be an object of flags"));
   }
   for (const auto& [flag, value] : object.items()) {
     if (value.is_object() || value.is_array() || value.is_null()) {
-      return absl::InvalidArgumentError(absl::StrCat("sweep: ", section, ".", flag, " must be a scalar"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sweep: ", section, ".", flag, " must be a scalar"));
     }
     (*flags)[flag] = FlagValue(value, variables);
   }
@@ -52,7 +54,8 @@ absl::Status ReadFlags(const nlohmann::json& object, const char* section,
 absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
                                  const std::map<std::string, std::string>& variables) {
   auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object()) return absl::InvalidArgumentError("sweep file is not a JSON object");
+  if (json.is_discarded() || !json.is_object())
+    return absl::InvalidArgumentError("sweep file is not a JSON object");
   Sweep sweep;
   sweep.name = json.value("name", "");
   sweep.description = json.value("description", "");
@@ -60,9 +63,11 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
     return absl::InvalidArgumentError("sweep: 'name' must be a non-empty name without '/'");
   }
   std::map<std::string, std::string> base;
-  if (auto s = ReadFlags(json.value("base", nlohmann::json()), "base", variables, &base); !s.ok()) return s;
+  if (auto s = ReadFlags(json.value("base", nlohmann::json()), "base", variables, &base); !s.ok())
+    return s;
   if (full) {
-    if (auto s = ReadFlags(json.value("full", nlohmann::json()), "full", variables, &base); !s.ok()) return s;
+    if (auto s = ReadFlags(json.value("full", nlohmann::json()), "full", variables, &base); !s.ok())
+      return s;
   }
   const auto grid = json.value("grid", nlohmann::json());
   if (!grid.is_array() || grid.empty()) {
@@ -71,8 +76,10 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
   for (const auto& axis_json : grid) {
     SweepAxis axis;
     if (!axis_json.is_object() || !axis_json.contains("flag") || !axis_json["flag"].is_string() ||
-        !axis_json.contains("values") || !axis_json["values"].is_array() || axis_json["values"].empty()) {
-      return absl::InvalidArgumentError("sweep: each grid entry needs a 'flag' and a non-empty 'values' array");
+        !axis_json.contains("values") || !axis_json["values"].is_array() ||
+        axis_json["values"].empty()) {
+      return absl::InvalidArgumentError(
+          "sweep: each grid entry needs a 'flag' and a non-empty 'values' array");
     }
     axis.flag = axis_json["flag"].get<std::string>();
     const char* values_key = full && axis_json.contains("full_values") ? "full_values" : "values";
@@ -80,13 +87,14 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
       axis.numeric = axis.numeric && v.is_number();
       axis.values.push_back(FlagValue(v, variables));
     }
-    // "with": other flags that move in step with this axis, one value per axis value ("full_with" at full size).
+    // "with": other flags that move in step with this axis, one value per axis value ("full_with"
+    // at full size).
     const char* with_key = full && axis_json.contains("full_with") ? "full_with" : "with";
     const nlohmann::json with = axis_json.value(with_key, nlohmann::json::object());
     for (const auto& [flag, list] : with.items()) {
       if (!list.is_array() || list.size() != axis.values.size()) {
-        return absl::InvalidArgumentError(absl::StrCat("sweep: 'with' list for ", flag, " must have one value per ",
-                                                       axis.flag, " value"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sweep: 'with' list for ", flag, " must have one value per ", axis.flag, " value"));
       }
       for (const auto& v : list) axis.with[flag].push_back(FlagValue(v, variables));
     }
@@ -96,7 +104,7 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
   std::vector<std::map<std::string, std::string>> excluded;
   for (const auto& rule : json.value("exclude", nlohmann::json::array())) {
     std::map<std::string, std::string> flags;
-    if (auto s = ReadFlags(rule, "exclude", variables, &flags); !s.ok()) return s;
+    RECUR_RETURN_IF_ERROR(ReadFlags(rule, "exclude", variables, &flags));
     excluded.push_back(std::move(flags));
   }
   // The cartesian product, first axis outermost.
@@ -106,7 +114,8 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
     run.excluded = std::any_of(excluded.begin(), excluded.end(), [&](const auto& rule) {
       return std::all_of(rule.begin(), rule.end(), [&](const auto& flag) {
         for (size_t a = 0; a < sweep.axes.size(); ++a) {
-          if (sweep.axes[a].flag == flag.first) return sweep.axes[a].values[index[a]] == flag.second;
+          if (sweep.axes[a].flag == flag.first)
+            return sweep.axes[a].values[index[a]] == flag.second;
         }
         return false;
       });
@@ -179,9 +188,10 @@ absl::Status WriteTables(const Sweep& sweep, const std::vector<RunSummary>& runs
     // Runs without evaluation (throughput measurements) leave the loss columns empty.
     const std::string losses =
         r.best_valid > 0 ? absl::StrFormat("%.4f,%.4f", r.best_valid, r.test) : std::string(",");
-    results << key << absl::StrFormat(",%d,%s,%.1f,%.1f,%.1f,%.1f,%d\n", r.steps, losses,
-                                      r.tokens_per_second, r.peak_memory_mb, r.peak_heap_mb,
-                                      r.seconds, r.parameters);
+    results << key
+            << absl::StrFormat(",%d,%s,%.1f,%.1f,%.1f,%.1f,%d\n", r.steps, losses,
+                               r.tokens_per_second, r.peak_memory_mb, r.peak_heap_mb, r.seconds,
+                               r.parameters);
     for (const auto& [epoch, value] : r.curve) {
       curves << key << absl::StrFormat(",%.4f,%.4f\n", epoch, value);
     }
@@ -289,7 +299,8 @@ std::string PlotScript(const Sweep& sweep, const std::vector<RunSummary>& runs,
 
 }  // namespace
 
-absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vector<RunSummary>& runs,
+absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep,
+                                             const std::vector<RunSummary>& runs,
                                              const std::string& directory) {
   const bool byte_level = !runs.empty() && runs.front().byte_level;
   const std::string metric = LossFigureName(byte_level);

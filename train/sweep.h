@@ -22,10 +22,10 @@ struct SweepAxis {
 };
 
 struct SweepRun {
-  std::vector<std::string> values;            // one per axis
-  std::map<std::string, std::string> flags;   // the full recur-train flag set
-  std::string id;                             // "batch_size=16,attention=linear"
-  bool excluded = false;                      // matched an "exclude" rule: not run
+  std::vector<std::string> values;           // one per axis
+  std::map<std::string, std::string> flags;  // the full recur-train flag set
+  std::string id;                            // "batch_size=16,attention=linear"
+  bool excluded = false;                     // matched an "exclude" rule: not run
 };
 
 struct Sweep {
@@ -59,7 +59,8 @@ RunSummary ReadRunSummary(const std::string& metrics_log);
 std::string InterruptedRunState(const std::string& run_dir);
 
 // Writes results.csv, curves.csv and plot.gp into `directory`; returns the gnuplot script path.
-absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep, const std::vector<RunSummary>& runs,
+absl::StatusOr<std::string> WriteSweepReport(const Sweep& sweep,
+                                             const std::vector<RunSummary>& runs,
                                              const std::string& directory);
 
 }  // namespace recur

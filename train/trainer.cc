@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <sys/resource.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,10 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include <torch/torch.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status.h"
 #include "glog/logging.h"
 #include "model/checkpoint.h"
 #include "model/model_state.h"
@@ -74,8 +74,8 @@ int64_t PeakResidentBytes() {
 std::unique_ptr<torch::optim::AdamW> MakeOptimizer(TransformerLM& model, const TrainOptions& o) {
   std::vector<torch::Tensor> decayed, undecayed;
   for (const auto& p : model->named_parameters()) {
-    const bool matrix = p.value().dim() == 2 && p.key() != "embedding.weight" &&
-                        !IsShortConvolutionWeight(p.key());
+    const bool matrix =
+        p.value().dim() == 2 && p.key() != "embedding.weight" && !IsShortConvolutionWeight(p.key());
     (matrix ? decayed : undecayed).push_back(p.value());
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -172,13 +172,13 @@ absl::Status TrainOptions::Validate() const {
   }
   const int world = data_parallel != nullptr ? data_parallel->world_size() : 1;
   if (batch_size % world != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("batch_size ", batch_size,
-                                                   " is not divisible by WORLD_SIZE ", world));
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch_size ", batch_size, " is not divisible by WORLD_SIZE ", world));
   }
   if (data_parallel != nullptr && data_parallel->device() != device) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("this rank trains on ", device.str(), " but its process group runs on ",
-                     data_parallel->device().str()));
+    return absl::InvalidArgumentError(absl::StrCat("this rank trains on ", device.str(),
+                                                   " but its process group runs on ",
+                                                   data_parallel->device().str()));
   }
   if (!(ema_decay >= 0.0 && ema_decay < 1.0)) {
     return absl::InvalidArgumentError(
@@ -209,8 +209,8 @@ absl::Status TrainOptions::Validate() const {
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelConfig& config,
                                                          const Corpus& corpus,
                                                          TrainOptions options) {
-  if (auto s = config.Validate(); !s.ok()) return s;
-  if (auto s = options.Validate(); !s.ok()) return s;
+  RECUR_RETURN_IF_ERROR(config.Validate());
+  RECUR_RETURN_IF_ERROR(options.Validate());
   if (config.vocab_size != corpus.tokenizer->vocab_size()) {
     return absl::InvalidArgumentError(absl::StrCat("config vocab_size ", config.vocab_size,
                                                    " but the data's tokenizer has ",
@@ -234,7 +234,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelConfig& conf
   std::unique_ptr<Trainer> trainer(
       new Trainer(corpus, std::move(options), std::move(model), std::move(optimizer)));
   if (!trainer->options_.resume.empty()) {
-    if (auto s = trainer->Resume(); !s.ok()) return s;
+    RECUR_RETURN_IF_ERROR(trainer->Resume());
   }
   TrainingState& state = trainer->state_;
   if (trainer->options_.ema_decay > 0 && state.ema_params.empty()) {
@@ -243,13 +243,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelConfig& conf
   const bool leader = trainer->rank_ == 0;
   if (leader && !trainer->options_.metrics_log.empty()) {
     const int64_t trim_to = trainer->options_.resume.empty() ? -1 : state.progress.step;
-    auto log = MetricsLog::Open(trainer->options_.metrics_log, trim_to);
-    if (!log.ok()) return log.status();
-    trainer->metrics_ = *std::move(log);
+    RECUR_ASSIGN_OR_RETURN(trainer->metrics_,
+                           MetricsLog::Open(trainer->options_.metrics_log, trim_to));
   }
   // Elapsed time carries over a resume, so time budgets and tokens/s cover the whole run.
-  trainer->start_ = Clock::now() - std::chrono::duration_cast<Clock::duration>(
-                                       std::chrono::duration<double>(state.progress.elapsed_seconds));
+  trainer->start_ =
+      Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(state.progress.elapsed_seconds));
   return trainer;
 }
 
@@ -267,8 +267,8 @@ Trainer::Trainer(const Corpus& corpus, TrainOptions options, TransformerLM model
   state_.options_json = options_.ToJson();
   state_.progress.dataset = corpus.name;
   state_.progress.train_tokens = corpus.train.numel();
-  total_steps_ = options_.max_steps > 0 ? options_.max_steps
-                                        : options_.epochs * batches_.num_windows();
+  total_steps_ =
+      options_.max_steps > 0 ? options_.max_steps : options_.epochs * batches_.num_windows();
   eval_every_ = options_.eval_every > 0 ? options_.eval_every : batches_.num_windows();
   evaluation_.rows = options_.batch_size;
   evaluation_.seq_len = options_.seq_len;
@@ -283,10 +283,10 @@ absl::Status Trainer::Resume() {
   const auto saved = nlohmann::json::parse(resumed->options_json);
   if (resumed->progress.dataset != corpus_.name ||
       resumed->progress.train_tokens != corpus_.train.numel()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot resume: the state was trained on ", resumed->progress.dataset, " (",
-        resumed->progress.train_tokens, " training tokens), this run reads ", corpus_.name, " (",
-        corpus_.train.numel(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot resume: the state was trained on ", resumed->progress.dataset, " (",
+                     resumed->progress.train_tokens, " training tokens), this run reads ",
+                     corpus_.name, " (", corpus_.train.numel(), ")"));
   }
   if (saved.value("batch_size", int64_t{0}) != options_.batch_size ||
       saved.value("seq_len", int64_t{0}) != options_.seq_len) {
@@ -296,15 +296,15 @@ absl::Status Trainer::Resume() {
         options_.batch_size, " and ", options_.seq_len));
   }
   if (saved.value("carry_context", false) != options_.carry_context) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot resume: the state was trained ",
-        saved.value("carry_context", false) ? "with" : "without",
-        " --carry_context; this run asks for the opposite"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot resume: the state was trained ",
+                     saved.value("carry_context", false) ? "with" : "without",
+                     " --carry_context; this run asks for the opposite"));
   }
   if (saved.value("ema_decay", 0.0) != options_.ema_decay) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot resume: the state used --ema_decay ", saved.value("ema_decay", 0.0),
-                     "; this run asks for ", options_.ema_decay));
+    return absl::InvalidArgumentError(absl::StrCat("cannot resume: the state used --ema_decay ",
+                                                   saved.value("ema_decay", 0.0),
+                                                   "; this run asks for ", options_.ema_decay));
   }
   state_.carried = std::move(resumed->carried);
   state_.ema_params = std::move(resumed->ema_params);
@@ -332,13 +332,15 @@ absl::Status Trainer::Resume() {
 
 absl::StatusOr<TrainResult> Trainer::Run() {
   const TrainingProgress& progress = state_.progress;
-  LOG_IF(INFO, rank_ == 0)
-      << "training " << model_->ParameterCount() << " parameters on " << corpus_.name
-      << " (vocabulary " << corpus_.tokenizer->vocab_size() << ", " << corpus_.train.numel()
-      << " training tokens, " << batches_.num_windows() << " windows per epoch) for up to "
-      << total_steps_ << " steps"
-      << (options_.time_budget > 0 ? absl::StrCat(" or ", options_.time_budget, " s") : "")
-      << (world_ > 1 ? absl::StrCat(" on ", world_, " processes") : "");
+  LOG_IF(INFO, rank_ == 0) << "training " << model_->ParameterCount() << " parameters on "
+                           << corpus_.name << " (vocabulary " << corpus_.tokenizer->vocab_size()
+                           << ", " << corpus_.train.numel() << " training tokens, "
+                           << batches_.num_windows() << " windows per epoch) for up to "
+                           << total_steps_ << " steps"
+                           << (options_.time_budget > 0
+                                   ? absl::StrCat(" or ", options_.time_budget, " s")
+                                   : "")
+                           << (world_ > 1 ? absl::StrCat(" on ", world_, " processes") : "");
   const int64_t first_step = progress.step;
   int64_t last_eval_step = -1;
   while (KeepGoing()) {
@@ -348,16 +350,16 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     }
     ShowProgress();
     if (progress.step % eval_every_ == 0) {
-      if (auto s = EvaluateAndSave(); !s.ok()) return s;
+      RECUR_RETURN_IF_ERROR(EvaluateAndSave());
       last_eval_step = progress.step;
     }
   }
   if (last_eval_step != progress.step && progress.step > first_step) {
-    if (auto s = EvaluateAndSave(); !s.ok()) return s;
+    RECUR_RETURN_IF_ERROR(EvaluateAndSave());
   }
   bar_.Finish();
   if (!options_.evaluate) {
-    if (auto s = SaveFinalWeights(); !s.ok()) return s;
+    RECUR_RETURN_IF_ERROR(SaveFinalWeights());
   }
   return Finish();
 }
@@ -390,10 +392,10 @@ void Trainer::ShowProgress() {
   if (rank_ != 0 || !options_.progress) return;
   const TrainingProgress& progress = state_.progress;
   const double elapsed = Elapsed(), done = FractionDone();
-  bar_.Update(done, done > 0 ? elapsed * (1 - done) / done : -1,
-              absl::StrFormat("step %d  loss %.3f  %.0f tok/s  lr %.2e", progress.step,
-                              progress.recent_loss, progress.tokens / std::max(elapsed, 1e-9),
-                              lr_));
+  bar_.Update(
+      done, done > 0 ? elapsed * (1 - done) / done : -1,
+      absl::StrFormat("step %d  loss %.3f  %.0f tok/s  lr %.2e", progress.step,
+                      progress.recent_loss, progress.tokens / std::max(elapsed, 1e-9), lr_));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,7 +422,7 @@ absl::Status Trainer::Step() {
     logits = model_->Forward(input.to(options_.device));
   }
   auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                    target.to(options_.device).reshape({-1}));
+                                                   target.to(options_.device).reshape({-1}));
   peak_heap_ = std::max(peak_heap_, LiveHeapBytes());
   optimizer_->zero_grad();
   loss.backward();
@@ -454,8 +456,8 @@ absl::Status Trainer::Step() {
   progress.tokens += target.numel() * world_;
   const double loss_value = loss.item<double>();
   if (!std::isfinite(loss_value)) {
-    return absl::InternalError(absl::StrCat("training diverged: loss is ", loss_value,
-                                            " at step ", progress.step, " (try a lower --lr)"));
+    return absl::InternalError(absl::StrCat("training diverged: loss is ", loss_value, " at step ",
+                                            progress.step, " (try a lower --lr)"));
   }
   progress.recent_loss =
       progress.step == 1 ? loss_value : 0.95 * progress.recent_loss + 0.05 * loss_value;
@@ -491,10 +493,9 @@ absl::Status Trainer::EvaluateAndSave() {
   LOG(INFO) << absl::StrFormat(
       "step %d epoch %d: train loss %.4f, valid loss %.4f (%s)%s", progress.step, Epoch(),
       progress.recent_loss, valid_own, DescribeLoss(valid_own, byte_level),
-      state_.ema_params.empty()
-          ? ""
-          : absl::StrFormat(", averaged weights %.4f (%s)", valid_ema,
-                            DescribeLoss(valid_ema, byte_level)));
+      state_.ema_params.empty() ? ""
+                                : absl::StrFormat(", averaged weights %.4f (%s)", valid_ema,
+                                                  DescribeLoss(valid_ema, byte_level)));
   if (metrics_ != nullptr) {
     nlohmann::ordered_json line;
     line["step"] = progress.step;
@@ -502,7 +503,8 @@ absl::Status Trainer::EvaluateAndSave() {
     line["epoch_progress"] = static_cast<double>(progress.step) / batches_.num_windows();
     line["train_loss"] = progress.recent_loss;
     MetricsLog::AddLoss(line, "valid", valid_own, byte_level);
-    if (!state_.ema_params.empty()) MetricsLog::AddLoss(line, "valid", valid_ema, byte_level, "_ema");
+    if (!state_.ema_params.empty())
+      MetricsLog::AddLoss(line, "valid", valid_ema, byte_level, "_ema");
     line["lr"] = lr_;
     line["tokens_per_second"] = progress.tokens / std::max(progress.elapsed_seconds, 1e-9);
     line["elapsed_seconds"] = progress.elapsed_seconds;
@@ -526,7 +528,8 @@ absl::Status Trainer::EvaluateAndSave() {
   }
   if (options_.state_dir.empty()) return absl::OkStatus();
   if (all_rows.positions.defined()) std::swap(state_.carried, all_rows);
-  auto saved = SaveTrainingState(options_.state_dir, model_, *corpus_.tokenizer, *optimizer_, state_);
+  auto saved =
+      SaveTrainingState(options_.state_dir, model_, *corpus_.tokenizer, *optimizer_, state_);
   if (all_rows.positions.defined()) std::swap(state_.carried, all_rows);
   return saved;
 }
@@ -576,9 +579,8 @@ TrainResult Trainer::Finish() {
 
 absl::StatusOr<TrainResult> Train(const ModelConfig& config, const Corpus& corpus,
                                   const TrainOptions& options) {
-  auto trainer = Trainer::Create(config, corpus, options);
-  if (!trainer.ok()) return trainer.status();
-  return (*trainer)->Run();
+  RECUR_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config, corpus, options));
+  return trainer->Run();
 }
 
 }  // namespace recur

@@ -6,15 +6,15 @@
 // log, keep the best checkpoint, save the resumable state) and Run, which strings them together
 // until the schedule ends and then tests the best model.
 
+#include <torch/optim/adamw.h>
+#include <torch/ordered_dict.h>
+#include <torch/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/optim/adamw.h>
-#include <torch/ordered_dict.h>
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -46,19 +46,19 @@ struct TrainOptions {
   // beside the weights themselves: whichever scores better becomes the best model.
   double ema_decay = 0;
   int64_t epochs = 1;
-  int64_t max_steps = 0;      // 0: as many as `epochs` take
-  double time_budget = 0;     // seconds; 0: no limit
-  int64_t eval_every = 0;     // steps between validations; 0: once per epoch and at the end
+  int64_t max_steps = 0;   // 0: as many as `epochs` take
+  double time_budget = 0;  // seconds; 0: no limit
+  int64_t eval_every = 0;  // steps between validations; 0: once per epoch and at the end
   uint64_t seed = 1;
   torch::Device device = torch::kCPU;
-  std::string out;            // checkpoint directory (the best by validation); empty: none
+  std::string out;  // checkpoint directory (the best by validation); empty: none
   // Resumable state (training_state.h), written at each evaluation and at the end; empty: none.
   // recur-train puts it at "<out>.state".
   std::string state_dir;
-  std::string resume;         // a state directory to continue from; empty: start afresh
+  std::string resume;            // a state directory to continue from; empty: start afresh
   int64_t stop_after_steps = 0;  // end this invocation at this step (the schedule still follows
                                  // max_steps/epochs), e.g. to train in pieces with --resume
-  std::string metrics_log;    // JSON lines; empty: none
+  std::string metrics_log;       // JSON lines; empty: none
   bool progress = true;
   // false: no validation or test passes (throughput and memory measurements); `out` then
   // receives the final weights, as there is no validation to choose the best.

@@ -1,17 +1,17 @@
 #include "train/training_state.h"
 
+#include <torch/torch.h>
+
 #include <map>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <torch/torch.h>
-
 #include "absl/strings/str_cat.h"
 #include "base/files.h"
-#include "model/safetensors.h"
 #include "base/status.h"
+#include "model/safetensors.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
@@ -51,7 +51,8 @@ absl::StatusOr<std::vector<torch::Tensor>> ReadParameterSet(
       return StateError(directory, absl::StrCat(what, " for '", named[i].key(), "' are missing"));
     }
     if (found->second.sizes() != named[i].value().sizes()) {
-      return StateError(directory, absl::StrCat(what, " for '", named[i].key(), "' have the wrong shape"));
+      return StateError(directory,
+                        absl::StrCat(what, " for '", named[i].key(), "' have the wrong shape"));
     }
     set.push_back(found->second.to(named[i].value().options()));
   }
@@ -60,7 +61,8 @@ absl::StatusOr<std::vector<torch::Tensor>> ReadParameterSet(
 
 // The generators dropout draws from, by their names in the state: the CPU's, and the GPU's when
 // the model trains there.
-std::vector<std::pair<std::string, at::Generator>> DropoutGenerators(const std::vector<torch::Tensor>& params) {
+std::vector<std::pair<std::string, at::Generator>> DropoutGenerators(
+    const std::vector<torch::Tensor>& params) {
   std::vector<std::pair<std::string, at::Generator>> generators;
   generators.emplace_back("rng.cpu", at::globalContext().defaultGenerator(c10::Device(c10::kCPU)));
   if (!params.empty() && params[0].is_cuda()) {
@@ -118,7 +120,8 @@ absl::Status SaveTrainingState(const std::string& directory, const TransformerLM
   if (std::isfinite(p.best_valid_loss)) json["best_valid_loss"] = p.best_valid_loss;
   json["dataset"] = p.dataset;
   json["train_tokens"] = p.train_tokens;
-  json["options"] = nlohmann::ordered_json::parse(state.options_json.empty() ? "{}" : state.options_json);
+  json["options"] =
+      nlohmann::ordered_json::parse(state.options_json.empty() ? "{}" : state.options_json);
 
   Provenance provenance;
   provenance.dataset = p.dataset;
@@ -201,14 +204,16 @@ absl::Status RestoreGenerators(const std::string& directory,
   for (auto& [name, generator] : DropoutGenerators(params)) {
     auto rng = saved.find(name);
     if (rng == saved.end() || rng->second.scalar_type() != torch::kUInt8) {
-      return StateError(directory, absl::StrCat("the random generator state ", name, " is missing",
-                                                name == "rng.cuda" ? " (was the run started on the CPU?)" : ""));
+      return StateError(
+          directory, absl::StrCat("the random generator state ", name, " is missing",
+                                  name == "rng.cuda" ? " (was the run started on the CPU?)" : ""));
     }
     try {
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(rng->second);
     } catch (const c10::Error& e) {
-      return StateError(directory, absl::StrCat("bad random generator state: ", e.what_without_backtrace()));
+      return StateError(directory,
+                        absl::StrCat("bad random generator state: ", e.what_without_backtrace()));
     }
   }
   return absl::OkStatus();
@@ -223,7 +228,8 @@ absl::StatusOr<ModelState> ReadCarried(const std::string& directory,
   if (positions == saved.end()) return carried;
   carried.positions = positions->second.to(device);
   for (int64_t i = 0; i < config.num_layers; ++i) {
-    auto s = saved.find(absl::StrCat("carried.s.", i)), z = saved.find(absl::StrCat("carried.z.", i));
+    auto s = saved.find(absl::StrCat("carried.s.", i)),
+         z = saved.find(absl::StrCat("carried.z.", i));
     if (s == saved.end() || z == saved.end()) {
       return StateError(directory, absl::StrCat("the carried state of layer ", i, " is missing"));
     }
@@ -231,7 +237,8 @@ absl::StatusOr<ModelState> ReadCarried(const std::string& directory,
     if (config.short_conv > 0) {
       auto conv = saved.find(absl::StrCat("carried.conv.", i));
       if (conv == saved.end()) {
-        return StateError(directory, absl::StrCat("the carried convolution inputs of layer ", i, " are missing"));
+        return StateError(
+            directory, absl::StrCat("the carried convolution inputs of layer ", i, " are missing"));
       }
       carried.conv.push_back(conv->second.to(device));
     }

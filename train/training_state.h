@@ -15,12 +15,12 @@
 //                                                    conv with a short convolution)
 //   trainer.json                                     step, tokens, losses, elapsed time, options
 
+#include <torch/optim/adamw.h>
+#include <torch/types.h>
+
 #include <limits>
 #include <string>
 #include <vector>
-
-#include <torch/optim/adamw.h>
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -43,8 +43,8 @@ struct TrainingState {
   TrainingProgress progress;
   std::vector<torch::Tensor> best_params;  // in model->parameters() order; empty if none yet
   std::vector<torch::Tensor> ema_params;   // the weights' moving average, same order; empty if off
-  ModelState carried;  // the linear-attention state carried between windows; empty if none
-  std::string options_json;                // the options the run was started with
+  ModelState carried;        // the linear-attention state carried between windows; empty if none
+  std::string options_json;  // the options the run was started with
 };
 
 absl::Status SaveTrainingState(const std::string& directory, const TransformerLM& model,

@@ -1,7 +1,7 @@
 // Builds a model through the installed headers and library and runs one recurrent step.
-#include <cstdio>
-
 #include <torch/torch.h>
+
+#include <cstdio>
 
 #include "model/config.h"
 #include "model/transformer.h"

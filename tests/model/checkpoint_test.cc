@@ -1,11 +1,11 @@
 #include "model/checkpoint.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "model/safetensors.h"
 #include "nlohmann/json.hpp"
@@ -15,9 +15,9 @@ namespace recur {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::HasSubstr;
 using testing::TempDir;
 using testing::TestDevice;
-using ::testing::HasSubstr;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -60,7 +60,8 @@ class CheckpointTest : public ::testing::TestWithParam<AttentionKind> {
     mutate(header);
     const std::string json = header.dump();
     const uint64_t length = json.size();
-    WriteFile(path, std::string(reinterpret_cast<const char*>(&length), 8) + json + bytes.substr(8 + n));
+    WriteFile(path,
+              std::string(reinterpret_cast<const char*>(&length), 8) + json + bytes.substr(8 + n));
   }
 
   TempDir tmp_;
@@ -91,7 +92,8 @@ TEST_P(CheckpointTest, RoundTripGivesBitIdenticalLogits) {
     EXPECT_LE(testing::RelativeError(actual, expected), 1e-5);
   }
   for (const auto& p : model_->named_parameters()) {
-    EXPECT_TRUE(torch::equal(loaded->model->named_parameters()[p.key()].to(torch::kCPU), p.value())) << p.key();
+    EXPECT_TRUE(torch::equal(loaded->model->named_parameters()[p.key()].to(torch::kCPU), p.value()))
+        << p.key();
   }
 }
 
@@ -136,9 +138,7 @@ TEST_P(CheckpointTest, OverlappingOffsetsAreAnError) {
 }
 
 TEST_P(CheckpointTest, WrongDtypeIsAnError) {
-  EditHeader([](nlohmann::json& h) {
-    h["final_norm.weight"]["dtype"] = "I32";
-  });
+  EditHeader([](nlohmann::json& h) { h["final_norm.weight"]["dtype"] = "I32"; });
   EXPECT_THAT(Message(), HasSubstr("dtype"));
 }
 
@@ -196,7 +196,9 @@ TEST_P(CheckpointTest, ImpossibleConfigIsAnError) {
 
 INSTANTIATE_TEST_SUITE_P(Kinds, CheckpointTest,
                          ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
-                         [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+                         [](const auto& info) {
+                           return std::string(AttentionKindName(info.param));
+                         });
 
 // A learned decay is a parameter like any other: saved, loaded, and used by the loaded model.
 TEST(LearnedDecayCheckpointTest, TrainedDecayRoundTrips) {
@@ -212,7 +214,8 @@ TEST(LearnedDecayCheckpointTest, TrainedDecayRoundTrips) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->config.state_decay, StateDecay::kLearned);
   const std::string name = "blocks.1.attention.decay_logit";
-  EXPECT_TRUE(torch::equal(loaded->model->named_parameters()[name], model->named_parameters()[name]));
+  EXPECT_TRUE(
+      torch::equal(loaded->model->named_parameters()[name], model->named_parameters()[name]));
   torch::NoGradGuard no_grad;
   model->eval();
   auto tokens = torch::randint(0, 257, {2, 19}, torch::kInt64);
@@ -241,7 +244,8 @@ TEST(SafetensorsTest, RoundTripsDtypesShapesAndMetadata) {
 // The byte layout the format specifies: u64 header length, JSON, data; data 8-byte aligned.
 TEST(SafetensorsTest, LayoutFollowsTheSpecification) {
   TempDir tmp;
-  ASSERT_TRUE(WriteSafetensors(tmp.Join("t.safetensors"), {{"x", torch::tensor({1.0f, 2.0f})}}).ok());
+  ASSERT_TRUE(
+      WriteSafetensors(tmp.Join("t.safetensors"), {{"x", torch::tensor({1.0f, 2.0f})}}).ok());
   std::string bytes = ReadFile(tmp.Join("t.safetensors"));
   uint64_t n;
   std::memcpy(&n, bytes.data(), 8);

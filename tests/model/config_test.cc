@@ -28,15 +28,22 @@ TEST(ModelConfigTest, ImpossibleShapesNameTheField) {
     edit(c);
     return std::string(c.Validate().message());
   };
-  EXPECT_THAT(message([](ModelConfig& c) { c.d_model = 0; }), HasSubstr("d_model must be positive"));
-  EXPECT_THAT(message([](ModelConfig& c) { c.num_heads = 3; }), HasSubstr("divisible by num_heads"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.d_model = 0; }),
+              HasSubstr("d_model must be positive"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.num_heads = 3; }),
+              HasSubstr("divisible by num_heads"));
   EXPECT_THAT(message([](ModelConfig& c) { c.vocab_size = -1; }), HasSubstr("vocab_size"));
   EXPECT_THAT(message([](ModelConfig& c) { c.dropout = 1.0; }), HasSubstr("dropout"));
-  EXPECT_THAT(message([](ModelConfig& c) { c.embedding_dropout = -0.1; }), HasSubstr("embedding_dropout"));
+  EXPECT_THAT(message([](ModelConfig& c) { c.embedding_dropout = -0.1; }),
+              HasSubstr("embedding_dropout"));
   EXPECT_THAT(message([](ModelConfig& c) { c.chunk_size = 0; }), HasSubstr("chunk_size"));
   EXPECT_THAT(message([](ModelConfig& c) { c.short_conv = -1; }), HasSubstr("short_conv"));
   EXPECT_THAT(message([](ModelConfig& c) { c.short_conv = 17; }), HasSubstr("short_conv"));
-  EXPECT_THAT(message([](ModelConfig& c) { c.d_model = 33; c.num_heads = 3; }), HasSubstr("even"));
+  EXPECT_THAT(message([](ModelConfig& c) {
+                c.d_model = 33;
+                c.num_heads = 3;
+              }),
+              HasSubstr("even"));
   EXPECT_THAT(message([](ModelConfig& c) {
                 c.state_decay = StateDecay::kMultiscale;
                 c.attention = AttentionKind::kSoftmax;
@@ -91,7 +98,8 @@ TEST(ModelConfigTest, FromJsonRejectsMissingAndMistypedFields) {
   ModelConfig c;
   std::string json = c.ToJson();
   json.replace(json.find("\"d_model\":256"), 13, "\"d_model\":\"x\"");
-  EXPECT_THAT(ModelConfig::FromJson(json).status().message(), HasSubstr("'d_model' has the wrong type"));
+  EXPECT_THAT(ModelConfig::FromJson(json).status().message(),
+              HasSubstr("'d_model' has the wrong type"));
   EXPECT_THAT(ModelConfig::FromJson("nope").status().message(), HasSubstr("not a JSON object"));
 }
 

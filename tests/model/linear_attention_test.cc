@@ -56,8 +56,8 @@ TEST_P(LinearAttentionFormsTest, RecurrentMatchesNaive) {
   auto state = LinearAttentionState::Zeros(s.batch, s.heads, s.dim, s.dim, q_.device());
   std::vector<torch::Tensor> outputs;
   for (int64_t i = 0; i < s.length; ++i) {
-    outputs.push_back(LinearAttentionStep(q_.select(2, i), k_.select(2, i), v_.select(2, i), kEps,
-                                          &state));
+    outputs.push_back(
+        LinearAttentionStep(q_.select(2, i), k_.select(2, i), v_.select(2, i), kEps, &state));
   }
   EXPECT_LE(RelativeError(torch::stack(outputs, 2), Reference()), 1e-5);
 }
@@ -84,27 +84,25 @@ TEST_P(LinearAttentionFormsTest, ChunkwiseContinuesFromState) {
   const Shape s = GetParam();
   const int64_t split = s.length / 3 + 1;
   auto state = LinearAttentionState::Zeros(s.batch, s.heads, s.dim, s.dim, q_.device());
-  auto first = LinearAttentionChunkwise(q_.index({Slice(), Slice(), Slice(0, split)}),
-                                        k_.index({Slice(), Slice(), Slice(0, split)}),
-                                        v_.index({Slice(), Slice(), Slice(0, split)}), s.chunk, kEps,
-                                        &state);
-  auto second = LinearAttentionChunkwise(q_.index({Slice(), Slice(), Slice(split)}),
-                                         k_.index({Slice(), Slice(), Slice(split)}),
-                                         v_.index({Slice(), Slice(), Slice(split)}), s.chunk, kEps,
-                                         &state);
+  auto first = LinearAttentionChunkwise(
+      q_.index({Slice(), Slice(), Slice(0, split)}), k_.index({Slice(), Slice(), Slice(0, split)}),
+      v_.index({Slice(), Slice(), Slice(0, split)}), s.chunk, kEps, &state);
+  auto second = LinearAttentionChunkwise(
+      q_.index({Slice(), Slice(), Slice(split)}), k_.index({Slice(), Slice(), Slice(split)}),
+      v_.index({Slice(), Slice(), Slice(split)}), s.chunk, kEps, &state);
   EXPECT_LE(RelativeError(torch::cat({first, second}, 2), Reference()), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, LinearAttentionFormsTest,
-    ::testing::Values(Shape{1, 1, 1, 4, 1}, Shape{1, 1, 37, 8, 1}, Shape{2, 3, 50, 16, 7},
-                      Shape{3, 2, 64, 16, 16}, Shape{2, 4, 100, 32, 64}, Shape{1, 8, 96, 8, 32},
-                      Shape{2, 2, 45, 16, 45}, Shape{2, 1, 30, 8, 128}),
-    [](const auto& info) {
-      std::ostringstream os;
-      os << info.param;
-      return os.str();
-    });
+INSTANTIATE_TEST_SUITE_P(Shapes, LinearAttentionFormsTest,
+                         ::testing::Values(Shape{1, 1, 1, 4, 1}, Shape{1, 1, 37, 8, 1},
+                                           Shape{2, 3, 50, 16, 7}, Shape{3, 2, 64, 16, 16},
+                                           Shape{2, 4, 100, 32, 64}, Shape{1, 8, 96, 8, 32},
+                                           Shape{2, 2, 45, 16, 45}, Shape{2, 1, 30, 8, 128}),
+                         [](const auto& info) {
+                           std::ostringstream os;
+                           os << info.param;
+                           return os.str();
+                         });
 
 // The decayed forms (S ← γ S + φ(k) vᵀ). Decays from fast to none, so that the terms a wrong
 // exponent would misweigh are large.
@@ -130,7 +128,8 @@ class DecayedLinearAttentionTest : public LinearAttentionFormsTest {
           auto fk_i = fk[b][h][i], fq_i = fq[b][h][i];
           state_s[b][h] = g * state_s[b][h] + torch::outer(fk_i, v[b][h][i]);
           state_z[b][h] = g * state_z[b][h] + fk_i;
-          y[b][h][i] = torch::mv(state_s[b][h].t(), fq_i) / (torch::dot(state_z[b][h], fq_i) + kEps);
+          y[b][h][i] =
+              torch::mv(state_s[b][h].t(), fq_i) / (torch::dot(state_z[b][h], fq_i) + kEps);
         }
       }
     }
@@ -176,25 +175,24 @@ TEST_P(DecayedLinearAttentionTest, ChunkwiseContinuesFromState) {
   const int64_t split = s.length / 3 + 1;
   auto state = LinearAttentionState::Zeros(s.batch, s.heads, s.dim, s.dim, q_.device());
   auto part = [&](Slice range) {
-    return LinearAttentionChunkwise(q_.index({Slice(), Slice(), range}),
-                                    k_.index({Slice(), Slice(), range}),
-                                    v_.index({Slice(), Slice(), range}), s.chunk, kEps, &state,
-                                    decay_);
+    return LinearAttentionChunkwise(
+        q_.index({Slice(), Slice(), range}), k_.index({Slice(), Slice(), range}),
+        v_.index({Slice(), Slice(), range}), s.chunk, kEps, &state, decay_);
   };
   auto first = part(Slice(0, split));
   auto second = part(Slice(split));
   EXPECT_LE(RelativeError(torch::cat({first, second}, 2), Recurrence().first), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, DecayedLinearAttentionTest,
-    ::testing::Values(Shape{1, 1, 1, 4, 1}, Shape{1, 2, 37, 8, 1}, Shape{2, 3, 50, 8, 7},
-                      Shape{1, 4, 64, 8, 16}, Shape{2, 4, 100, 8, 64}, Shape{1, 2, 30, 4, 128}),
-    [](const auto& info) {
-      std::ostringstream os;
-      os << info.param;
-      return os.str();
-    });
+INSTANTIATE_TEST_SUITE_P(Shapes, DecayedLinearAttentionTest,
+                         ::testing::Values(Shape{1, 1, 1, 4, 1}, Shape{1, 2, 37, 8, 1},
+                                           Shape{2, 3, 50, 8, 7}, Shape{1, 4, 64, 8, 16},
+                                           Shape{2, 4, 100, 8, 64}, Shape{1, 2, 30, 4, 128}),
+                         [](const auto& info) {
+                           std::ostringstream os;
+                           os << info.param;
+                           return os.str();
+                         });
 
 // Gradients with respect to q, k, v and the decay itself (a learned decay trains through the
 // chunkwise form), against autograd of the naive form, in float64.
@@ -227,7 +225,9 @@ TEST(DecayedLinearAttentionGradientTest, DecayGradientMatchesFiniteDifferences) 
   auto q = torch::randn({1, 2, 12, 4}, opts), k = torch::randn({1, 2, 12, 4}, opts);
   auto v = torch::randn({1, 2, 12, 4}, opts), upstream = torch::randn({1, 2, 12, 4}, opts);
   auto decay = torch::tensor({0.8, 0.95}, opts).requires_grad_();
-  auto loss = [&](const torch::Tensor& g) { return (LinearAttentionNaive(q, k, v, kEps, g) * upstream).sum(); };
+  auto loss = [&](const torch::Tensor& g) {
+    return (LinearAttentionNaive(q, k, v, kEps, g) * upstream).sum();
+  };
   auto grad = torch::autograd::grad({loss(decay)}, {decay})[0];
   const double h = 1e-6;
   for (int64_t i = 0; i < 2; ++i) {
@@ -235,7 +235,8 @@ TEST(DecayedLinearAttentionGradientTest, DecayGradientMatchesFiniteDifferences) 
     up[i] += h;
     down[i] -= h;
     const double numeric = (loss(up) - loss(down)).item<double>() / (2 * h);
-    EXPECT_NEAR(grad[i].item<double>(), numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << "head " << i;
+    EXPECT_NEAR(grad[i].item<double>(), numeric, 1e-6 * std::max(1.0, std::abs(numeric)))
+        << "head " << i;
   }
 }
 
@@ -257,12 +258,13 @@ TEST(LinearAttentionGradientTest, ChunkwiseGradientsMatchNaive) {
     auto v = torch::randn({2, 3, 33, 8}, opts).requires_grad_();
     auto upstream = torch::randn({2, 3, 33, 8}, opts);
 
-    auto naive_grads = torch::autograd::grad({(LinearAttentionNaive(q, k, v, kEps) * upstream).sum()},
-                                             {q, k, v});
+    auto naive_grads =
+        torch::autograd::grad({(LinearAttentionNaive(q, k, v, kEps) * upstream).sum()}, {q, k, v});
     auto chunk_grads = torch::autograd::grad(
         {(LinearAttentionChunkwise(q, k, v, chunk, kEps) * upstream).sum()}, {q, k, v});
     for (int i = 0; i < 3; ++i) {
-      EXPECT_LE(RelativeError(chunk_grads[i], naive_grads[i]), 1e-10) << "chunk " << chunk << " input " << i;
+      EXPECT_LE(RelativeError(chunk_grads[i], naive_grads[i]), 1e-10)
+          << "chunk " << chunk << " input " << i;
     }
   }
 }

@@ -1,10 +1,10 @@
 #include "model/sampling.h"
 
-#include <cmath>
-#include <map>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
 
 namespace recur {
 namespace {

@@ -12,8 +12,8 @@ using testing::RelativeError;
 using testing::TestDevice;
 using torch::indexing::Slice;
 
-// The definition, one output at a time in float64: y[b, t, c] = Σ_j w[j, c] · x[b, t − K + 1 + j, c],
-// with x = 0 before the start.
+// The definition, one output at a time in float64: y[b, t, c] = Σ_j w[j, c] · x[b, t − K + 1 + j,
+// c], with x = 0 before the start.
 torch::Tensor NaiveShortConvolution(const torch::Tensor& x, const torch::Tensor& weight) {
   auto x64 = x.to(torch::kCPU, torch::kFloat64), w64 = weight.to(torch::kCPU, torch::kFloat64);
   const int64_t b = x.size(0), n = x.size(1), c = x.size(2), k = weight.size(0);
@@ -46,7 +46,8 @@ class ShortConvolutionTest : public ::testing::TestWithParam<int64_t> {
 };
 
 TEST_P(ShortConvolutionTest, MatchesTheDefinition) {
-  EXPECT_LE(RelativeError(CausalShortConvolution(x_, weight_), NaiveShortConvolution(x_, weight_)), 1e-6);
+  EXPECT_LE(RelativeError(CausalShortConvolution(x_, weight_), NaiveShortConvolution(x_, weight_)),
+            1e-6);
 }
 
 TEST_P(ShortConvolutionTest, InPiecesWithATailEqualsWhole) {
@@ -64,14 +65,16 @@ TEST_P(ShortConvolutionTest, InPiecesWithATailEqualsWhole) {
 }
 
 TEST_P(ShortConvolutionTest, GradientsMatchTheDefinitionsAutograd) {
-  auto x = x_.to(torch::kFloat64).requires_grad_(), w = weight_.to(torch::kFloat64).requires_grad_();
+  auto x = x_.to(torch::kFloat64).requires_grad_(),
+       w = weight_.to(torch::kFloat64).requires_grad_();
   auto probe = torch::randn({2, 9, 6}, x.options().requires_grad(false));
   auto [gx, gw] = [&] {
     auto grads = torch::autograd::grad({(CausalShortConvolution(x, w) * probe).sum()}, {x, w});
     return std::make_pair(grads[0], grads[1]);
   }();
   // The reference: the same sum written with explicit zero padding and one product per tap.
-  auto xr = x_.to(torch::kFloat64).requires_grad_(), wr = weight_.to(torch::kFloat64).requires_grad_();
+  auto xr = x_.to(torch::kFloat64).requires_grad_(),
+       wr = weight_.to(torch::kFloat64).requires_grad_();
   const int64_t k = GetParam();
   auto padded = torch::constant_pad_nd(xr, {0, 0, k - 1, 0});
   torch::Tensor y = torch::zeros_like(probe);

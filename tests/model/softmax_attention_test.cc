@@ -1,9 +1,9 @@
 #include "model/softmax_attention.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "tests/test_util.h"
 
@@ -15,7 +15,8 @@ using testing::TestDevice;
 using torch::indexing::Slice;
 
 // softmax(QKᵀ/√d + causal mask) V written out row by row in float64: the independent reference.
-torch::Tensor LoopReference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+torch::Tensor LoopReference(const torch::Tensor& q, const torch::Tensor& k,
+                            const torch::Tensor& v) {
   auto q64 = q.to(torch::kCPU, torch::kFloat64), k64 = k.to(torch::kCPU, torch::kFloat64),
        v64 = v.to(torch::kCPU, torch::kFloat64);
   auto out = torch::zeros_like(v64);
@@ -24,8 +25,9 @@ torch::Tensor LoopReference(const torch::Tensor& q, const torch::Tensor& k, cons
     auto qi = q64.index({Slice(), Slice(), Slice(i, i + 1)});
     auto keys = k64.index({Slice(), Slice(), Slice(0, i + 1)});
     auto scores = torch::matmul(qi, keys.transpose(-1, -2)) / std::sqrt(double(q.size(3)));
-    out.index_put_({Slice(), Slice(), Slice(i, i + 1)},
-                   torch::matmul(torch::softmax(scores, -1), v64.index({Slice(), Slice(), Slice(0, i + 1)})));
+    out.index_put_(
+        {Slice(), Slice(), Slice(i, i + 1)},
+        torch::matmul(torch::softmax(scores, -1), v64.index({Slice(), Slice(), Slice(0, i + 1)})));
   }
   return out;
 }
@@ -54,9 +56,9 @@ TEST_F(SoftmaxAttentionTest, CacheStepsMatchParallel) {
   std::vector<torch::Tensor> outputs;
   for (int64_t i = 0; i < q_.size(2); ++i) {
     auto slice = Slice(i, i + 1);
-    outputs.push_back(CachedSoftmaxAttention(q_.index({Slice(), Slice(), slice}),
-                                             k_.index({Slice(), Slice(), slice}),
-                                             v_.index({Slice(), Slice(), slice}), Positions(i), &cache));
+    outputs.push_back(CachedSoftmaxAttention(
+        q_.index({Slice(), Slice(), slice}), k_.index({Slice(), Slice(), slice}),
+        v_.index({Slice(), Slice(), slice}), Positions(i), &cache));
   }
   EXPECT_LE(RelativeError(torch::cat(outputs, 2), CausalSoftmaxAttention(q_, k_, v_)), 1e-5);
   EXPECT_GE(cache.capacity(), q_.size(2));
@@ -64,18 +66,18 @@ TEST_F(SoftmaxAttentionTest, CacheStepsMatchParallel) {
 
 TEST_F(SoftmaxAttentionTest, PrefillInPiecesThenStepsMatchParallel) {
   auto cache = KeyValueCache::Empty(2, 3, 8, q_.device());
-  auto first = CachedSoftmaxAttention(q_.index({Slice(), Slice(), Slice(0, 11)}),
-                                      k_.index({Slice(), Slice(), Slice(0, 11)}),
-                                      v_.index({Slice(), Slice(), Slice(0, 11)}), Positions(0), &cache);
-  auto second = CachedSoftmaxAttention(q_.index({Slice(), Slice(), Slice(11, 20)}),
-                                       k_.index({Slice(), Slice(), Slice(11, 20)}),
-                                       v_.index({Slice(), Slice(), Slice(11, 20)}), Positions(11), &cache);
+  auto first = CachedSoftmaxAttention(
+      q_.index({Slice(), Slice(), Slice(0, 11)}), k_.index({Slice(), Slice(), Slice(0, 11)}),
+      v_.index({Slice(), Slice(), Slice(0, 11)}), Positions(0), &cache);
+  auto second = CachedSoftmaxAttention(
+      q_.index({Slice(), Slice(), Slice(11, 20)}), k_.index({Slice(), Slice(), Slice(11, 20)}),
+      v_.index({Slice(), Slice(), Slice(11, 20)}), Positions(11), &cache);
   std::vector<torch::Tensor> parts{first, second};
   for (int64_t i = 20; i < 29; ++i) {
     auto slice = Slice(i, i + 1);
-    parts.push_back(CachedSoftmaxAttention(q_.index({Slice(), Slice(), slice}),
-                                           k_.index({Slice(), Slice(), slice}),
-                                           v_.index({Slice(), Slice(), slice}), Positions(i), &cache));
+    parts.push_back(CachedSoftmaxAttention(
+        q_.index({Slice(), Slice(), slice}), k_.index({Slice(), Slice(), slice}),
+        v_.index({Slice(), Slice(), slice}), Positions(i), &cache));
   }
   EXPECT_LE(RelativeError(torch::cat(parts, 2), CausalSoftmaxAttention(q_, k_, v_)), 1e-5);
 }
@@ -85,8 +87,9 @@ TEST_F(SoftmaxAttentionTest, RowsAtDifferentPositions) {
   auto cache = KeyValueCache::Empty(2, 3, 8, q_.device());
   // Row 0 takes 10 tokens, row 1 takes 4 (its other 6 are padding written past its position).
   auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(q_.device());
-  CachedSoftmaxAttention(q_.index({Slice(), Slice(), Slice(0, 10)}), k_.index({Slice(), Slice(), Slice(0, 10)}),
-                         v_.index({Slice(), Slice(), Slice(0, 10)}), torch::zeros({2}, long_opts), &cache);
+  CachedSoftmaxAttention(
+      q_.index({Slice(), Slice(), Slice(0, 10)}), k_.index({Slice(), Slice(), Slice(0, 10)}),
+      v_.index({Slice(), Slice(), Slice(0, 10)}), torch::zeros({2}, long_opts), &cache);
   auto positions = torch::tensor({10, 4}, long_opts);
   auto pick = [&](const torch::Tensor& t) {
     return torch::stack({t[0].index({Slice(), Slice(10, 11)}), t[1].index({Slice(), Slice(4, 5)})});

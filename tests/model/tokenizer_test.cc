@@ -77,16 +77,25 @@ TEST(TokenizerJsonTest, RoundTripsBothKinds) {
 
 TEST(TokenizerJsonTest, BadJsonNamesTheProblem) {
   EXPECT_THAT(TokenizerFromJson("[]").status().message(), HasSubstr("not a JSON object"));
-  EXPECT_THAT(TokenizerFromJson(R"({"format":"recur-tokenizer","version":7,"kind":"byte"})").status().message(),
+  EXPECT_THAT(TokenizerFromJson(R"({"format":"recur-tokenizer","version":7,"kind":"byte"})")
+                  .status()
+                  .message(),
               HasSubstr("unsupported version 7"));
-  EXPECT_THAT(TokenizerFromJson(R"({"format":"recur-tokenizer","version":1,"kind":"bpe"})").status().message(),
+  EXPECT_THAT(TokenizerFromJson(R"({"format":"recur-tokenizer","version":1,"kind":"bpe"})")
+                  .status()
+                  .message(),
               HasSubstr("unknown kind 'bpe'"));
-  EXPECT_THAT(TokenizerFromJson(R"({"format":"recur-tokenizer","version":1,"kind":"word","words":["a","a","<unk>","<eos>"]})")
-                  .status().message(),
-              HasSubstr("'a' twice"));
-  EXPECT_THAT(TokenizerFromJson(R"({"format":"recur-tokenizer","version":1,"kind":"word","words":["a"]})")
-                  .status().message(),
-              HasSubstr("<unk> and <eos>"));
+  EXPECT_THAT(
+      TokenizerFromJson(
+          R"({"format":"recur-tokenizer","version":1,"kind":"word","words":["a","a","<unk>","<eos>"]})")
+          .status()
+          .message(),
+      HasSubstr("'a' twice"));
+  EXPECT_THAT(
+      TokenizerFromJson(R"({"format":"recur-tokenizer","version":1,"kind":"word","words":["a"]})")
+          .status()
+          .message(),
+      HasSubstr("<unk> and <eos>"));
 }
 
 TEST(Utf8Test, ValidatesWellFormedness) {
@@ -122,7 +131,14 @@ TEST(Utf8StreamDecoderTest, EmitsNothingForAPartialCharacter) {
 TEST(Utf8StreamDecoderTest, ReplacesInvalidBytes) {
   Utf8StreamDecoder decoder;
   // A lone continuation byte, a bad lead byte, a truncated sequence interrupted by ASCII.
-  EXPECT_EQ(decoder.Push("a\x80" "b\xff" "c\xe6\x97" "d"), "a\uFFFD" "b\uFFFD" "c\uFFFD" "d");
+  EXPECT_EQ(decoder.Push("a\x80"
+                         "b\xff"
+                         "c\xe6\x97"
+                         "d"),
+            "a\uFFFD"
+            "b\uFFFD"
+            "c\uFFFD"
+            "d");
   EXPECT_EQ(decoder.Push("\xe6\x97"), "");
   EXPECT_EQ(decoder.Flush(), "\uFFFD");
 }

@@ -1,10 +1,10 @@
 #include "model/transformer.h"
 
-#include <algorithm>
-#include <vector>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "model/generation.h"
 #include "model/linear_attention.h"
@@ -41,7 +41,8 @@ class TransformerFormsTest : public ::testing::TestWithParam<FormsVariant> {
     testing::RandomizeLearnedDecays(model_);
     model_->to(TestDevice());
     model_->eval();
-    tokens_ = torch::randint(0, 50, {3, 30}, torch::TensorOptions().dtype(torch::kInt64).device(TestDevice()));
+    tokens_ = torch::randint(0, 50, {3, 30},
+                             torch::TensorOptions().dtype(torch::kInt64).device(TestDevice()));
   }
   TransformerLM model_{nullptr};
   torch::Tensor tokens_;
@@ -93,7 +94,8 @@ TEST_P(TransformerFormsTest, PrefillInTwoPiecesEqualsWhole) {
   EXPECT_LE(RelativeError(split, whole), 1e-5);
   // The states agree too, so generation continues identically.
   auto next = tokens_.index({Slice(), 0});
-  EXPECT_LE(RelativeError(model_->Step(next, &split_state), model_->Step(next, &whole_state)), 1e-5);
+  EXPECT_LE(RelativeError(model_->Step(next, &split_state), model_->Step(next, &whole_state)),
+            1e-5);
 }
 
 // A batch whose rows sit at different positions steps each row as if it ran alone.
@@ -119,7 +121,8 @@ TEST_P(TransformerFormsTest, BatchedStepOfRowsAtDifferentPositionsMatchesSolo) {
     for (size_t l = 0; l < batch.kv.size(); ++l) {
       const int64_t cap = std::max(batch.kv[l].capacity(), one.kv[l].capacity());
       auto grow = [cap](torch::Tensor t) {
-        return torch::cat({t, torch::zeros({t.size(0), t.size(1), cap - t.size(2), t.size(3)}, t.options())}, 2);
+        return torch::cat(
+            {t, torch::zeros({t.size(0), t.size(1), cap - t.size(2), t.size(3)}, t.options())}, 2);
       };
       batch.kv[l].k = grow(batch.kv[l].k);
       batch.kv[l].v = grow(batch.kv[l].v);
@@ -154,7 +157,8 @@ TEST_P(TransformerFormsTest, ConcatenatedAndSelectedStatesStepLikeTheirRows) {
     auto logits = model_->Step(torch::stack(next), &batch);
     for (int64_t r = 0; r < 3; ++r) {
       auto alone = model_->Step(next[r].view({1}), &solo[r]);
-      EXPECT_LE(RelativeError(logits.index({Slice(r, r + 1)}), alone), 1e-5) << "row " << r << " step " << step;
+      EXPECT_LE(RelativeError(logits.index({Slice(r, r + 1)}), alone), 1e-5)
+          << "row " << r << " step " << step;
     }
   }
   ModelState middle = SelectRows(batch, {1});
@@ -164,8 +168,12 @@ TEST_P(TransformerFormsTest, ConcatenatedAndSelectedStatesStepLikeTheirRows) {
   EXPECT_LE(RelativeError(model_->Step(next, &middle), model_->Step(next, &solo[1])), 1e-5);
   auto pair = torch::stack({tokens_.index({2, 11}), tokens_.index({0, 7})});
   auto logits = model_->Step(pair, &outer);
-  EXPECT_LE(RelativeError(logits.index({Slice(0, 1)}), model_->Step(pair.index({Slice(0, 1)}), &solo[2])), 1e-5);
-  EXPECT_LE(RelativeError(logits.index({Slice(1, 2)}), model_->Step(pair.index({Slice(1, 2)}), &solo[0])), 1e-5);
+  EXPECT_LE(
+      RelativeError(logits.index({Slice(0, 1)}), model_->Step(pair.index({Slice(0, 1)}), &solo[2])),
+      1e-5);
+  EXPECT_LE(
+      RelativeError(logits.index({Slice(1, 2)}), model_->Step(pair.index({Slice(1, 2)}), &solo[0])),
+      1e-5);
   if (GetParam().kind == AttentionKind::kSoftmax) {
     // A row that leaves keeps only the cache it uses.
     EXPECT_EQ(SelectRows(batch, {0}).kv[0].capacity(), 7);
@@ -177,7 +185,8 @@ TEST_P(TransformerFormsTest, ForwardIsCausal) {
   auto changed = tokens_.clone();
   changed.index_put_({Slice(), 20}, (tokens_.index({Slice(), 20}) + 1) % 50);
   auto b = model_->Forward(changed);
-  EXPECT_LE(RelativeError(b.index({Slice(), Slice(0, 20)}), a.index({Slice(), Slice(0, 20)})), 1e-6);
+  EXPECT_LE(RelativeError(b.index({Slice(), Slice(0, 20)}), a.index({Slice(), Slice(0, 20)})),
+            1e-6);
   EXPECT_GT((b.index({Slice(), 20}) - a.index({Slice(), 20})).abs().max().item<double>(), 1e-4);
 }
 
@@ -202,7 +211,8 @@ INSTANTIATE_TEST_SUITE_P(
     Variants, TransformerFormsTest,
     ::testing::Values(FormsVariant{"linear", AttentionKind::kLinear},
                       FormsVariant{"softmax", AttentionKind::kSoftmax},
-                      FormsVariant{"linear_conv4_no_positions", AttentionKind::kLinear, 4, PositionalEncoding::kNone},
+                      FormsVariant{"linear_conv4_no_positions", AttentionKind::kLinear, 4,
+                                   PositionalEncoding::kNone},
                       FormsVariant{"softmax_conv3", AttentionKind::kSoftmax, 3},
                       FormsVariant{"linear_multiscale_decay", AttentionKind::kLinear, 4,
                                    PositionalEncoding::kNone, StateDecay::kMultiscale},
@@ -219,12 +229,14 @@ TEST(LearnedDecayTest, StartsAsMultiScaleAndTrains) {
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
     const std::string name = "blocks." + std::to_string(layer) + ".attention.decay_logit";
     ASSERT_TRUE(named.contains(name)) << name;
-    EXPECT_LE(RelativeError(torch::sigmoid(named[name]), MultiScaleDecay(config.num_heads, torch::kCPU)), 1e-6);
+    EXPECT_LE(
+        RelativeError(torch::sigmoid(named[name]), MultiScaleDecay(config.num_heads, torch::kCPU)),
+        1e-6);
   }
   auto tokens = torch::randint(0, 50, {2, 40}, torch::kInt64);
   auto logits = model->Forward(tokens.index({Slice(), Slice(0, 39)}));
-  auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                   tokens.index({Slice(), Slice(1, 40)}).reshape({-1}));
+  auto loss = torch::nn::functional::cross_entropy(
+      logits.reshape({-1, logits.size(-1)}), tokens.index({Slice(), Slice(1, 40)}).reshape({-1}));
   loss.backward();
   auto grad = named["blocks.0.attention.decay_logit"].grad();
   ASSERT_TRUE(grad.defined());
@@ -324,8 +336,8 @@ TEST(TransformerTrainingTest, LearnsARepeatingSequence) {
   double first_loss = 0, last_loss = 0;
   for (int step = 0; step < 60; ++step) {
     auto logits = model->Forward(tokens.index({Slice(), Slice(0, 64)}));
-    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, 50}),
-                                                      tokens.index({Slice(), Slice(1, 65)}).reshape({-1}));
+    auto loss = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, 50}), tokens.index({Slice(), Slice(1, 65)}).reshape({-1}));
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();
@@ -367,8 +379,8 @@ TEST(TransformerInitTest, AFreshModelsFirstLossIsAboutLnV) {
                                                              tokens.slice(1, 1).reshape({-1}))
                             .item<double>();
     const double uniform = std::log(static_cast<double>(c.vocab));
-    EXPECT_NEAR(loss, uniform + (c.tied ? 0.5 : 0.0), 0.2) << "V " << c.vocab << ", D " << c.d_model
-                                    << (c.tied ? ", tied" : ", untied");
+    EXPECT_NEAR(loss, uniform + (c.tied ? 0.5 : 0.0), 0.2)
+        << "V " << c.vocab << ", D " << c.d_model << (c.tied ? ", tied" : ", untied");
   }
 }
 

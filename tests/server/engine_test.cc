@@ -1,7 +1,8 @@
 // The engine without gRPC: scheduling properties that the stream tests cannot see.
 
-#include "absl/synchronization/notification.h"
 #include "server/engine.h"
+
+#include "absl/synchronization/notification.h"
 #include "tests/server/test_server.h"
 
 namespace recur::testing {

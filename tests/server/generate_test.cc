@@ -34,7 +34,9 @@ class GenerateTest : public ::testing::TestWithParam<ServedModel> {
     client_ = std::make_unique<RecurClient>(Address(*server_), absl::Seconds(60));
   }
 
-  std::vector<int64_t> Encode(const std::string& text) { return checkpoint_.tokenizer->Encode(text); }
+  std::vector<int64_t> Encode(const std::string& text) {
+    return checkpoint_.tokenizer->Encode(text);
+  }
 
   TempDir dir_;
   Checkpoint checkpoint_;
@@ -46,7 +48,8 @@ TEST_P(GenerateTest, StreamEqualsLibraryGenerationAndItsText) {
   for (double temperature : {0.0, 1.0}) {
     auto out = Stream(*client_, MakeRequest("The engine ", 48, temperature, /*seed=*/5));
     ASSERT_TRUE(out.status.ok()) << out.status;
-    EXPECT_EQ(out.ids, LibraryGenerate(checkpoint_, Encode("The engine "), 48, temperature, 5)) << temperature;
+    EXPECT_EQ(out.ids, LibraryGenerate(checkpoint_, Encode("The engine "), 48, temperature, 5))
+        << temperature;
     // The pieces concatenate to the tokens' text (bytes made valid UTF-8, as streamed).
     std::string bytes;
     for (int64_t id : out.ids) bytes += checkpoint_.tokenizer->Piece(id, -1);
@@ -61,7 +64,8 @@ TEST_P(GenerateTest, StreamEqualsLibraryGenerationAndItsText) {
     EXPECT_GT(usage.time_to_first_token_seconds(), 0);
     EXPECT_GE(usage.duration_seconds(), usage.time_to_first_token_seconds());
     const bool eos = !out.ids.empty() && out.ids.back() == checkpoint_.tokenizer->eos_id();
-    EXPECT_EQ(out.last.finish_reason(), eos ? v1::FINISH_REASON_END_OF_SEQUENCE : v1::FINISH_REASON_LENGTH);
+    EXPECT_EQ(out.last.finish_reason(),
+              eos ? v1::FINISH_REASON_END_OF_SEQUENCE : v1::FINISH_REASON_LENGTH);
   }
 }
 
@@ -76,12 +80,14 @@ TEST_P(GenerateTest, SessionOverThreeTurnsEqualsOneRequestWithTheWholeText) {
     std::vector<int64_t> text;  // everything the session has seen
     const std::vector<std::string> prompts = {"First turn. ", "Second: ", "and the third "};
     for (size_t turn = 0; turn < prompts.size(); ++turn) {
-      auto request = MakeRequest(prompts[turn], 12, c.temperature, /*seed=*/40 + turn, session->session_id());
+      auto request =
+          MakeRequest(prompts[turn], 12, c.temperature, /*seed=*/40 + turn, session->session_id());
       request.mutable_sampling()->set_repetition_penalty(c.repetition_penalty);
       auto out = Stream(*client_, request);
       ASSERT_TRUE(out.status.ok()) << out.status;
       text = Concat({text, Encode(prompts[turn])});
-      EXPECT_EQ(out.ids, LibraryGenerate(checkpoint_, text, 12, c.temperature, 40 + turn, c.repetition_penalty))
+      EXPECT_EQ(out.ids, LibraryGenerate(checkpoint_, text, 12, c.temperature, 40 + turn,
+                                         c.repetition_penalty))
           << "turn " << turn << ", temperature " << c.temperature;
       text = Concat({text, out.ids});
     }
@@ -111,7 +117,9 @@ TEST_P(GenerateTest, ForkedSessionsContinueIndependently) {
   ASSERT_TRUE(in_a.status.ok() && in_b.status.ok() && again_a.status.ok());
   EXPECT_EQ(in_a.ids, LibraryGenerate(checkpoint_, Concat({base, Encode("left")}), 10));
   EXPECT_EQ(in_b.ids, LibraryGenerate(checkpoint_, Concat({base, Encode("right")}), 10));
-  EXPECT_EQ(again_a.ids, LibraryGenerate(checkpoint_, Concat({base, Encode("left"), in_a.ids, Encode("!")}), 10));
+  EXPECT_EQ(
+      again_a.ids,
+      LibraryGenerate(checkpoint_, Concat({base, Encode("left"), in_a.ids, Encode("!")}), 10));
 }
 
 TEST_P(GenerateTest, ExportedSessionContinuesIdenticallyOnAnotherServer) {
@@ -121,7 +129,8 @@ TEST_P(GenerateTest, ExportedSessionContinuesIdenticallyOnAnotherServer) {
 
   auto session = client_->CreateSession();
   ASSERT_TRUE(session.ok());
-  ASSERT_TRUE(Stream(*client_, MakeRequest("Moving house ", 7, 0.8, 3, session->session_id())).status.ok());
+  ASSERT_TRUE(
+      Stream(*client_, MakeRequest("Moving house ", 7, 0.8, 3, session->session_id())).status.ok());
   auto bytes = client_->ExportSession(session->session_id());
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   auto imported = other_client.ImportSession(*bytes);
@@ -149,7 +158,8 @@ TEST_P(GenerateTest, SixtyFourConcurrentStreamsEachEqualTheirSoloRun) {
   for (auto& t : threads) t.join();
   for (int i = 0; i < kStreams; ++i) {
     ASSERT_TRUE(results[i].status.ok()) << results[i].status;
-    EXPECT_EQ(results[i].ids, LibraryGenerate(checkpoint_, Encode(prompt(i)), 24, i % 2 == 0 ? 0.0 : 1.0, i))
+    EXPECT_EQ(results[i].ids,
+              LibraryGenerate(checkpoint_, Encode(prompt(i)), 24, i % 2 == 0 ? 0.0 : 1.0, i))
         << "stream " << i;
   }
   // The decode steps really were batched.
@@ -159,7 +169,8 @@ TEST_P(GenerateTest, SixtyFourConcurrentStreamsEachEqualTheirSoloRun) {
 
 TEST_P(GenerateTest, CancellingAStreamFreesItsSlot) {
   grpc::ClientContext context;
-  auto stub = v1::Recur::NewStub(grpc::CreateChannel(Address(*server_), grpc::InsecureChannelCredentials()));
+  auto stub = v1::Recur::NewStub(
+      grpc::CreateChannel(Address(*server_), grpc::InsecureChannelCredentials()));
   auto reader = stub->Generate(&context, MakeRequest("cancel me ", 4000, 1.0));
   v1::GenerateResponse message;
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(reader->Read(&message));
@@ -170,7 +181,8 @@ TEST_P(GenerateTest, CancellingAStreamFreesItsSlot) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::CANCELLED);
   // The engine notices within a step; the slot and the running count go back to zero.
   absl::Time until = absl::Now() + absl::Seconds(5);
-  while (server_->engine().Info().running_requests > 0 && absl::Now() < until) absl::SleepFor(absl::Milliseconds(5));
+  while (server_->engine().Info().running_requests > 0 && absl::Now() < until)
+    absl::SleepFor(absl::Milliseconds(5));
   auto info = client_->GetModelInfo();
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->sessions_in_use(), 0);
@@ -233,7 +245,8 @@ INSTANTIATE_TEST_SUITE_P(Models, GenerateTest,
                                            ServedModel{"linear_conv4_decay", AttentionKind::kLinear,
                                                        4, StateDecay::kMultiscale},
                                            ServedModel{"linear_conv4_learned_decay",
-                                                       AttentionKind::kLinear, 4, StateDecay::kLearned}),
+                                                       AttentionKind::kLinear, 4,
+                                                       StateDecay::kLearned}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

@@ -9,14 +9,14 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
 #include "grpcpp/completion_queue.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/byte_buffer.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
-#include "gmock/gmock.h"
 #include "tests/server/test_server.h"
 
 namespace recur::testing {
@@ -63,22 +63,24 @@ TEST_F(RequestsTest, BadRequestsGetTheRightCodeAndAClearMessage) {
     return r;
   };
   const std::vector<Case> cases = {
-      {"unknown session", with([](auto& r) { r.set_session_id("s-nope"); }), absl::StatusCode::kNotFound, "no session"},
-      {"max_tokens 0", with([](auto& r) { r.set_max_tokens(0); }), absl::StatusCode::kInvalidArgument, "max_tokens"},
-      {"max_tokens over cap", with([](auto& r) { r.set_max_tokens(101); }), absl::StatusCode::kInvalidArgument,
-       "max_tokens must be in [1, 100]"},
+      {"unknown session", with([](auto& r) { r.set_session_id("s-nope"); }),
+       absl::StatusCode::kNotFound, "no session"},
+      {"max_tokens 0", with([](auto& r) { r.set_max_tokens(0); }),
+       absl::StatusCode::kInvalidArgument, "max_tokens"},
+      {"max_tokens over cap", with([](auto& r) { r.set_max_tokens(101); }),
+       absl::StatusCode::kInvalidArgument, "max_tokens must be in [1, 100]"},
       {"negative temperature", with([](auto& r) { r.mutable_sampling()->set_temperature(-0.5); }),
        absl::StatusCode::kInvalidArgument, "temperature"},
-      {"top_p 0", with([](auto& r) { r.mutable_sampling()->set_top_p(0); }), absl::StatusCode::kInvalidArgument,
-       "top_p"},
+      {"top_p 0", with([](auto& r) { r.mutable_sampling()->set_top_p(0); }),
+       absl::StatusCode::kInvalidArgument, "top_p"},
       {"top_p over 1", with([](auto& r) { r.mutable_sampling()->set_top_p(1.5); }),
        absl::StatusCode::kInvalidArgument, "top_p"},
-      {"empty prompt, no session", with([](auto& r) { r.set_prompt(""); }), absl::StatusCode::kInvalidArgument,
-       "prompt is empty"},
+      {"empty prompt, no session", with([](auto& r) { r.set_prompt(""); }),
+       absl::StatusCode::kInvalidArgument, "prompt is empty"},
       {"prompt over the limit", with([](auto& r) { r.set_prompt(std::string(51, 'x')); }),
        absl::StatusCode::kInvalidArgument, "over the limit of 50"},
-      {"invalid UTF-8", with([](auto& r) { r.set_prompt("caf\xC3"); }), absl::StatusCode::kInvalidArgument,
-       "UTF-8"},
+      {"invalid UTF-8", with([](auto& r) { r.set_prompt("caf\xC3"); }),
+       absl::StatusCode::kInvalidArgument, "UTF-8"},
   };
   for (const auto& c : cases) {
     auto out = Stream(*client_, c.request);
@@ -97,7 +99,8 @@ TEST_F(RequestsTest, BadRequestsGetTheRightCodeAndAClearMessage) {
   EXPECT_EQ(client_->CloseSession("s-nope").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(client_->ForkSession("s-nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(client_->ExportSession("s-nope").status().code(), absl::StatusCode::kNotFound);
-  ASSERT_TRUE(Stream(*client_, MakeRequest("some text", 4, 0, 0, session->session_id())).status.ok());
+  ASSERT_TRUE(
+      Stream(*client_, MakeRequest("some text", 4, 0, 0, session->session_id())).status.ok());
   auto bytes = client_->ExportSession(session->session_id());
   ASSERT_TRUE(bytes.ok());
   const std::vector<std::pair<std::string, std::string>> corrupt = {
@@ -107,7 +110,8 @@ TEST_F(RequestsTest, BadRequestsGetTheRightCodeAndAClearMessage) {
   };
   for (const auto& [name, data] : corrupt) {
     auto imported = client_->ImportSession(data);
-    EXPECT_EQ(imported.status().code(), absl::StatusCode::kInvalidArgument) << name << ": " << imported.status();
+    EXPECT_EQ(imported.status().code(), absl::StatusCode::kInvalidArgument)
+        << name << ": " << imported.status();
   }
   std::string flipped = *bytes;
   flipped[12] = '#';  // breaks the JSON header
@@ -133,7 +137,8 @@ TEST_F(RequestsTest, AModelFailureIsInternalAndTheServerGoesOn) {
   EXPECT_EQ(failed.status.code(), absl::StatusCode::kInternal) << failed.status;
   EXPECT_THAT(std::string(failed.status.message()), HasSubstr("the model failed"));
   // The session's state is unknown after the failure, so it is gone; the slot is free again.
-  EXPECT_EQ(client_->GetSession(session->session_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->GetSession(session->session_id()).status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_EQ(client_->GetModelInfo()->sessions_in_use(), 0);
   weight.set_data(saved);
   EXPECT_TRUE(Stream(*client_, MakeRequest("fine again", 5)).status.ok());
@@ -150,7 +155,8 @@ TEST_F(RequestsTest, NoFreeSlotAndAFullQueueAreResourceExhausted) {
   auto c = client_->CreateSession();
   EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("no free session slot"));
-  EXPECT_EQ(client_->ForkSession(a->session_id()).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(client_->ForkSession(a->session_id()).status().code(),
+            absl::StatusCode::kResourceExhausted);
 
   // A one-off request waits in the queue for a slot; one more does not fit in the queue.
   Streamed waiting;
@@ -159,7 +165,8 @@ TEST_F(RequestsTest, NoFreeSlotAndAFullQueueAreResourceExhausted) {
     waiting = Stream(client, MakeRequest("waiting ", 3));
   });
   absl::Time until = absl::Now() + absl::Seconds(5);
-  while (server_->engine().Info().queued_requests == 0 && absl::Now() < until) absl::SleepFor(absl::Milliseconds(2));
+  while (server_->engine().Info().queued_requests == 0 && absl::Now() < until)
+    absl::SleepFor(absl::Milliseconds(2));
   EXPECT_EQ(server_->engine().Info().queued_requests, 1);
   auto refused = Stream(*client_, MakeRequest("refused", 3));
   EXPECT_EQ(refused.status.code(), absl::StatusCode::kResourceExhausted);
@@ -216,7 +223,8 @@ TEST_F(RequestsTest, IdleSessionsAreClosedAfterTheirTtl) {
   ASSERT_TRUE(session.ok());
   EXPECT_TRUE(client_->GetSession(session->session_id()).ok());
   absl::SleepFor(absl::Milliseconds(1800));
-  EXPECT_EQ(client_->GetSession(session->session_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->GetSession(session->session_id()).status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_EQ(client_->GetModelInfo()->sessions_in_use(), 0);
 }
 
@@ -246,7 +254,8 @@ std::string ListServicesByReflection(const std::string& address) {
   grpc::CompletionQueue cq;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto call = stub.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto call = stub.PrepareCall(
+      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
   void* tag = nullptr;
   bool ok = false;
   auto wait = [&] { return cq.Next(&tag, &ok) && ok; };
@@ -354,20 +363,26 @@ TEST_F(RequestsTest, CliEndToEnd) {
   const std::string server = "--server " + Address(*server_) + " ";
   std::string out, err;
 
-  ASSERT_EQ(RunCli(server + "generate 'Hello there' --max_tokens 20 --temperature 0", &out, &err), 0) << err;
+  ASSERT_EQ(RunCli(server + "generate 'Hello there' --max_tokens 20 --temperature 0", &out, &err),
+            0)
+      << err;
   auto reference = Stream(*client_, MakeRequest("Hello there", 20, 0));
   EXPECT_EQ(out, reference.text + "\n");
 
   ASSERT_EQ(RunCli(server + "session create", &out, &err), 0) << err;
   const std::string id(absl::StripAsciiWhitespace(out));
   EXPECT_TRUE(absl::StartsWith(id, "s-")) << out;
-  ASSERT_EQ(RunCli(server + "generate 'abc' --session " + id + " --max_tokens 5 --usage", &out, &err), 0) << err;
+  ASSERT_EQ(
+      RunCli(server + "generate 'abc' --session " + id + " --max_tokens 5 --usage", &out, &err), 0)
+      << err;
   EXPECT_THAT(err, HasSubstr("finish: length"));
   ASSERT_EQ(RunCli(server + "session info " + id, &out, &err), 0) << err;
   EXPECT_THAT(out, HasSubstr("tokens       8"));
 
   TempDir files;
-  ASSERT_EQ(RunCli(server + "session export " + id + " --file " + files.Join("s.bin"), &out, &err), 0) << err;
+  ASSERT_EQ(RunCli(server + "session export " + id + " --file " + files.Join("s.bin"), &out, &err),
+            0)
+      << err;
   ASSERT_EQ(RunCli(server + "session import --file " + files.Join("s.bin"), &out, &err), 0) << err;
   const std::string imported(absl::StripAsciiWhitespace(out));
   EXPECT_NE(imported, id);
@@ -378,7 +393,8 @@ TEST_F(RequestsTest, CliEndToEnd) {
   EXPECT_THAT(out, HasSubstr("2 in use"));
   ASSERT_EQ(RunCli(server + "health", &out, &err), 0) << err;
   EXPECT_EQ(out, "SERVING\n");
-  ASSERT_EQ(RunCli(server + "bench --concurrency 4 --requests 8 --max_tokens 8", &out, &err), 0) << err;
+  ASSERT_EQ(RunCli(server + "bench --concurrency 4 --requests 8 --max_tokens 8", &out, &err), 0)
+      << err;
   EXPECT_THAT(out, HasSubstr("requests 8 (0 failed)"));
 
   // Errors: the status on stderr and a non-zero exit.

@@ -17,8 +17,8 @@ TEST(SchedulerTest, NothingToDoPlansNothing) {
 }
 
 TEST(SchedulerTest, DecodesWhenAnyRequestIsDecodingAndIgnoresFinishedOnes) {
-  const IterationPlan plan =
-      PlanIteration({{RequestPhase::kFinished, 0}, {kDecoding, 0}, {RequestPhase::kQueued, 9}}, 256);
+  const IterationPlan plan = PlanIteration(
+      {{RequestPhase::kFinished, 0}, {kDecoding, 0}, {RequestPhase::kQueued, 9}}, 256);
   EXPECT_TRUE(plan.prefill.empty());
   EXPECT_TRUE(plan.decode);
 }
@@ -36,7 +36,8 @@ TEST(SchedulerTest, WithNobodyDecodingSlicesRunUntilTheBudgetIsSpent) {
 
 TEST(SchedulerTest, WhileStreamsDecodeOneSliceRunsPerIteration) {
   // A long prompt delays the decoding stream by one slice, never by its length.
-  const IterationPlan plan = PlanIteration({{kDecoding, 0}, {kPrefilling, 2000}, {kPrefilling, 7}}, 16);
+  const IterationPlan plan =
+      PlanIteration({{kDecoding, 0}, {kPrefilling, 2000}, {kPrefilling, 7}}, 16);
   ASSERT_EQ(plan.prefill.size(), 1u);
   EXPECT_EQ(plan.prefill[0], (PrefillGroup{{1}, 16}));
   EXPECT_TRUE(plan.decode);

@@ -20,7 +20,8 @@ using ::testing::HasSubstr;
 pid_t Spawn(const std::string& args, const std::string& log) {
   const pid_t pid = fork();
   if (pid == 0) {
-    const std::string command = "exec " + std::string(RECUR_SERVER_BINARY) + " " + args + " 2> " + log;
+    const std::string command =
+        "exec " + std::string(RECUR_SERVER_BINARY) + " " + args + " 2> " + log;
     execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
@@ -36,7 +37,8 @@ std::string Slurp(const std::string& path) {
 int LoggedPort(const std::string& log) {
   std::smatch match;
   const std::string text = Slurp(log);
-  if (std::regex_search(text, match, std::regex("listening on 127\\.0\\.0\\.1:(\\d+)"))) return std::stoi(match[1]);
+  if (std::regex_search(text, match, std::regex("listening on 127\\.0\\.0\\.1:(\\d+)")))
+    return std::stoi(match[1]);
   return 0;
 }
 
@@ -49,8 +51,9 @@ int WaitExit(pid_t pid) {
 TEST(ServerProcessTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {
   TempDir dir;
   WriteTestCheckpoint(dir.Join("model"), AttentionKind::kLinear);
-  const pid_t pid = Spawn("--checkpoint " + dir.Join("model") + " --port 0 --metrics_port -1 --threads 1 "
-                          "--drain_timeout 20s",
+  const pid_t pid = Spawn("--checkpoint " + dir.Join("model") +
+                              " --port 0 --metrics_port -1 --threads 1 "
+                              "--drain_timeout 20s",
                           dir.Join("log"));
   int port = 0;
   for (int i = 0; i < 600 && port == 0; ++i) {
@@ -64,11 +67,12 @@ TEST(ServerProcessTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {
   Streamed out;
   std::atomic<int> received{0};
   std::thread stream([&] {
-    out.status = client.Generate(MakeRequest("drain ", 3000, 1.0), [&](const v1::GenerateResponse& m) {
-      out.ids.insert(out.ids.end(), m.token_ids().begin(), m.token_ids().end());
-      out.last = m;
-      ++received;
-    });
+    out.status =
+        client.Generate(MakeRequest("drain ", 3000, 1.0), [&](const v1::GenerateResponse& m) {
+          out.ids.insert(out.ids.end(), m.token_ids().begin(), m.token_ids().end());
+          out.last = m;
+          ++received;
+        });
   });
   while (received < 10) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   kill(pid, SIGTERM);
@@ -87,9 +91,12 @@ TEST(ServerProcessTest, BadStartupsExitNonZeroWithAMessage) {
   EXPECT_EQ(WaitExit(Spawn("--checkpoint " + dir.Join("missing"), dir.Join("b"))), 1);
   EXPECT_THAT(Slurp(dir.Join("b")), HasSubstr("missing"));
   WriteTestCheckpoint(dir.Join("model"), AttentionKind::kSoftmax);
-  EXPECT_EQ(WaitExit(Spawn("--checkpoint " + dir.Join("model") + " --state_memory_mb 10", dir.Join("c"))), 1);
+  EXPECT_EQ(
+      WaitExit(Spawn("--checkpoint " + dir.Join("model") + " --state_memory_mb 10", dir.Join("c"))),
+      1);
   EXPECT_THAT(Slurp(dir.Join("c")), HasSubstr("--max_sessions for softmax"));
-  EXPECT_EQ(WaitExit(Spawn("--checkpoint " + dir.Join("model") + " --device tpu", dir.Join("d"))), 1);
+  EXPECT_EQ(WaitExit(Spawn("--checkpoint " + dir.Join("model") + " --device tpu", dir.Join("d"))),
+            1);
   EXPECT_THAT(Slurp(dir.Join("d")), HasSubstr("unknown device"));
 }
 

@@ -94,7 +94,8 @@ TEST_P(SessionCodecTest, CorruptOrForeignBytesAreInvalidArgument) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, SessionCodecTest,
-                         ::testing::Combine(::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
+                         ::testing::Combine(::testing::Values(AttentionKind::kLinear,
+                                                              AttentionKind::kSoftmax),
                                             ::testing::Values(int64_t{0}, int64_t{3})),
                          [](const auto& info) {
                            return absl::StrCat(AttentionKindName(std::get<0>(info.param)), "_conv",

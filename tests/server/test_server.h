@@ -4,11 +4,11 @@
 // Real servers on ephemeral loopback ports, serving small random models, and the model library's
 // own generation as the reference they must agree with.
 
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "client/recur_client.h"
 #include "gtest/gtest.h"
@@ -48,8 +48,9 @@ inline ModelConfig SmallServedConfig(int64_t vocab_size, AttentionKind kind) {
 // Writes a small random byte-level model of the given attention kind to `directory`; with a
 // short convolution and no positional encoding when `short_conv` > 0, and the given
 // linear-attention state decay.
-inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind, uint64_t seed = 11,
-                                int64_t short_conv = 0, StateDecay state_decay = StateDecay::kNone) {
+inline void WriteTestCheckpoint(const std::string& directory, AttentionKind kind,
+                                uint64_t seed = 11, int64_t short_conv = 0,
+                                StateDecay state_decay = StateDecay::kNone) {
   ModelConfig config = SmallServedConfig(257, kind);
   config.short_conv = short_conv;
   if (short_conv > 0) config.positional_encoding = PositionalEncoding::kNone;
@@ -74,7 +75,8 @@ inline Checkpoint LoadTestCheckpoint(const std::string& directory) {
   return *std::move(checkpoint);
 }
 
-inline std::unique_ptr<RecurServer> StartTestServer(const std::string& checkpoint_dir, EngineOptions engine = {},
+inline std::unique_ptr<RecurServer> StartTestServer(const std::string& checkpoint_dir,
+                                                    EngineOptions engine = {},
                                                     bool metrics = false) {
   ServerOptions options;
   options.address = "127.0.0.1:0";
@@ -85,7 +87,9 @@ inline std::unique_ptr<RecurServer> StartTestServer(const std::string& checkpoin
   return server.ok() ? *std::move(server) : nullptr;
 }
 
-inline std::string Address(const RecurServer& server) { return "127.0.0.1:" + std::to_string(server.port()); }
+inline std::string Address(const RecurServer& server) {
+  return "127.0.0.1:" + std::to_string(server.port());
+}
 
 // What a Generate stream delivered.
 struct Streamed {
@@ -105,8 +109,9 @@ inline Streamed Stream(RecurClient& client, const v1::GenerateRequest& request) 
   return out;
 }
 
-inline v1::GenerateRequest MakeRequest(const std::string& prompt, int64_t max_tokens, double temperature = 0,
-                                       uint64_t seed = 0, const std::string& session = "") {
+inline v1::GenerateRequest MakeRequest(const std::string& prompt, int64_t max_tokens,
+                                       double temperature = 0, uint64_t seed = 0,
+                                       const std::string& session = "") {
   v1::GenerateRequest request;
   request.set_prompt(prompt);
   request.set_max_tokens(max_tokens);
@@ -118,8 +123,9 @@ inline v1::GenerateRequest MakeRequest(const std::string& prompt, int64_t max_to
 
 // The model library's generation for the same ids and parameters (stopping where the tokenizer
 // says the document ends, as the server does).
-inline std::vector<int64_t> LibraryGenerate(Checkpoint& checkpoint, const std::vector<int64_t>& prompt,
-                                            int64_t max_tokens, double temperature = 0, uint64_t seed = 0,
+inline std::vector<int64_t> LibraryGenerate(Checkpoint& checkpoint,
+                                            const std::vector<int64_t>& prompt, int64_t max_tokens,
+                                            double temperature = 0, uint64_t seed = 0,
                                             double repetition_penalty = 1.0) {
   GenerationOptions options;
   options.max_tokens = max_tokens;

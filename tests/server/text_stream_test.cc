@@ -25,7 +25,8 @@ TEST(TextStreamTest, WithoutStopsEverythingIsSent) {
 
 TEST(TextStreamTest, StopSequenceIsCutAndNeverSentInPart) {
   EXPECT_EQ(Feed("one\n\ntwo", {"\n\n"}), std::make_pair(std::string("one"), true));
-  EXPECT_EQ(Feed("abcSTOPdef", {"STOP", "cS"}), std::make_pair(std::string("ab"), true));  // the earliest wins
+  EXPECT_EQ(Feed("abcSTOPdef", {"STOP", "cS"}),
+            std::make_pair(std::string("ab"), true));  // the earliest wins
   // A near miss is sent once it can no longer become the stop sequence.
   EXPECT_EQ(Feed("STOSTOP", {"STOP"}), std::make_pair(std::string("STO"), true));
   EXPECT_EQ(Feed("ST", {"STOP"}), std::make_pair(std::string("ST"), false));
@@ -35,7 +36,7 @@ TEST(TextStreamTest, HeldTextIsReleasedAsSoonAsItCannotStartAStop) {
   ByteTokenizer tokenizer;
   TextStream stream(tokenizer, {"xyz"}, -1);
   EXPECT_EQ(stream.Push('a').text, "a");
-  EXPECT_EQ(stream.Push('x').text, "");   // could be the start of "xyz"
+  EXPECT_EQ(stream.Push('x').text, "");  // could be the start of "xyz"
   EXPECT_EQ(stream.Push('y').text, "");
   EXPECT_EQ(stream.Push('a').text, "xya");
 }
@@ -48,9 +49,15 @@ TEST(TextStreamTest, MultiByteCharactersArriveWhole) {
   EXPECT_EQ(stream.Push(0x82).text, "");
   EXPECT_EQ(stream.Push(0xAC).text, euro);
   // A stop sequence made of a multi-byte character.
-  EXPECT_EQ(Feed("price: 5" + euro + " only", {euro}), std::make_pair(std::string("price: 5"), true));
+  EXPECT_EQ(Feed("price: 5" + euro + " only", {euro}),
+            std::make_pair(std::string("price: 5"), true));
   // An invalid byte becomes U+FFFD rather than breaking the stream.
-  EXPECT_EQ(Feed("a\xFF" "b", {}), std::make_pair(std::string("a\xEF\xBF\xBD" "b"), false));
+  EXPECT_EQ(Feed("a\xFF"
+                 "b",
+                 {}),
+            std::make_pair(std::string("a\xEF\xBF\xBD"
+                                       "b"),
+                           false));
 }
 
 }  // namespace

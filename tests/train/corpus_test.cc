@@ -1,10 +1,10 @@
 #include "train/corpus.h"
 
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <fstream>
 
 #include "tests/test_util.h"
 #include "train/batcher.h"
@@ -12,8 +12,8 @@
 namespace recur {
 namespace {
 
-using testing::TempDir;
 using ::testing::HasSubstr;
+using testing::TempDir;
 
 void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
@@ -28,7 +28,8 @@ TEST(CorpusTest, WordLevelUsesTrainVocabularyEosAndUnk) {
   EXPECT_EQ(corpus->tokenizer->vocab_size(), 5);  // <eos> a b c <unk>
   EXPECT_EQ(corpus->train.numel(), 8);
   const auto& word = static_cast<const WordTokenizer&>(*corpus->tokenizer);
-  auto valid = std::vector<int64_t>(corpus->valid.data_ptr<int64_t>(), corpus->valid.data_ptr<int64_t>() + 3);
+  auto valid = std::vector<int64_t>(corpus->valid.data_ptr<int64_t>(),
+                                    corpus->valid.data_ptr<int64_t>() + 3);
   EXPECT_EQ(valid, (std::vector<int64_t>{1, word.unk_id(), word.eos_id()}));
 }
 
@@ -44,8 +45,10 @@ TEST(CorpusTest, WikiTextFileNames) {
 
 TEST(CorpusTest, MissingOrUnknownDataIsAClearError) {
   TempDir dir;
-  EXPECT_THAT(LoadCorpus("ptb", dir.path().string()).status().message(), HasSubstr("ptb.train.txt"));
-  EXPECT_THAT(LoadCorpus("imagenet", dir.path().string()).status().message(), HasSubstr("unknown dataset"));
+  EXPECT_THAT(LoadCorpus("ptb", dir.path().string()).status().message(),
+              HasSubstr("ptb.train.txt"));
+  EXPECT_THAT(LoadCorpus("imagenet", dir.path().string()).status().message(),
+              HasSubstr("unknown dataset"));
   EXPECT_THAT(LoadCorpus("text", dir.Join("none.txt")).status().message(), HasSubstr("not found"));
   WriteFile(dir.Join("tiny.txt"), "short");
   EXPECT_THAT(LoadCorpus("text", dir.Join("tiny.txt")).status().message(), HasSubstr("at least"));

@@ -1,8 +1,13 @@
 // Data-parallel training: the torchrun environment, the groups themselves, the ranks' dropout
 // seeds, and recur-train end to end, where 2 processes on 127.0.0.1 must end with the same weights
 // as 1 process with the same global batch.
+#include "train/data_parallel.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,13 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <torch/torch.h>
-
 #include "model/safetensors.h"
 #include "tests/test_util.h"
-#include "train/data_parallel.h"
 
 namespace recur {
 namespace {
@@ -39,10 +39,12 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-std::string TrainCommand(const std::string& data, const std::string& out, const std::string& device) {
+std::string TrainCommand(const std::string& data, const std::string& out,
+                         const std::string& device) {
   return std::string(RECUR_TRAIN_BINARY) + " --dataset text --data " + data + " --out " + out +
          " --layers 1 --heads 2 --d_model 32 --d_ff 64 --dropout 0 --seq_len 16 --batch_size 8"
-         " --lr 3e-3 --warmup 2 --max_steps 12 --eval_every 6 --threads 1 --seed 5 --device " + device;
+         " --lr 3e-3 --warmup 2 --max_steps 12 --eval_every 6 --threads 1 --seed 5 --device " +
+         device;
 }
 
 // Sets environment variables for one test and restores them after it.
@@ -84,31 +86,37 @@ std::string WriteTrainingText(const TempDir& dir) {
 // `out`; appends their output to `log`. Returns the shell's exit status (0: both ranks succeeded).
 int LaunchTwoProcesses(const std::string& data, const std::string& out, const std::string& device,
                        const std::string& flags, const std::string& log) {
-  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(FreePort()) + " WORLD_SIZE=2";
+  const std::string env =
+      "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(FreePort()) + " WORLD_SIZE=2";
   const std::string multi = TrainCommand(data, out, device) + flags + " >>" + log + " 2>&1";
-  const std::string both =
-      env + " RANK=0 " + multi + " & a=$!; " + env + " RANK=1 " + multi + " & b=$!; wait $a && wait $b";
+  const std::string both = env + " RANK=0 " + multi + " & a=$!; " + env + " RANK=1 " + multi +
+                           " & b=$!; wait $a && wait $b";
   return std::system(("bash -c '" + both + "'").c_str());
 }
 
 // recur-train as 2 processes against 1 process, same global batch and `flags`; with
 // `resume_halfway`, the 2 processes stop after half the steps and a second 2-process launch
 // resumes from the state they saved.
-void ExpectTwoProcessesMatchOne(const std::string& device, double tolerance, const std::string& flags = "",
-                                bool resume_halfway = false) {
+void ExpectTwoProcessesMatchOne(const std::string& device, double tolerance,
+                                const std::string& flags = "", bool resume_halfway = false) {
   TempDir dir;
   const std::string data = WriteTrainingText(dir);
   const std::string log = dir.Join("log.txt");
-  ASSERT_EQ(std::system((TrainCommand(data, dir.Join("single"), device) + flags + " >>" + log + " 2>&1").c_str()), 0)
+  ASSERT_EQ(
+      std::system(
+          (TrainCommand(data, dir.Join("single"), device) + flags + " >>" + log + " 2>&1").c_str()),
+      0)
       << "one-process run failed; see " << log;
   const std::string multi = dir.Join("multi");
   if (resume_halfway) {
     ASSERT_EQ(LaunchTwoProcesses(data, multi, device, flags + " --stop_after_steps 6", log), 0)
         << "two-process run failed; see " << log;
-    ASSERT_EQ(LaunchTwoProcesses(data, multi, device, flags + " --resume " + multi + ".state", log), 0)
+    ASSERT_EQ(LaunchTwoProcesses(data, multi, device, flags + " --resume " + multi + ".state", log),
+              0)
         << "two-process resume failed; see " << log;
   } else {
-    ASSERT_EQ(LaunchTwoProcesses(data, multi, device, flags, log), 0) << "two-process run failed; see " << log;
+    ASSERT_EQ(LaunchTwoProcesses(data, multi, device, flags, log), 0)
+        << "two-process run failed; see " << log;
   }
 
   // The resumable state holds the final weights of each run.
@@ -138,7 +146,9 @@ void ExpectTwoProcessesMatchOne(const std::string& device, double tolerance, con
   }
 }
 
-TEST(DataParallelTest, TwoProcessesMatchOneWithTheSameGlobalBatch) { ExpectTwoProcessesMatchOne("cpu", 1e-4); }
+TEST(DataParallelTest, TwoProcessesMatchOneWithTheSameGlobalBatch) {
+  ExpectTwoProcessesMatchOne("cpu", 1e-4);
+}
 
 // Each rank carries its own rows' state from window to window; the saved state holds them all.
 TEST(DataParallelTest, TwoProcessesCarryingTheContextMatchOne) {
@@ -147,7 +157,8 @@ TEST(DataParallelTest, TwoProcessesCarryingTheContextMatchOne) {
 
 // Stopped and resumed as 2 processes, every rank takes its rows of the saved context back.
 TEST(DataParallelTest, TwoProcessesResumeTheCarriedContext) {
-  ExpectTwoProcessesMatchOne("cpu", 1e-4, " --carry_context --short_conv 3", /*resume_halfway=*/true);
+  ExpectTwoProcessesMatchOne("cpu", 1e-4, " --carry_context --short_conv 3",
+                             /*resume_halfway=*/true);
 }
 
 // With dropout each rank reseeds from its rank and the step at every step, so 2 processes stopped
@@ -157,10 +168,13 @@ TEST(DataParallelTest, TwoProcessesWithDropoutResumeExactly) {
   const std::string data = WriteTrainingText(dir);
   const std::string log = dir.Join("log.txt");
   const std::string dropout = " --dropout 0.3";
-  ASSERT_EQ(LaunchTwoProcesses(data, dir.Join("straight"), "cpu", dropout, log), 0) << "see " << log;
+  ASSERT_EQ(LaunchTwoProcesses(data, dir.Join("straight"), "cpu", dropout, log), 0)
+      << "see " << log;
   const std::string resumed = dir.Join("resumed");
-  ASSERT_EQ(LaunchTwoProcesses(data, resumed, "cpu", dropout + " --stop_after_steps 6", log), 0) << "see " << log;
-  ASSERT_EQ(LaunchTwoProcesses(data, resumed, "cpu", dropout + " --resume " + resumed + ".state", log), 0)
+  ASSERT_EQ(LaunchTwoProcesses(data, resumed, "cpu", dropout + " --stop_after_steps 6", log), 0)
+      << "see " << log;
+  ASSERT_EQ(
+      LaunchTwoProcesses(data, resumed, "cpu", dropout + " --resume " + resumed + ".state", log), 0)
       << "see " << log;
   auto straight_weights = ReadSafetensors(dir.Join("straight.state") + "/model.safetensors");
   auto resumed_weights = ReadSafetensors(resumed + ".state/model.safetensors");
@@ -186,14 +200,18 @@ TEST(DataParallelTest, RanksDrawTheirOwnDropoutMasks) {
 TEST(DataParallelTest, TwoGpuProcessesOverNcclMatchOne) {
   if (testing::TestDevice().is_cpu()) GTEST_SKIP() << "runs with RECUR_TEST_DEVICE=cuda on a GPU";
   if (!DataParallel::HasNccl()) GTEST_SKIP() << "this build has no NCCL";
-  if (torch::cuda::device_count() < 2) GTEST_SKIP() << "NCCL needs one GPU per rank: this machine has one";
+  if (torch::cuda::device_count() < 2)
+    GTEST_SKIP() << "NCCL needs one GPU per rank: this machine has one";
   ExpectTwoProcessesMatchOne("cuda", 1e-3);
 }
 
 TEST(DataParallelTest, SpecComesFromTheTorchrunVariables) {
   {
-    ScopedEnvironment env({{"WORLD_SIZE", "4"}, {"RANK", "3"}, {"MASTER_ADDR", "10.0.0.7"},
-                           {"MASTER_PORT", "1234"}, {"LOCAL_RANK", nullptr}});
+    ScopedEnvironment env({{"WORLD_SIZE", "4"},
+                           {"RANK", "3"},
+                           {"MASTER_ADDR", "10.0.0.7"},
+                           {"MASTER_PORT", "1234"},
+                           {"LOCAL_RANK", nullptr}});
     auto spec = DataParallel::SpecFromEnvironment(torch::kCPU);
     ASSERT_TRUE(spec.ok()) << spec.status();
     EXPECT_EQ(spec->world_size, 4);
@@ -202,8 +220,11 @@ TEST(DataParallelTest, SpecComesFromTheTorchrunVariables) {
     EXPECT_EQ(spec->master_port, 1234);
     EXPECT_TRUE(spec->device.is_cpu());
   }
-  ScopedEnvironment env({{"WORLD_SIZE", nullptr}, {"RANK", nullptr}, {"MASTER_ADDR", nullptr},
-                         {"MASTER_PORT", nullptr}, {"LOCAL_RANK", nullptr}});
+  ScopedEnvironment env({{"WORLD_SIZE", nullptr},
+                         {"RANK", nullptr},
+                         {"MASTER_ADDR", nullptr},
+                         {"MASTER_PORT", nullptr},
+                         {"LOCAL_RANK", nullptr}});
   auto spec = DataParallel::SpecFromEnvironment(torch::kCPU);
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->world_size, 1);
@@ -219,7 +240,8 @@ TEST(DataParallelTest, EachCudaRankNeedsItsOwnGpu) {
     ScopedEnvironment env({{"WORLD_SIZE", "2"}, {"RANK", "1"}, {"LOCAL_RANK", too_far.c_str()}});
     auto spec = DataParallel::SpecFromEnvironment(torch::kCUDA);
     ASSERT_FALSE(spec.ok());
-    EXPECT_THAT(std::string(spec.status().message()), ::testing::HasSubstr("LOCAL_RANK=" + too_far));
+    EXPECT_THAT(std::string(spec.status().message()),
+                ::testing::HasSubstr("LOCAL_RANK=" + too_far));
   }
   if (gpus >= 1) {
     ScopedEnvironment env({{"WORLD_SIZE", "2"}, {"RANK", "1"}, {"LOCAL_RANK", "0"}});
@@ -252,7 +274,8 @@ TEST(DataParallelTest, GroupOfOneAveragesToItself) {
   EXPECT_EQ((*group)->world_size(), 1);
   EXPECT_EQ((*group)->device(), spec.device);
   torch::manual_seed(3);
-  std::vector<torch::Tensor> tensors{torch::randn({3, 4}, spec.device), torch::randn({5}, spec.device)};
+  std::vector<torch::Tensor> tensors{torch::randn({3, 4}, spec.device),
+                                     torch::randn({5}, spec.device)};
   const auto expected = std::vector<torch::Tensor>{tensors[0].clone(), tensors[1].clone()};
   (*group)->AllReduceMean(tensors);
   EXPECT_TRUE(torch::equal(tensors[0], expected[0]));

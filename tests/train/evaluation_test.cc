@@ -1,9 +1,9 @@
 #include "train/evaluation.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "tests/test_util.h"
 #include "tests/train/fresh_window_loss.h"
@@ -16,7 +16,8 @@ using torch::indexing::Slice;
 ModelConfig SmallConfig(AttentionKind kind) { return testing::SmallModelConfig(kind, 40); }
 
 // The reference: every row scored in one Forward pass over the whole row, in float64.
-double WholeRowLoss(TransformerLM& model, const torch::Tensor& stream, int64_t rows, int64_t* count) {
+double WholeRowLoss(TransformerLM& model, const torch::Tensor& stream, int64_t rows,
+                    int64_t* count) {
   torch::NoGradGuard no_grad;
   const int64_t width = stream.numel() / rows;
   auto matrix = stream.slice(0, 0, rows * width).view({rows, width});
@@ -33,7 +34,8 @@ class EvaluationTest : public ::testing::TestWithParam<AttentionKind> {
     torch::manual_seed(3);
     model_ = TransformerLM(SmallConfig(GetParam()));
     model_->eval();
-    stream_ = torch::randint(0, 40, {203}, torch::kInt64);  // 3 rows of 67, 2 left over: 66 targets per row
+    stream_ = torch::randint(0, 40, {203},
+                             torch::kInt64);  // 3 rows of 67, 2 left over: 66 targets per row
   }
   TransformerLM model_{nullptr};
   torch::Tensor stream_;
@@ -75,7 +77,8 @@ TEST_P(EvaluationTest, FreshWindowsForgetTheContextBeforeEachWindow) {
     torch::NoGradGuard no_grad;
     auto logits = model_->Forward(rows.index({Slice(), Slice(start, end)}));
     expected += torch::nn::functional::cross_entropy(
-                    logits.reshape({-1, 40}), rows.index({Slice(), Slice(start + 1, end + 1)}).reshape({-1}),
+                    logits.reshape({-1, 40}),
+                    rows.index({Slice(), Slice(start + 1, end + 1)}).reshape({-1}),
                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .item<double>();
   }
@@ -142,7 +145,9 @@ TEST_P(EvaluationTest, BucketsPartitionTheTokensByContextLength) {
 
 INSTANTIATE_TEST_SUITE_P(BothKinds, EvaluationTest,
                          ::testing::Values(AttentionKind::kLinear, AttentionKind::kSoftmax),
-                         [](const auto& info) { return std::string(AttentionKindName(info.param)); });
+                         [](const auto& info) {
+                           return std::string(AttentionKindName(info.param));
+                         });
 
 }  // namespace
 }  // namespace recur

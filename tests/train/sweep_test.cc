@@ -1,10 +1,10 @@
 #include "train/sweep.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "tests/test_util.h"
 
@@ -71,27 +71,40 @@ TEST(SweepTest, FullSizeAppliesOverridesAndValues) {
 
 TEST(SweepTest, BadFilesNameTheProblem) {
   EXPECT_THAT(ParseSweep("[]", false, {}).status().message(), HasSubstr("not a JSON object"));
-  EXPECT_THAT(ParseSweep(R"({"name": "x", "grid": [{"flag": "a", "values": [1, 2], "with": {"b": [1]}}]})", false, {})
-                  .status().message(),
-              HasSubstr("one value per"));
-  EXPECT_THAT(ParseSweep(R"({"name": "x", "grid": []})", false, {}).status().message(), HasSubstr("grid"));
-  EXPECT_THAT(ParseSweep(R"({"name": "a/b", "grid": [{"flag": "lr", "values": [1]}]})", false, {}).status().message(),
+  EXPECT_THAT(
+      ParseSweep(R"({"name": "x", "grid": [{"flag": "a", "values": [1, 2], "with": {"b": [1]}}]})",
+                 false, {})
+          .status()
+          .message(),
+      HasSubstr("one value per"));
+  EXPECT_THAT(ParseSweep(R"({"name": "x", "grid": []})", false, {}).status().message(),
+              HasSubstr("grid"));
+  EXPECT_THAT(ParseSweep(R"({"name": "a/b", "grid": [{"flag": "lr", "values": [1]}]})", false, {})
+                  .status()
+                  .message(),
               HasSubstr("name"));
-  EXPECT_THAT(ParseSweep(R"({"name": "x", "base": {"lr": [1]}, "grid": [{"flag": "lr", "values": [1]}]})", false, {})
-                  .status().message(),
-              HasSubstr("scalar"));
+  EXPECT_THAT(
+      ParseSweep(R"({"name": "x", "base": {"lr": [1]}, "grid": [{"flag": "lr", "values": [1]}]})",
+                 false, {})
+          .status()
+          .message(),
+      HasSubstr("scalar"));
 }
 
 TEST(SweepTest, SummaryAndReportFromMetricsLogs) {
   testing::TempDir dir;
-  auto sweep = ParseSweep(R"({"name": "s", "grid": [{"flag": "batch_size", "values": [4, 16]}]})", false, {});
+  auto sweep = ParseSweep(R"({"name": "s", "grid": [{"flag": "batch_size", "values": [4, 16]}]})",
+                          false, {});
   ASSERT_TRUE(sweep.ok());
   std::vector<RunSummary> runs;
   for (int i = 0; i < 2; ++i) {
     const std::string log = dir.Join("m" + std::to_string(i));
-    std::ofstream(log) << R"({"step":10,"epoch":1,"epoch_progress":0.5,"valid_loss":5.0,"valid_ppl":148.4})" "\n"
-                       << R"({"final":true,"steps":20,"best_valid_ppl":)" << 120 + i
-                       << R"(,"test_ppl":130,"tokens_per_second":1000,"peak_memory_bytes":1048576,"peak_heap_bytes":2097152,"elapsed_seconds":9,"parameters":77})" "\n";
+    std::ofstream(log)
+        << R"({"step":10,"epoch":1,"epoch_progress":0.5,"valid_loss":5.0,"valid_ppl":148.4})"
+           "\n"
+        << R"({"final":true,"steps":20,"best_valid_ppl":)" << 120 + i
+        << R"(,"test_ppl":130,"tokens_per_second":1000,"peak_memory_bytes":1048576,"peak_heap_bytes":2097152,"elapsed_seconds":9,"parameters":77})"
+           "\n";
     runs.push_back(ReadRunSummary(log));
   }
   EXPECT_TRUE(runs[0].done);
@@ -108,7 +121,9 @@ TEST(SweepTest, SummaryAndReportFromMetricsLogs) {
   std::string header, first;
   std::getline(csv, header);
   std::getline(csv, first);
-  EXPECT_EQ(header, "batch_size,steps,best_valid_ppl,test_ppl,tokens_per_second,peak_memory_mb,peak_heap_mb,seconds,parameters");
+  EXPECT_EQ(header,
+            "batch_size,steps,best_valid_ppl,test_ppl,tokens_per_second,peak_memory_mb,peak_heap_"
+            "mb,seconds,parameters");
   EXPECT_EQ(first, "4,20,120.0000,130.0000,1000.0,1.0,2.0,9.0,77");
 }
 

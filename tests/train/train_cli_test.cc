@@ -13,19 +13,24 @@
 namespace recur {
 namespace {
 
+using testing::CommandResult;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using testing::CommandResult;
 using testing::RunCommand;
 using testing::TempDir;
 
-CommandResult Train(const std::string& args) { return RunCommand(std::string(RECUR_TRAIN_BINARY) + " " + args); }
-CommandResult Eval(const std::string& args) { return RunCommand(std::string(RECUR_EVAL_BINARY) + " " + args); }
+CommandResult Train(const std::string& args) {
+  return RunCommand(std::string(RECUR_TRAIN_BINARY) + " " + args);
+}
+CommandResult Eval(const std::string& args) {
+  return RunCommand(std::string(RECUR_EVAL_BINARY) + " " + args);
+}
 
 TEST(TrainCliTest, HelpListsTheTrainersFlagsAndSucceeds) {
   auto help = Train("--help");
   ASSERT_EQ(help.exit_code, 0) << help.err;
-  for (const char* flag : {"--dataset", "--data_dir", "--attention", "--time_budget", "--resume", "--device"}) {
+  for (const char* flag :
+       {"--dataset", "--data_dir", "--attention", "--time_budget", "--resume", "--device"}) {
     EXPECT_THAT(help.out, HasSubstr(flag));
   }
   EXPECT_THAT(help.out, Not(HasSubstr("--flagfile")));
@@ -48,7 +53,9 @@ TEST(TrainCliTest, BadValuesAreClearErrorsAndWriteNothing) {
            {"--dataset ptb --data_dir " + dir.Join("missing"), "missing"},
            {"--dataset text --data " + dir.Join("data.txt") + " --device tpu", "tpu"},
            {"--dataset text --data " + dir.Join("data.txt") + " --d_model 30 --heads 4", "heads"},
-           {"--dataset text --data " + dir.Join("data.txt") + " --resume " + dir.Join("missing.state"), "resume"},
+           {"--dataset text --data " + dir.Join("data.txt") + " --resume " +
+                dir.Join("missing.state"),
+            "resume"},
            {"--dataset text --data " + dir.Join("data.txt") + " --threads -2", "--threads"},
            {"--dataset text --data " + dir.Join("data.txt") + " --time_budget -5", "time_budget"},
            {"--dataset text --data " + dir.Join("data.txt") + " --eval_every -1", "eval_every"},
@@ -70,7 +77,8 @@ std::string TinyRun(const TempDir& dir, int steps) {
   for (int i = 0; i < 100; ++i) text << "a line of text to learn, number " << i % 7 << "\n";
   return "--dataset text --data " + data +
          " --d_model 32 --heads 2 --layers 1 --d_ff 64 --seq_len 16 --batch_size 4 --threads 1"
-         " --max_steps " + std::to_string(steps);
+         " --max_steps " +
+         std::to_string(steps);
 }
 
 TEST(TrainCliTest, WithoutEvaluationTheCheckpointHoldsTheFinalWeights) {
@@ -115,7 +123,8 @@ TEST(EvalCliTest, ScoresACheckpointThreeWaysAndRefusesBadInput) {
                        "--max_steps 5 --threads 1");
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
 
-  const std::string common = " --checkpoint " + model + " --dataset text --data_dir " + data + " --threads 1";
+  const std::string common =
+      " --checkpoint " + model + " --dataset text --data_dir " + data + " --threads 1";
   auto scored = Eval(common + " --seq_len 16 --batch_size 2");
   ASSERT_EQ(scored.exit_code, 0) << scored.err;
   EXPECT_THAT(scored.out, HasSubstr("fresh windows of 16 "));
@@ -127,7 +136,8 @@ TEST(EvalCliTest, ScoresACheckpointThreeWaysAndRefusesBadInput) {
   // A word-level data set: its vocabulary is not the byte-level checkpoint's.
   std::filesystem::create_directory(dir.Join("ptb"));
   for (const char* split : {"train", "valid", "test"}) {
-    std::ofstream(dir.Join("ptb/ptb." + std::string(split) + ".txt")) << " the cat sat \n the dog ran \n";
+    std::ofstream(dir.Join("ptb/ptb." + std::string(split) + ".txt"))
+        << " the cat sat \n the dog ran \n";
   }
   struct Case {
     std::string args, message;
@@ -138,9 +148,11 @@ TEST(EvalCliTest, ScoresACheckpointThreeWaysAndRefusesBadInput) {
            {common + " --context sideways", "--context must be"},
            {common + " --seq_len 0", "--seq_len must be positive"},
            {common + " --seq_len 8 --stride 9", "--stride must not exceed --seq_len"},
-           {" --checkpoint " + dir.Join("nothing") + " --dataset text --data_dir " + data, "nothing"},
+           {" --checkpoint " + dir.Join("nothing") + " --dataset text --data_dir " + data,
+            "nothing"},
            {" --checkpoint " + model + " --dataset ptb --data_dir " + dir.path().string(), "ptb"},
-           {" --checkpoint " + model + " --dataset ptb --data_dir " + dir.Join("ptb"), "is not this data set's"},
+           {" --checkpoint " + model + " --dataset ptb --data_dir " + dir.Join("ptb"),
+            "is not this data set's"},
        }) {
     auto result = Eval(c.args);
     EXPECT_EQ(result.exit_code, 1) << c.args;

@@ -1,20 +1,20 @@
 #include "train/trainer.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
-#include "train/evaluation.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 #include "tests/train/fresh_window_loss.h"
+#include "train/evaluation.h"
 
 namespace recur {
 namespace {
@@ -24,7 +24,8 @@ using testing::TempDir;
 // A small, learnable byte corpus: repeated short sentences.
 std::string Text() {
   std::string text;
-  const char* lines[] = {"the cat sat on the mat.\n", "a dog ran in the park.\n", "birds sing at dawn.\n"};
+  const char* lines[] = {"the cat sat on the mat.\n", "a dog ran in the park.\n",
+                         "birds sing at dawn.\n"};
   for (int i = 0; i < 400; ++i) text += lines[(i * 7) % 3];
   return text;
 }
@@ -70,7 +71,8 @@ TEST(TrainerTest, LearnsWritesBestCheckpointAndMetrics) {
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   EXPECT_DOUBLE_EQ(checkpoint->provenance.valid_loss, result->best_valid_loss);
   // The saved model reproduces the recorded validation loss.
-  EXPECT_NEAR(FreshWindowLoss(checkpoint->model, corpus.valid, 8, 32, torch::kCPU), result->best_valid_loss, 1e-5);
+  EXPECT_NEAR(FreshWindowLoss(checkpoint->model, corpus.valid, 8, 32, torch::kCPU),
+              result->best_valid_loss, 1e-5);
 
   std::ifstream log(options.metrics_log);
   std::string line;
@@ -130,7 +132,7 @@ TrainOptions ResumeOptions() {
 
 ModelConfig DropoutConfig() {
   ModelConfig c = TinyConfig();
-  c.dropout = 0.2;    // so the random generator must be restored too
+  c.dropout = 0.2;   // so the random generator must be restored too
   c.short_conv = 3;  // and, with the context carried, the convolution's last inputs
   return c;
 }
@@ -176,8 +178,13 @@ TEST_P(SplitResumeTest, SplitRunEqualsStraightRun) {
     // What a kill after the save can leave behind: a line past the saved step and a torn one;
     // and lines no run of ours writes (fields of the wrong type), which must not stop the resume.
     std::ofstream log(first.metrics_log, std::ios::app);
-    log << R"({"step":"7"})" << "\n" << R"({"step":3,"final":"yes"})" << "\n"
-        << R"({"step":15,"valid_loss":1.0})" << "\n" << R"({"step":1)";
+    log << R"({"step":"7"})"
+        << "\n"
+        << R"({"step":3,"final":"yes"})"
+        << "\n"
+        << R"({"step":15,"valid_loss":1.0})"
+        << "\n"
+        << R"({"step":1)";
   }
 
   torch::manual_seed(999);  // disturb the generator: resume must restore it
@@ -240,7 +247,8 @@ TEST(ResumeTest, CorruptStateIsAClearErrorAndWritesNothing) {
   second.out = dir.Join("out");
   auto result = Train(DropoutConfig(), corpus, second);
   ASSERT_FALSE(result.ok());
-  EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("optimizer.safetensors"));
+  EXPECT_THAT(std::string(result.status().message()),
+              ::testing::HasSubstr("optimizer.safetensors"));
   EXPECT_FALSE(std::filesystem::exists(dir.Join("out")));
 
   second.resume = dir.Join("missing");
@@ -273,8 +281,11 @@ TEST(ResumeTest, IncompleteOrMisshapenSavedWeightsAreRefused) {
   };
   EXPECT_THAT(resume_with([](auto& t) { t.erase("best.blocks.0.attention.conv"); }),
               ::testing::HasSubstr("best weights for 'blocks.0.attention.conv' are missing"));
-  EXPECT_THAT(resume_with([](auto& t) { t["ema.blocks.0.attention.conv"] = torch::zeros({2, 2}); }),
-              ::testing::HasSubstr("averaged weights for 'blocks.0.attention.conv' have the wrong shape"));
+  EXPECT_THAT(
+      resume_with([](auto& t) {
+        t["ema.blocks.0.attention.conv"] = torch::zeros({2, 2});
+      }),
+      ::testing::HasSubstr("averaged weights for 'blocks.0.attention.conv' have the wrong shape"));
   EXPECT_EQ(resume_with([](auto&) {}), "");  // the untouched state still resumes
 }
 
@@ -326,7 +337,8 @@ TEST(ResumeTest, TheOptimizerStateIsSavedByParameterNameAndAMissingFileIsNotFoun
   std::filesystem::remove(optimizer);
   auto missing = Train(DropoutConfig(), corpus, second);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
-  EXPECT_THAT(std::string(missing.status().message()), ::testing::HasSubstr("optimizer.safetensors"));
+  EXPECT_THAT(std::string(missing.status().message()),
+              ::testing::HasSubstr("optimizer.safetensors"));
 }
 
 TEST(ResumeTest, OtherDataBatchingOrContextIsRefused) {
@@ -375,7 +387,8 @@ TEST(WeightAveragingTest, AveragesTheWeightsAfterEveryStepWithoutChangingTrainin
 
   size_t i = 0;
   for (const auto& p : two->final_params) {
-    EXPECT_TRUE(torch::equal(p.value(), plain->final_params[p.key()])) << "averaging changed " << p.key();
+    EXPECT_TRUE(torch::equal(p.value(), plain->final_params[p.key()]))
+        << "averaging changed " << p.key();
     // Decays min(0.5, (1 + k) / (10 + k)) for updates k = 0, 1: 0.1, then 2/11.
     auto p0 = start[i].to(torch::kFloat64), p1 = one->final_params[p.key()].to(torch::kFloat64),
          p2 = p.value().to(torch::kFloat64);
@@ -413,7 +426,8 @@ TEST(WeightAveragingTest, TheBetterOfTheWeightsAndTheirAverageIsKept) {
     average_won += average < own;
     best = std::min({best, own, average});
   }
-  EXPECT_GT(average_won, 0) << "the averaged weights never scored better: this test no longer covers keeping them";
+  EXPECT_GT(average_won, 0)
+      << "the averaged weights never scored better: this test no longer covers keeping them";
   EXPECT_DOUBLE_EQ(result->best_valid_loss, best);
   auto checkpoint = LoadCheckpoint(options.out);
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
@@ -423,8 +437,9 @@ TEST(WeightAveragingTest, TheBetterOfTheWeightsAndTheirAverageIsKept) {
 TEST(WeightAveragingTest, DecayOutsideZeroToOneIsAnError) {
   TrainOptions options = ResumeOptions();
   options.ema_decay = 1.0;
-  EXPECT_THAT(std::string(Train(TinyConfig(), ByteCorpus("text", Text()), options).status().message()),
-              ::testing::HasSubstr("ema_decay"));
+  EXPECT_THAT(
+      std::string(Train(TinyConfig(), ByteCorpus("text", Text()), options).status().message()),
+      ::testing::HasSubstr("ema_decay"));
 }
 
 }  // namespace
