@@ -2,8 +2,13 @@
 
 #include <torch/torch.h>
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "model/safetensors.h"
 
 namespace recur {
@@ -49,6 +54,85 @@ absl::StatusOr<std::string> EncodeSession(const SessionState& session, const Mod
                                      {"config", config.ToJson()}});
 }
 
+namespace {
+
+// The decoded file's tensors, taken one by one with their dtype and shape checked; what is left
+// at the end was not expected.
+class Tensors {
+ public:
+  explicit Tensors(std::map<std::string, torch::Tensor> tensors) : tensors_(std::move(tensors)) {}
+
+  // `shape` empty: any shape.
+  absl::StatusOr<torch::Tensor> Take(const std::string& name, torch::ScalarType dtype,
+                                     const std::vector<int64_t>& shape) {
+    auto it = tensors_.find(name);
+    if (it == tensors_.end()) return Invalid("missing tensor '", name, "'");
+    torch::Tensor t = it->second;
+    tensors_.erase(it);
+    if (t.scalar_type() != dtype) {
+      return Invalid("tensor '", name, "' has dtype ", c10::toString(t.scalar_type()));
+    }
+    if (!shape.empty() && t.sizes().vec() != shape) {
+      return Invalid("tensor '", name, "' has shape ", c10::str(t.sizes()), ", expected ",
+                     c10::str(shape));
+    }
+    if (!t.isfinite().all().item<bool>()) {
+      return Invalid("tensor '", name, "' holds non-finite values");
+    }
+    return t;
+  }
+
+  // A list of token ids within the vocabulary.
+  absl::StatusOr<std::vector<int64_t>> TakeIds(const std::string& name, int64_t vocab_size) {
+    RECUR_ASSIGN_OR_RETURN(const torch::Tensor ids, Take(name, torch::kInt64, {}));
+    if (ids.dim() != 1) return Invalid("tensor '", name, "' is not a list");
+    const auto* data = ids.data_ptr<int64_t>();
+    std::vector<int64_t> list(data, data + ids.numel());
+    for (int64_t id : list) {
+      if (id < 0 || id >= vocab_size) {
+        return Invalid("token id ", id, " in '", name, "' is outside the vocabulary");
+      }
+    }
+    return list;
+  }
+
+  absl::Status ExpectEmpty() const {
+    if (tensors_.empty()) return absl::OkStatus();
+    return Invalid("unexpected tensor '", tensors_.begin()->first, "'");
+  }
+
+ private:
+  std::map<std::string, torch::Tensor> tensors_;
+};
+
+// Every layer's state (S and z or the key/value cache, and the convolution tail) into `model`.
+absl::Status TakeLayers(Tensors& tensors, const ModelConfig& config, int64_t consumed,
+                        const torch::Device& device, ModelState* model) {
+  const int64_t h = config.num_heads, d = config.head_dim();
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    const std::string prefix = absl::StrCat("layers.", i, ".");
+    if (config.attention == AttentionKind::kLinear) {
+      RECUR_ASSIGN_OR_RETURN(auto s, tensors.Take(prefix + "s", torch::kFloat32, {1, h, d, d}));
+      RECUR_ASSIGN_OR_RETURN(auto z, tensors.Take(prefix + "z", torch::kFloat32, {1, h, d}));
+      model->linear.push_back({s.to(device), z.to(device)});
+    } else {
+      const std::vector<int64_t> shape{1, h, consumed, d};
+      RECUR_ASSIGN_OR_RETURN(auto k, tensors.Take(prefix + "k", torch::kFloat32, shape));
+      RECUR_ASSIGN_OR_RETURN(auto v, tensors.Take(prefix + "v", torch::kFloat32, shape));
+      model->kv.push_back({k.to(device), v.to(device)});
+    }
+    if (config.short_conv > 0) {
+      RECUR_ASSIGN_OR_RETURN(auto conv,
+                             tensors.Take(prefix + "conv", torch::kFloat32,
+                                          {1, config.short_conv - 1, 3 * config.d_model}));
+      model->conv.push_back(conv.to(device));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelConfig& config,
                                            const torch::Device& device) {
   auto file = ParseSafetensors(bytes, "session bytes");
@@ -57,8 +141,9 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
     auto it = file->metadata.find(key);
     return it == file->metadata.end() ? std::string() : it->second;
   };
-  if (meta("format") != kFormat)
+  if (meta("format") != kFormat) {
     return Invalid("not a recur session (format '", meta("format"), "')");
+  }
   if (meta("version") != kVersion) return Invalid("unsupported version '", meta("version"), "'");
   auto their_config = ModelConfig::FromJson(meta("config"));
   if (!their_config.ok()) return Invalid("bad model config: ", their_config.status().message());
@@ -70,60 +155,11 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
   if (!absl::SimpleAtoi(meta("consumed"), &session.consumed) || session.consumed < 0) {
     return Invalid("bad 'consumed' count '", meta("consumed"), "'");
   }
-
-  std::map<std::string, torch::Tensor> tensors = file->tensors;
-  auto take = [&tensors](const std::string& name, torch::ScalarType dtype,
-                         const std::vector<int64_t>& shape) -> absl::StatusOr<torch::Tensor> {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) return Invalid("missing tensor '", name, "'");
-    torch::Tensor t = it->second;
-    tensors.erase(it);
-    if (t.scalar_type() != dtype)
-      return Invalid("tensor '", name, "' has dtype ", c10::toString(t.scalar_type()));
-    if (!shape.empty() && t.sizes().vec() != shape) {
-      return Invalid("tensor '", name, "' has shape ", c10::str(t.sizes()), ", expected ",
-                     c10::str(shape));
-    }
-    if (!t.isfinite().all().item<bool>())
-      return Invalid("tensor '", name, "' holds non-finite values");
-    return t;
-  };
-  const int64_t h = config.num_heads, d = config.head_dim();
-  for (int64_t i = 0; i < config.num_layers; ++i) {
-    const std::string prefix = absl::StrCat("layers.", i, ".");
-    if (config.attention == AttentionKind::kLinear) {
-      auto s = take(prefix + "s", torch::kFloat32, {1, h, d, d});
-      if (!s.ok()) return s.status();
-      auto z = take(prefix + "z", torch::kFloat32, {1, h, d});
-      if (!z.ok()) return z.status();
-      session.model.linear.push_back({s->to(device), z->to(device)});
-    } else {
-      auto k = take(prefix + "k", torch::kFloat32, {1, h, session.consumed, d});
-      if (!k.ok()) return k.status();
-      auto v = take(prefix + "v", torch::kFloat32, {1, h, session.consumed, d});
-      if (!v.ok()) return v.status();
-      session.model.kv.push_back({k->to(device), v->to(device)});
-    }
-    if (config.short_conv > 0) {
-      auto conv =
-          take(prefix + "conv", torch::kFloat32, {1, config.short_conv - 1, 3 * config.d_model});
-      if (!conv.ok()) return conv.status();
-      session.model.conv.push_back(conv->to(device));
-    }
-  }
-  for (const char* name : {"pending", "seen"}) {
-    auto ids = take(name, torch::kInt64, {});
-    if (!ids.ok()) return ids.status();
-    if (ids->dim() != 1) return Invalid("tensor '", name, "' is not a list");
-    auto* data = ids->data_ptr<int64_t>();
-    std::vector<int64_t> list(data, data + ids->numel());
-    for (int64_t id : list) {
-      if (id < 0 || id >= config.vocab_size)
-        return Invalid("token id ", id, " in '", name, "' is outside the vocabulary");
-    }
-    (std::string(name) == "pending" ? session.pending : session.seen) = std::move(list);
-  }
-  if (!tensors.empty()) return Invalid("unexpected tensor '", tensors.begin()->first, "'");
+  Tensors tensors(std::move(file->tensors));
+  RECUR_RETURN_IF_ERROR(TakeLayers(tensors, config, session.consumed, device, &session.model));
+  RECUR_ASSIGN_OR_RETURN(session.pending, tensors.TakeIds("pending", config.vocab_size));
+  RECUR_ASSIGN_OR_RETURN(session.seen, tensors.TakeIds("seen", config.vocab_size));
+  RECUR_RETURN_IF_ERROR(tensors.ExpectEmpty());
   if (session.pending.empty() && session.consumed > 0) {
     return Invalid("a session with text must hold its last token as pending");
   }

@@ -51,11 +51,82 @@ absl::Status ReadFlags(const nlohmann::json& object, const char* section,
 
 }  // namespace
 
+namespace {
+
+// One grid axis: its flag, its values and the flags that move with it ("with"; "full_values" and
+// "full_with" at full size).
+absl::StatusOr<SweepAxis> ParseAxis(const nlohmann::json& axis_json, bool full,
+                                    const std::map<std::string, std::string>& variables) {
+  SweepAxis axis;
+  if (!axis_json.is_object() || !axis_json.contains("flag") || !axis_json["flag"].is_string() ||
+      !axis_json.contains("values") || !axis_json["values"].is_array() ||
+      axis_json["values"].empty()) {
+    return absl::InvalidArgumentError(
+        "sweep: each grid entry needs a 'flag' and a non-empty 'values' array");
+  }
+  axis.flag = axis_json["flag"].get<std::string>();
+  const char* values_key = full && axis_json.contains("full_values") ? "full_values" : "values";
+  for (const auto& v : axis_json[values_key]) {
+    axis.numeric = axis.numeric && v.is_number();
+    axis.values.push_back(FlagValue(v, variables));
+  }
+  const char* with_key = full && axis_json.contains("full_with") ? "full_with" : "with";
+  const nlohmann::json with = axis_json.value(with_key, nlohmann::json::object());
+  for (const auto& [flag, list] : with.items()) {
+    if (!list.is_array() || list.size() != axis.values.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sweep: 'with' list for ", flag, " must have one value per ", axis.flag, " value"));
+    }
+    for (const auto& v : list) axis.with[flag].push_back(FlagValue(v, variables));
+  }
+  return axis;
+}
+
+// Every combination of the axes' values, first axis outermost, each with the base flags; those
+// matching an `excluded` rule are marked so.
+std::vector<SweepRun> Combinations(
+    const std::vector<SweepAxis>& axes, const std::map<std::string, std::string>& base,
+    const std::vector<std::map<std::string, std::string>>& excluded) {
+  std::vector<SweepRun> runs;
+  std::vector<size_t> index(axes.size(), 0);
+  auto matches = [&](const std::string& flag, const std::string& value) {
+    for (size_t a = 0; a < axes.size(); ++a) {
+      if (axes[a].flag == flag) return axes[a].values[index[a]] == value;
+    }
+    return false;
+  };
+  while (true) {
+    SweepRun run;
+    run.excluded = std::any_of(excluded.begin(), excluded.end(), [&](const auto& rule) {
+      return std::all_of(rule.begin(), rule.end(),
+                         [&](const auto& flag) { return matches(flag.first, flag.second); });
+    });
+    run.flags = base;
+    std::vector<std::string> parts;
+    for (size_t a = 0; a < axes.size(); ++a) {
+      const auto& value = axes[a].values[index[a]];
+      run.values.push_back(value);
+      run.flags[axes[a].flag] = value;
+      for (const auto& [flag, values] : axes[a].with) run.flags[flag] = values[index[a]];
+      parts.push_back(absl::StrCat(axes[a].flag, "=", value));
+    }
+    run.id = absl::StrJoin(parts, ",");
+    runs.push_back(std::move(run));
+    size_t a = axes.size();
+    while (a > 0 && ++index[a - 1] == axes[a - 1].values.size()) index[--a] = 0;
+    if (a == 0) break;
+  }
+  return runs;
+}
+
+}  // namespace
+
 absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
                                  const std::map<std::string, std::string>& variables) {
   auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object())
+  if (json.is_discarded() || !json.is_object()) {
     return absl::InvalidArgumentError("sweep file is not a JSON object");
+  }
   Sweep sweep;
   sweep.name = json.value("name", "");
   sweep.description = json.value("description", "");
@@ -63,41 +134,17 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
     return absl::InvalidArgumentError("sweep: 'name' must be a non-empty name without '/'");
   }
   std::map<std::string, std::string> base;
-  if (auto s = ReadFlags(json.value("base", nlohmann::json()), "base", variables, &base); !s.ok())
-    return s;
+  RECUR_RETURN_IF_ERROR(ReadFlags(json.value("base", nlohmann::json()), "base", variables, &base));
   if (full) {
-    if (auto s = ReadFlags(json.value("full", nlohmann::json()), "full", variables, &base); !s.ok())
-      return s;
+    RECUR_RETURN_IF_ERROR(
+        ReadFlags(json.value("full", nlohmann::json()), "full", variables, &base));
   }
   const auto grid = json.value("grid", nlohmann::json());
   if (!grid.is_array() || grid.empty()) {
     return absl::InvalidArgumentError("sweep: 'grid' must be a non-empty array of {flag, values}");
   }
   for (const auto& axis_json : grid) {
-    SweepAxis axis;
-    if (!axis_json.is_object() || !axis_json.contains("flag") || !axis_json["flag"].is_string() ||
-        !axis_json.contains("values") || !axis_json["values"].is_array() ||
-        axis_json["values"].empty()) {
-      return absl::InvalidArgumentError(
-          "sweep: each grid entry needs a 'flag' and a non-empty 'values' array");
-    }
-    axis.flag = axis_json["flag"].get<std::string>();
-    const char* values_key = full && axis_json.contains("full_values") ? "full_values" : "values";
-    for (const auto& v : axis_json[values_key]) {
-      axis.numeric = axis.numeric && v.is_number();
-      axis.values.push_back(FlagValue(v, variables));
-    }
-    // "with": other flags that move in step with this axis, one value per axis value ("full_with"
-    // at full size).
-    const char* with_key = full && axis_json.contains("full_with") ? "full_with" : "with";
-    const nlohmann::json with = axis_json.value(with_key, nlohmann::json::object());
-    for (const auto& [flag, list] : with.items()) {
-      if (!list.is_array() || list.size() != axis.values.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sweep: 'with' list for ", flag, " must have one value per ", axis.flag, " value"));
-      }
-      for (const auto& v : list) axis.with[flag].push_back(FlagValue(v, variables));
-    }
+    RECUR_ASSIGN_OR_RETURN(SweepAxis axis, ParseAxis(axis_json, full, variables));
     sweep.axes.push_back(std::move(axis));
   }
   // Combinations to leave out, e.g. softmax attention at a length that would not fit in memory.
@@ -107,34 +154,7 @@ absl::StatusOr<Sweep> ParseSweep(const std::string& text, bool full,
     RECUR_RETURN_IF_ERROR(ReadFlags(rule, "exclude", variables, &flags));
     excluded.push_back(std::move(flags));
   }
-  // The cartesian product, first axis outermost.
-  std::vector<size_t> index(sweep.axes.size(), 0);
-  while (true) {
-    SweepRun run;
-    run.excluded = std::any_of(excluded.begin(), excluded.end(), [&](const auto& rule) {
-      return std::all_of(rule.begin(), rule.end(), [&](const auto& flag) {
-        for (size_t a = 0; a < sweep.axes.size(); ++a) {
-          if (sweep.axes[a].flag == flag.first)
-            return sweep.axes[a].values[index[a]] == flag.second;
-        }
-        return false;
-      });
-    });
-    run.flags = base;
-    std::vector<std::string> parts;
-    for (size_t a = 0; a < sweep.axes.size(); ++a) {
-      const auto& value = sweep.axes[a].values[index[a]];
-      run.values.push_back(value);
-      run.flags[sweep.axes[a].flag] = value;
-      for (const auto& [flag, values] : sweep.axes[a].with) run.flags[flag] = values[index[a]];
-      parts.push_back(absl::StrCat(sweep.axes[a].flag, "=", value));
-    }
-    run.id = absl::StrJoin(parts, ",");
-    sweep.runs.push_back(std::move(run));
-    size_t a = sweep.axes.size();
-    while (a > 0 && ++index[a - 1] == sweep.axes[a - 1].values.size()) index[--a] = 0;
-    if (a == 0) break;
-  }
+  sweep.runs = Combinations(sweep.axes, base, excluded);
   return sweep;
 }
 
