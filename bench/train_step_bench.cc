@@ -2,7 +2,7 @@
 // word-level model (vocabulary 10,000) and a byte-level one, linear and softmax attention; then
 // the trainer's own step (Trainer::Step: the schedule, weight-decay groups, clipping, AdamW and
 // the weights' moving average), and the 2-hour PTB recipe's step against LibTorch's thread count
-// (OpenBLAS keeps its own threads).
+// (OpenBLAS keeps its own threads). LibTorch runs the binaries' automatic thread count.
 //   build/bench/train_step_bench
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "base/torch_runtime.h"
 #include "model/transformer.h"
 #include "train/corpus.h"
 #include "train/trainer.h"
@@ -128,6 +129,17 @@ void BM_TrainerStep(benchmark::State& state) {
 }
 BENCHMARK(BM_TrainerStep)->RECUR_STEP_ARGS;
 
+// The output layer alone: [2048, D] × [D, V] forward, the dominant product at V = 10,000.
+void BM_OutputMatmul(benchmark::State& state) {
+  auto h = torch::randn({2048, state.range(1)});
+  auto w = torch::randn({state.range(0), state.range(1)});
+  for (auto _ : state) benchmark::DoNotOptimize(torch::matmul(h, w.t()));
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * 2048 * state.range(0) * state.range(1) * state.iterations() / 1e9,
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_OutputMatmul)->Args({10000, 256})->Unit(benchmark::kMillisecond);
+
 // One step of the 2-hour PTB recipe (docs/experiments.md: 4 × 256 tokens, dropout 0.3, a short
 // convolution, a learned decay, averaged weights at 0.9995) through Trainer::Step, with
 // LibTorch's intra-op pool at range(0) threads. With Debian's libopenblas0-pthread the matrix
@@ -151,22 +163,14 @@ void BM_RecipeStepByTorchThreads(benchmark::State& state) {
 }
 BENCHMARK(BM_RecipeStepByTorchThreads)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
 
-// The output layer alone: [2048, D] × [D, V] forward, the dominant product at V = 10,000.
-void BM_OutputMatmul(benchmark::State& state) {
-  auto h = torch::randn({2048, state.range(1)});
-  auto w = torch::randn({state.range(0), state.range(1)});
-  for (auto _ : state) benchmark::DoNotOptimize(torch::matmul(h, w.t()));
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * 2048 * state.range(0) * state.range(1) * state.iterations() / 1e9,
-                         benchmark::Counter::kIsRate);
-}
-BENCHMARK(BM_OutputMatmul)->Args({10000, 256})->Unit(benchmark::kMillisecond);
-
 }  // namespace
 }  // namespace recur
 
 int main(int argc, char** argv) {
-  at::set_num_threads(2);
+  // The binaries' default (--threads 0): with OpenBLAS's own pool, one LibTorch thread. The
+  // recipe's row by thread count runs last, so no earlier row shares the cores with a spinning
+  // OpenMP pool.
+  if (!recur::SetTorchThreads(0).ok()) return 1;
   torch::manual_seed(0);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
