@@ -5,6 +5,8 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -30,7 +32,23 @@ bool BlasKeepsItsOwnThreads() {
   return get_parallel != nullptr && get_parallel() == 1;
 }
 
+// OpenBLAS's name for the kernels it chose ("Prescott", "SkylakeX", ...); empty with another BLAS.
+std::string BlasCoreName() {
+  using GetCoreName = char* (*)();
+  auto get = reinterpret_cast<GetCoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* name = get != nullptr ? get() : nullptr;
+  return name != nullptr ? name : "";
+}
+
 }  // namespace
+
+std::string BlasKernelAdvice(absl::string_view core_name, bool cpu_has_avx512, bool coretype_set) {
+  if (coretype_set || !cpu_has_avx512 || core_name != "Prescott") return "";
+  return "OpenBLAS does not recognise this AVX-512 CPU and runs its Prescott (SSE3) kernels: "
+         "matrix products run several times slower than they can. Start recur with "
+         "OPENBLAS_CORETYPE=SkylakeX (or Cooperlake) set to use its AVX-512 kernels "
+         "(docs/performance.md).";
+}
 
 int AutomaticTorchThreads(int reserved_cores) {
   if (BlasKeepsItsOwnThreads()) return 1;
@@ -60,6 +78,9 @@ absl::StatusOr<c10::Device> ParseDevice(absl::string_view name) {
 }
 
 absl::Status ApplyThreadsFlag(int reserved_cores) {
+  const std::string advice = BlasKernelAdvice(BlasCoreName(), __builtin_cpu_supports("avx512f"),
+                                              std::getenv("OPENBLAS_CORETYPE") != nullptr);
+  if (!advice.empty()) std::fprintf(stderr, "warning: %s\n", advice.c_str());
   return SetTorchThreads(absl::GetFlag(FLAGS_threads), reserved_cores);
 }
 

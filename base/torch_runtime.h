@@ -7,6 +7,8 @@
 
 #include <c10/core/Device.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -27,7 +29,15 @@ absl::Status SetTorchThreads(int threads, int reserved_cores = 0);
 // "cpu" or "cuda"; an error if the name is unknown or CUDA is asked for but absent.
 absl::StatusOr<c10::Device> ParseDevice(absl::string_view name);
 
-// SetTorchThreads with the --threads flag (recur-server reserves a core for gRPC).
+// A warning for the operator when OpenBLAS runs `core_name` kernels that leave this CPU's vector
+// units idle: OpenBLAS 0.3.21 (Debian 12) does not recognise recent AVX-512 CPUs and falls back
+// to Prescott's SSE3 kernels, which made training steps 3x slower than its AVX-512 ones on such a
+// machine (docs/performance.md). Empty when the kernels fit, or when OPENBLAS_CORETYPE was set
+// (`coretype_set`: the operator chose).
+std::string BlasKernelAdvice(absl::string_view core_name, bool cpu_has_avx512, bool coretype_set);
+
+// SetTorchThreads with the --threads flag (recur-server reserves a core for gRPC), and the
+// BlasKernelAdvice for this process on stderr.
 absl::Status ApplyThreadsFlag(int reserved_cores = 0);
 // ParseDevice of the --device flag.
 absl::StatusOr<c10::Device> DeviceFlag();

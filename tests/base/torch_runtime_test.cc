@@ -55,5 +55,14 @@ TEST_F(TorchThreadsTest, ZeroMeansAutomaticAndNegativeIsAnError) {
   EXPECT_EQ(at::get_num_threads(), 3);  // unchanged by the bad value
 }
 
+TEST(BlasKernelAdviceTest, WarnsOnlyWhenOpenBlasRunsSse3KernelsOnAnAvx512Cpu) {
+  const std::string advice = BlasKernelAdvice("Prescott", /*cpu_has_avx512=*/true, false);
+  EXPECT_NE(advice.find("OPENBLAS_CORETYPE=SkylakeX"), std::string::npos) << advice;
+  EXPECT_EQ(BlasKernelAdvice("Prescott", /*cpu_has_avx512=*/false, false), "");
+  EXPECT_EQ(BlasKernelAdvice("SkylakeX", true, false), "");
+  EXPECT_EQ(BlasKernelAdvice("Prescott", true, /*coretype_set=*/true), "") << "the operator chose";
+  EXPECT_EQ(BlasKernelAdvice("", true, false), "") << "another BLAS";
+}
+
 }  // namespace
 }  // namespace recur
