@@ -137,6 +137,15 @@ ModelConfig DropoutConfig() {
   return c;
 }
 
+// Trains DropoutConfig() for `steps` steps with ResumeOptions(), saving the resumable state to
+// `dir`/state.
+void TrainToState(const TempDir& dir, const Corpus& corpus, int64_t steps) {
+  TrainOptions first = ResumeOptions();
+  first.max_steps = steps;
+  first.state_dir = dir.Join("state");
+  ASSERT_TRUE(Train(DropoutConfig(), corpus, first).ok());
+}
+
 // (step, validation loss) of each evaluation a metrics log holds, and then -1 and the test loss
 // for each summary line.
 std::vector<std::pair<int64_t, double>> LoggedEvaluations(const std::string& path) {
@@ -229,10 +238,7 @@ TEST(CarriedContextTest, ChangesTrainingAndNeedsLinearAttention) {
 TEST(ResumeTest, CorruptStateIsAClearErrorAndWritesNothing) {
   TempDir dir;
   Corpus corpus = ByteCorpus("text", Text());
-  TrainOptions first = ResumeOptions();
-  first.max_steps = 4;
-  first.state_dir = dir.Join("state");
-  ASSERT_TRUE(Train(DropoutConfig(), corpus, first).ok());
+  TrainToState(dir, corpus, 4);
 
   const std::string optimizer = dir.Join("state") + "/optimizer.safetensors";
   std::string bytes;
@@ -260,10 +266,7 @@ TEST(ResumeTest, CorruptStateIsAClearErrorAndWritesNothing) {
 TEST(ResumeTest, IncompleteOrMisshapenSavedWeightsAreRefused) {
   TempDir dir;
   Corpus corpus = ByteCorpus("text", Text());
-  TrainOptions first = ResumeOptions();
-  first.max_steps = 6;  // past the first evaluation, so best weights are saved
-  first.state_dir = dir.Join("state");
-  ASSERT_TRUE(Train(DropoutConfig(), corpus, first).ok());
+  TrainToState(dir, corpus, 6);  // past the first evaluation, so best weights are saved
   const std::string optimizer = dir.Join("state") + "/optimizer.safetensors";
   auto saved = ReadSafetensors(optimizer);
   ASSERT_TRUE(saved.ok()) << saved.status();
@@ -292,10 +295,7 @@ TEST(ResumeTest, IncompleteOrMisshapenSavedWeightsAreRefused) {
 TEST(ResumeTest, TheOptimizerStateIsSavedByParameterNameAndAMissingFileIsNotFound) {
   TempDir dir;
   Corpus corpus = ByteCorpus("text", Text());
-  TrainOptions first = ResumeOptions();
-  first.max_steps = 4;
-  first.state_dir = dir.Join("state");
-  ASSERT_TRUE(Train(DropoutConfig(), corpus, first).ok());
+  TrainToState(dir, corpus, 4);
   const std::string optimizer = dir.Join("state") + "/optimizer.safetensors";
   auto saved = ReadSafetensors(optimizer);
   ASSERT_TRUE(saved.ok()) << saved.status();
@@ -344,10 +344,7 @@ TEST(ResumeTest, TheOptimizerStateIsSavedByParameterNameAndAMissingFileIsNotFoun
 TEST(ResumeTest, OtherDataBatchingOrContextIsRefused) {
   TempDir dir;
   Corpus corpus = ByteCorpus("text", Text());
-  TrainOptions first = ResumeOptions();
-  first.max_steps = 2;
-  first.state_dir = dir.Join("state");
-  ASSERT_TRUE(Train(DropoutConfig(), corpus, first).ok());
+  TrainToState(dir, corpus, 2);
   TrainOptions second = ResumeOptions();
   second.resume = dir.Join("state");
   second.batch_size = 8;
@@ -361,7 +358,7 @@ TEST(ResumeTest, OtherDataBatchingOrContextIsRefused) {
   second.ema_decay = 0.5;
   EXPECT_THAT(std::string(Train(DropoutConfig(), corpus, second).status().message()),
               ::testing::HasSubstr("--ema_decay"));
-  second.ema_decay = first.ema_decay;
+  second.ema_decay = ResumeOptions().ema_decay;
   Corpus other = ByteCorpus("text", Text() + Text());
   EXPECT_THAT(std::string(Train(DropoutConfig(), other, second).status().message()),
               ::testing::HasSubstr("cannot resume"));
