@@ -4,20 +4,6 @@
 
 namespace recur {
 
-absl::string_view RequestPhaseName(RequestPhase phase) {
-  switch (phase) {
-    case RequestPhase::kQueued:
-      return "queued";
-    case RequestPhase::kPrefilling:
-      return "prefilling";
-    case RequestPhase::kDecoding:
-      return "decoding";
-    case RequestPhase::kFinished:
-      return "finished";
-  }
-  return "unknown";
-}
-
 IterationPlan PlanIteration(absl::Span<const SchedulingView> requests, int64_t prefill_chunk) {
   IterationPlan plan;
   plan.decode = std::any_of(requests.begin(), requests.end(), [](const SchedulingView& r) {

@@ -16,7 +16,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace recur {
@@ -28,8 +27,6 @@ enum class RequestPhase {
   kDecoding,    // prompt fed; a row of the batched decode step
   kFinished,    // done (any reason); its slot goes back at the end of the iteration
 };
-
-absl::string_view RequestPhaseName(RequestPhase phase);
 
 // What the policy sees of one admitted request.
 struct SchedulingView {

@@ -20,6 +20,15 @@ struct SessionStore::Slot {
   absl::Time last_used;
   int64_t tokens = 0;       // as of the last lease
   int64_t state_bytes = 0;  // as of the last lease
+
+  // The holder is done: the slot is idle, with the figures of the state as the holder left it
+  // (read by the holder before taking the store's lock).
+  void MarkIdle(int64_t state_tokens, int64_t bytes) {
+    busy = false;
+    last_used = absl::Now();
+    tokens = state_tokens;
+    state_bytes = bytes;
+  }
 };
 
 namespace {
@@ -71,10 +80,7 @@ void SessionStore::Lease::Return() {
   const int64_t tokens = slot_->session.state.tokens();
   const int64_t bytes = slot_->session.state.model.Bytes();
   absl::MutexLock lock(&store_->mu_);
-  slot_->busy = false;
-  slot_->last_used = absl::Now();
-  slot_->tokens = tokens;
-  slot_->state_bytes = bytes;
+  slot_->MarkIdle(tokens, bytes);
   if (slot_->session.id.empty()) {
     --store_->unnamed_slots_;
   } else if (close_on_return_) {
@@ -126,10 +132,7 @@ SessionInfo SessionStore::Open(Lease lease) {
   const int64_t tokens = session.state.tokens();
   const int64_t bytes = session.state.model.Bytes();
   absl::MutexLock lock(&mu_);
-  slot->busy = false;
-  slot->last_used = absl::Now();
-  slot->tokens = tokens;
-  slot->state_bytes = bytes;
+  slot->MarkIdle(tokens, bytes);
   --unnamed_slots_;
   sessions_.emplace(session.id, slot);
   UpdateGauges();

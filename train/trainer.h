@@ -101,9 +101,6 @@ class Trainer {
   // average. INTERNAL when the loss is not finite.
   absl::Status Step();
 
-  const TrainingProgress& progress() const { return state_.progress; }
-  TransformerLM& model() { return model_; }
-
  private:
   Trainer(const Corpus& corpus, TrainOptions options, TransformerLM model,
           std::unique_ptr<torch::optim::AdamW> optimizer);
