@@ -14,9 +14,11 @@
 namespace recur {
 
 // Publishes a directory atomically: `fill` writes files into a fresh temporary sibling of `target`,
-// which is fsynced and renamed into place. An existing `target` is moved aside first and removed
-// once the new one is in place, so readers see the old directory or the new one, never a mix.
-// On any error the temporary directory is removed and `target` is left as it was.
+// which is fsynced and swapped into place (renameat2's RENAME_EXCHANGE, where the file system has
+// it), so at every instant `target` holds the old directory or the new one, never a mix and never
+// nothing, even if the process is killed. On any error the temporary directory is removed and
+// `target` is left as it was. Leftovers of writes that were killed part-way (`<target>.tmp-*`,
+// `<target>.old-*`) are cleaned up first: one writer per target at a time.
 absl::Status WriteDirectoryAtomically(
     const std::string& target,
     const std::function<absl::Status(const std::filesystem::path& directory)>& fill);

@@ -2,12 +2,15 @@
 #define RECUR_BASE_STATUS_H_
 
 // recur's one status vocabulary: early-return macros in the style of Abseil's internal ones, and
-// Annotate, which adds context to a message and keeps the code (a missing file stays NOT_FOUND).
+// Annotate, which adds context to a message and keeps the code (a missing file stays NOT_FOUND),
+// and Excerpt, which bounds what of a client's input a message quotes.
 
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
@@ -17,6 +20,14 @@ namespace recur {
 inline absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   if (status.ok()) return status;
   return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+}
+
+// Client-supplied text fit for a status message: at most `max_bytes` of it, escaped, and its full
+// length when cut. Unbounded input echoed into a message can overflow the client's metadata limits.
+inline std::string Excerpt(absl::string_view text, size_t max_bytes = 64) {
+  std::string out = absl::CHexEscape(text.substr(0, max_bytes));
+  if (text.size() > max_bytes) absl::StrAppend(&out, "... (", text.size(), " bytes)");
+  return out;
 }
 
 }  // namespace recur

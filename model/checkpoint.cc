@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,24 @@ constexpr char kWeightsFile[] = "model.safetensors";
 
 absl::Status CheckpointError(const fs::path& dir, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("checkpoint ", dir.string(), ": ", what));
+}
+
+// The config's parameter count against the values the file holds, before the model is built: a
+// config.json that needs far more memory than its weights (num_layers 10^9, say) is refused
+// without allocating what it describes. Within twice the file's values the model is built, and the
+// tensor-by-tensor comparison names what is missing or unexpected.
+absl::Status CheckWeightsFitTheConfig(const fs::path& dir, const ModelConfig& config,
+                                      const SafetensorsFile& weights) {
+  int64_t values = 0;
+  for (const auto& [name, tensor] : weights.tensors) values += tensor.numel();
+  const int64_t expected = config.ParameterCount();
+  if (expected <= 2 * values) return absl::OkStatus();
+  return CheckpointError(
+      dir,
+      absl::StrCat("config.json describes a model of ",
+                   expected == std::numeric_limits<int64_t>::max() ? std::string("more than 9.2e18")
+                                                                   : absl::StrCat(expected),
+                   " parameters but model.safetensors holds ", values, " values"));
 }
 
 }  // namespace
@@ -113,6 +132,7 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory,
 
   auto weights = ReadSafetensors((dir / kWeightsFile).string());
   if (!weights.ok()) return Annotate(weights.status(), absl::StrCat("checkpoint ", dir.string()));
+  RECUR_RETURN_IF_ERROR(CheckWeightsFitTheConfig(dir, *config, *weights));
   Checkpoint checkpoint;
   checkpoint.config = *config;
   checkpoint.tokenizer = std::move(*tokenizer);
@@ -142,12 +162,16 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& directory,
                                                  c10::toString(t.scalar_type()), ", expected ",
                                                  c10::toString(item.value().scalar_type())));
       }
+      if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) {
+        return CheckpointError(dir,
+                               absl::StrCat("tensor '", item.key(), "' holds non-finite values"));
+      }
       item.value().copy_(t);
     }
     for (const auto& [name, t] : weights->tensors) {
       if (!params.contains(name)) {
         return CheckpointError(
-            dir, absl::StrCat("model.safetensors has unexpected tensor '", name, "'"));
+            dir, absl::StrCat("model.safetensors has unexpected tensor '", Excerpt(name), "'"));
       }
     }
   }

@@ -2,7 +2,9 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 #include <string>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
@@ -123,6 +125,38 @@ int64_t ModelConfig::KvCacheBytesPerToken() const {
   return num_layers * 2 * d_model * static_cast<int64_t>(sizeof(float));
 }
 
+namespace {
+
+// Saturating arithmetic on non-negative counts: INT64_MAX stands for "too many".
+int64_t Mul(int64_t a, int64_t b) {
+  int64_t product = 0;
+  return __builtin_mul_overflow(a, b, &product) ? std::numeric_limits<int64_t>::max() : product;
+}
+int64_t Add(int64_t a, int64_t b) {
+  int64_t sum = 0;
+  return __builtin_add_overflow(a, b, &sum) ? std::numeric_limits<int64_t>::max() : sum;
+}
+
+}  // namespace
+
+int64_t ModelConfig::ParameterCount() const {
+  const int64_t d = d_model, f = d_ff;
+  int64_t block = 0;
+  for (int64_t part : {
+           Mul(4, d),                                            // norm1, norm2: weight and bias
+           Mul(Mul(3, d), Add(d, 1)),                            // qkv: [3D, D] and a bias
+           Mul(d, Add(d, 1)),                                    // out: [D, D] and a bias
+           Mul(f, Add(d, 1)),                                    // ff_in: [F, D] and a bias
+           Mul(d, Add(f, 1)),                                    // ff_out: [D, F] and a bias
+           Mul(short_conv, Mul(3, d)),                           // the convolution's taps [K, 3D]
+           state_decay == StateDecay::kLearned ? num_heads : 0,  // a decay rate per head
+       }) {
+    block = Add(block, part);
+  }
+  const int64_t embeddings = Mul(tie_embeddings ? 1 : 2, Mul(vocab_size, d));  // and lm_head
+  return Add(Add(Mul(num_layers, block), Mul(2, d)), embeddings);  // + the final LayerNorm
+}
+
 std::string ModelConfig::ToJson() const {
   nlohmann::ordered_json j;
   j["vocab_size"] = vocab_size;
@@ -155,11 +189,18 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
     auto it = j.find(key);
     if (it == j.end())
       return absl::InvalidArgumentError(absl::StrCat("model config lacks '", key, "'"));
+    using Value = std::decay_t<decltype(*out)>;
+    if constexpr (std::is_same_v<Value, int64_t>) {
+      if (it->is_number_float()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "model config field '", key, "' must be an integer, got ", it->dump().substr(0, 32)));
+      }
+    }
     try {
-      *out = it->template get<std::decay_t<decltype(*out)>>();
+      *out = it->template get<Value>();
     } catch (const nlohmann::json::exception&) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model config field '", key, "' has the wrong type: ", it->dump()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model config field '", key, "' has the wrong type: ", it->dump().substr(0, 32)));
     }
     return absl::OkStatus();
   };

@@ -78,6 +78,10 @@ struct ModelConfig {
   // the text (KvCacheBytesPerToken() a token).
   int64_t SlotBytes() const;
 
+  // The model's parameter count, from the formula (docs/model.md), without building it;
+  // INT64_MAX when that overflows. The checkpoint loader checks it against the weights file.
+  int64_t ParameterCount() const;
+
   std::string ToJson() const;  // a JSON object
   static absl::StatusOr<ModelConfig> FromJson(absl::string_view json);
 };

@@ -42,7 +42,7 @@ absl::StatusOr<torch::ScalarType> DtypeFromName(const std::string& name) {
   for (const auto& d : kDtypes) {
     if (name == d.name) return d.type;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unsupported dtype '", name, "'"));
+  return absl::InvalidArgumentError(absl::StrCat("unsupported dtype '", Excerpt(name), "'"));
 }
 
 }  // namespace
@@ -119,7 +119,8 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes,
     if (name == "__metadata__") {
       if (!entry.is_object()) return error("__metadata__ is not an object");
       for (const auto& [k, v] : entry.items()) {
-        if (!v.is_string()) return error("__metadata__ value for '", k, "' is not a string");
+        if (!v.is_string())
+          return error("__metadata__ value for '", Excerpt(k), "' is not a string");
         file.metadata[k] = v.get<std::string>();
       }
       continue;
@@ -127,37 +128,37 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes,
     if (!entry.is_object() || !entry.contains("dtype") || !entry["dtype"].is_string() ||
         !entry.contains("shape") || !entry["shape"].is_array() || !entry.contains("data_offsets") ||
         !entry["data_offsets"].is_array() || entry["data_offsets"].size() != 2) {
-      return error("tensor '", name, "' lacks a dtype, shape or data_offsets pair");
+      return error("tensor '", Excerpt(name), "' lacks a dtype, shape or data_offsets pair");
     }
     auto dtype = DtypeFromName(entry["dtype"].get<std::string>());
-    if (!dtype.ok()) return error("tensor '", name, "': ", dtype.status().message());
+    if (!dtype.ok()) return error("tensor '", Excerpt(name), "': ", dtype.status().message());
     std::vector<int64_t> shape;
     uint64_t numel = 1;
     for (const auto& dim : entry["shape"]) {
       if (!dim.is_number_unsigned())
-        return error("tensor '", name, "' has a bad dimension ", dim.dump());
+        return error("tensor '", Excerpt(name), "' has a bad dimension ", Excerpt(dim.dump()));
       const uint64_t d = dim.get<uint64_t>();
       if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
           __builtin_mul_overflow(numel, d, &numel)) {
-        return error("tensor '", name, "' has an impossibly large shape");
+        return error("tensor '", Excerpt(name), "' has an impossibly large shape");
       }
       shape.push_back(static_cast<int64_t>(d));
     }
     const auto& offsets = entry["data_offsets"];
     if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned()) {
-      return error("tensor '", name, "' has non-numeric data_offsets");
+      return error("tensor '", Excerpt(name), "' has non-numeric data_offsets");
     }
     const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
     uint64_t bytes = 0;
     if (__builtin_mul_overflow(numel, c10::elementSize(*dtype), &bytes)) {
-      return error("tensor '", name, "' has an impossibly large shape");
+      return error("tensor '", Excerpt(name), "' has an impossibly large shape");
     }
     if (begin > end || end > data_size) {
-      return error("tensor '", name, "' data_offsets [", begin, ", ", end, ") lie outside the ",
-                   data_size, " bytes of data");
+      return error("tensor '", Excerpt(name), "' data_offsets [", begin, ", ", end,
+                   ") lie outside the ", data_size, " bytes of data");
     }
     if (end - begin != bytes) {
-      return error("tensor '", name, "' spans ", end - begin,
+      return error("tensor '", Excerpt(name), "' spans ", end - begin,
                    " bytes but its shape and dtype need ", bytes);
     }
     ranges.emplace_back(begin, end);

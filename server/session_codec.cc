@@ -82,10 +82,14 @@ class Tensors {
     return t;
   }
 
-  // A list of token ids within the vocabulary.
-  absl::StatusOr<std::vector<int64_t>> TakeIds(const std::string& name, int64_t vocab_size) {
+  // A list of at most `max_length` token ids within the vocabulary.
+  absl::StatusOr<std::vector<int64_t>> TakeIds(const std::string& name, int64_t vocab_size,
+                                               int64_t max_length) {
     RECUR_ASSIGN_OR_RETURN(const torch::Tensor ids, Take(name, torch::kInt64, {}));
     if (ids.dim() != 1) return Invalid("tensor '", name, "' is not a list");
+    if (ids.numel() > max_length) {
+      return Invalid("'", name, "' holds ", ids.numel(), " tokens, more than ", max_length);
+    }
     const auto* data = ids.data_ptr<int64_t>();
     std::vector<int64_t> list(data, data + ids.numel());
     for (int64_t id : list) {
@@ -98,12 +102,22 @@ class Tensors {
 
   absl::Status ExpectEmpty() const {
     if (tensors_.empty()) return absl::OkStatus();
-    return Invalid("unexpected tensor '", tensors_.begin()->first, "'");
+    return Invalid("unexpected tensor '", Excerpt(tensors_.begin()->first), "'");
   }
 
  private:
   std::map<std::string, torch::Tensor> tensors_;
 };
+
+// The repetition penalty's history lists each token once.
+absl::Status ExpectDistinct(const std::vector<int64_t>& ids, int64_t vocab_size) {
+  std::vector<bool> seen(vocab_size, false);
+  for (int64_t id : ids) {
+    if (seen[id]) return Invalid("'seen' lists token ", id, " twice");
+    seen[id] = true;
+  }
+  return absl::OkStatus();
+}
 
 // Every layer's state (S and z or the key/value cache, and the convolution tail) into `model`.
 absl::Status TakeLayers(Tensors& tensors, const ModelConfig& config, int64_t consumed,
@@ -142,23 +156,32 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
     return it == file->metadata.end() ? std::string() : it->second;
   };
   if (meta("format") != kFormat) {
-    return Invalid("not a recur session (format '", meta("format"), "')");
+    return Invalid("not a recur session (format '", Excerpt(meta("format")), "')");
   }
-  if (meta("version") != kVersion) return Invalid("unsupported version '", meta("version"), "'");
+  if (meta("version") != kVersion) {
+    return Invalid("unsupported version '", Excerpt(meta("version")), "'");
+  }
   auto their_config = ModelConfig::FromJson(meta("config"));
-  if (!their_config.ok()) return Invalid("bad model config: ", their_config.status().message());
+  if (!their_config.ok()) {
+    return Invalid("bad model config: ", Excerpt(their_config.status().message(), 200));
+  }
   if (their_config->ToJson() != config.ToJson()) {
     return Invalid("made by a different model (config ", their_config->ToJson(),
                    ", this server runs ", config.ToJson(), ")");
   }
   SessionState session;
-  if (!absl::SimpleAtoi(meta("consumed"), &session.consumed) || session.consumed < 0) {
-    return Invalid("bad 'consumed' count '", meta("consumed"), "'");
+  if (!absl::SimpleAtoi(meta("consumed"), &session.consumed) || session.consumed < 0 ||
+      session.consumed > kMaxSessionTokens) {
+    return Invalid("bad 'consumed' count '", Excerpt(meta("consumed")), "' (at most ",
+                   kMaxSessionTokens, ")");
   }
   Tensors tensors(std::move(file->tensors));
   RECUR_RETURN_IF_ERROR(TakeLayers(tensors, config, session.consumed, device, &session.model));
-  RECUR_ASSIGN_OR_RETURN(session.pending, tensors.TakeIds("pending", config.vocab_size));
-  RECUR_ASSIGN_OR_RETURN(session.seen, tensors.TakeIds("seen", config.vocab_size));
+  RECUR_ASSIGN_OR_RETURN(session.pending,
+                         tensors.TakeIds("pending", config.vocab_size, kMaxPendingTokens));
+  RECUR_ASSIGN_OR_RETURN(session.seen,
+                         tensors.TakeIds("seen", config.vocab_size, config.vocab_size));
+  RECUR_RETURN_IF_ERROR(ExpectDistinct(session.seen, config.vocab_size));
   RECUR_RETURN_IF_ERROR(tensors.ExpectEmpty());
   if (session.pending.empty() && session.consumed > 0) {
     return Invalid("a session with text must hold its last token as pending");

@@ -27,6 +27,12 @@
 
 namespace recur {
 
+// Bounds on what an imported session may claim, far above any real session: the tokens in its
+// state (2^40, about 10^12), and the tokens seen but not yet fed (a prompt cut by its deadline
+// keeps its unread rest pending).
+inline constexpr int64_t kMaxSessionTokens = int64_t{1} << 40;
+inline constexpr int64_t kMaxPendingTokens = int64_t{1} << 20;
+
 // Everything a session remembers: the model's state after `consumed` tokens, plus the tokens the
 // model has not been fed yet (the last sampled one, which the next request feeds first).
 struct SessionState {

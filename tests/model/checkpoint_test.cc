@@ -6,6 +6,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <utility>
+#include <vector>
 
 #include "model/safetensors.h"
 #include "nlohmann/json.hpp"
@@ -160,6 +163,50 @@ TEST_P(CheckpointTest, UnexpectedTensorIsAnError) {
   all.emplace_back("blocks.9.extra", torch::zeros({3}));
   ASSERT_TRUE(WriteSafetensors(dir_ + "/model.safetensors", all).ok());
   EXPECT_THAT(Message(), HasSubstr("unexpected tensor 'blocks.9.extra'"));
+}
+
+// A NaN or an infinity in the weights would stream garbage (the server sampled NUL bytes from NaN
+// logits, recur-eval printed "bpc nan" and exited 0): refused at load, naming the tensor.
+TEST_P(CheckpointTest, NonFiniteWeightsAreRefusedByName) {
+  const std::string path = dir_ + "/model.safetensors";
+  auto file = ReadSafetensors(path);
+  ASSERT_TRUE(file.ok());
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    NamedTensors tensors;
+    for (const auto& [name, t] : file->tensors) {
+      tensors.emplace_back(name, t.clone());
+      if (name == "blocks.1.ff_in.weight") tensors.back().second[3][5] = bad;
+    }
+    ASSERT_TRUE(WriteSafetensors(path, tensors).ok());
+    EXPECT_THAT(Message(), HasSubstr("tensor 'blocks.1.ff_in.weight' holds non-finite values"));
+  }
+}
+
+// A config that needs far more memory than the weights file holds is refused before the model is
+// built (num_layers 10^9 used to grow to 7.8 GB before failing, d_ff 10^12 to throw from
+// LibTorch); a smaller disagreement names the tensors.
+TEST_P(CheckpointTest, AConfigThatDisagreesWithTheWeightsIsRefusedBeforeBuilding) {
+  const auto original = nlohmann::json::parse(ReadFile(dir_ + "/config.json"));
+  auto message = [&](const std::string& field, int64_t value) {
+    auto json = original;
+    json["model"][field] = value;
+    WriteFile(dir_ + "/config.json", json.dump());
+    return Message();
+  };
+  EXPECT_THAT(message("num_layers", 1'000'000'000),
+              HasSubstr("parameters but model.safetensors holds"));
+  EXPECT_THAT(message("d_ff", 1'000'000'000'000), HasSubstr("parameters but model.safetensors"));
+  EXPECT_THAT(message("d_model", int64_t{1} << 40), HasSubstr("more than 9.2e18 parameters"));
+  EXPECT_THAT(message("num_layers", 3), HasSubstr("lacks tensor 'blocks.2."));
+  EXPECT_THAT(message("num_layers", 1), HasSubstr("unexpected tensor 'blocks.1."));
+}
+
+TEST_P(CheckpointTest, ANonIntegerVocabularySizeIsRefused) {
+  auto json = nlohmann::json::parse(ReadFile(dir_ + "/config.json"));
+  json["model"]["vocab_size"] = 257.5;
+  WriteFile(dir_ + "/config.json", json.dump());
+  EXPECT_THAT(Message(), HasSubstr("'vocab_size' must be an integer"));
 }
 
 TEST_P(CheckpointTest, UnknownVersionIsAnError) {

@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
+#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
@@ -101,6 +104,26 @@ TEST(ModelConfigTest, FromJsonRejectsMissingAndMistypedFields) {
   EXPECT_THAT(ModelConfig::FromJson(json).status().message(),
               HasSubstr("'d_model' has the wrong type"));
   EXPECT_THAT(ModelConfig::FromJson("nope").status().message(), HasSubstr("not a JSON object"));
+}
+
+// 257.5 words or 32.0 dimensions are not sizes: a config that says so was not written by recur.
+TEST(ModelConfigTest, SizesMustBeIntegers) {
+  for (const char* field : {"vocab_size", "d_model", "num_layers", "d_ff", "chunk_size"}) {
+    auto json = nlohmann::json::parse(ModelConfig().ToJson());
+    json[field] = json[field].get<double>() + 0.5;
+    EXPECT_THAT(ModelConfig::FromJson(json.dump()).status().message(),
+                HasSubstr(absl::StrCat("'", field, "' must be an integer")));
+    json[field] = 32.0;
+    EXPECT_FALSE(ModelConfig::FromJson(json.dump()).ok()) << field << " 32.0";
+  }
+}
+
+// The count is computed without building the model, so an absurd config is priced, not allocated.
+TEST(ModelConfigTest, AbsurdSizesGiveASaturatedParameterCount) {
+  ModelConfig c;
+  c.num_layers = int64_t{1} << 40;
+  c.d_ff = int64_t{1} << 40;
+  EXPECT_EQ(c.ParameterCount(), std::numeric_limits<int64_t>::max());
 }
 
 TEST(ModelConfigTest, LaterFieldsAreOptionalForOlderCheckpoints) {

@@ -315,6 +315,29 @@ TEST(TransformerStateTest, UntiedOutputHasItsOwnHead) {
   EXPECT_EQ(untied->ParameterCount() - tied->ParameterCount(), 50 * 32);
 }
 
+// The config's closed-form count (which the checkpoint loader checks against the weights file
+// before it builds anything) is the count of the module's own parameters, for every choice.
+TEST(TransformerStateTest, TheConfigCountsTheModulesParameters) {
+  for (AttentionKind kind : {AttentionKind::kLinear, AttentionKind::kSoftmax}) {
+    for (bool tied : {true, false}) {
+      for (int64_t short_conv : {0, 3}) {
+        for (StateDecay decay :
+             {StateDecay::kNone, StateDecay::kMultiscale, StateDecay::kLearned}) {
+          if (kind == AttentionKind::kSoftmax && decay != StateDecay::kNone) continue;
+          auto config = SmallConfig(kind);
+          config.num_layers = 3;
+          config.d_ff = 40;
+          config.tie_embeddings = tied;
+          config.short_conv = short_conv;
+          config.state_decay = decay;
+          EXPECT_EQ(config.ParameterCount(), TransformerLM(config)->ParameterCount())
+              << config.ToJson();
+        }
+      }
+    }
+  }
+}
+
 TEST(TransformerStateTest, InvalidConfigThrowsWithMessage) {
   auto config = SmallConfig(AttentionKind::kLinear);
   config.num_heads = 5;

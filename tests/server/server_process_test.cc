@@ -8,6 +8,7 @@
 #include <regex>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "tests/server/test_server.h"
 
@@ -46,6 +47,45 @@ int WaitExit(pid_t pid) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// The exit code, or -1 after killing a process still running at `limit`.
+int WaitExitWithin(pid_t pid, absl::Duration limit) {
+  const absl::Time end = absl::Now() + limit;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (absl::Now() > end) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// gRPC sets SO_REUSEPORT by default, so a second server on a port in use used to start and split
+// the clients with the first (whose sessions then came back NOT_FOUND at random). Both the gRPC
+// port and the metrics port must be free, or the server exits at start-up.
+TEST(ServerProcessTest, APortInUseIsAStartupError) {
+  TempDir dir;
+  WriteTestCheckpoint(dir.Join("model"), AttentionKind::kLinear);
+  auto first = StartTestServer(dir.Join("model"), {}, /*metrics=*/true);
+  ASSERT_NE(first, nullptr);
+  const std::string common = "--checkpoint " + dir.Join("model") + " --threads 1 ";
+  EXPECT_EQ(
+      WaitExitWithin(Spawn(common + "--metrics_port -1 --port " + std::to_string(first->port()),
+                           dir.Join("grpc")),
+                     absl::Seconds(60)),
+      1);
+  EXPECT_THAT(Slurp(dir.Join("grpc")),
+              HasSubstr("cannot listen on 127.0.0.1:" + std::to_string(first->port())));
+  EXPECT_EQ(WaitExitWithin(
+                Spawn(common + "--port 0 --metrics_port " + std::to_string(first->metrics_port()),
+                      dir.Join("metrics")),
+                absl::Seconds(60)),
+            1);
+  EXPECT_THAT(Slurp(dir.Join("metrics")), HasSubstr(std::to_string(first->metrics_port())));
 }
 
 TEST(ServerProcessTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {

@@ -1,10 +1,13 @@
 #include "server/session_codec.h"
 
+#include <limits>
+#include <map>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/safetensors.h"
 #include "model/transformer.h"
 #include "tests/test_util.h"
 
@@ -90,6 +93,49 @@ TEST_P(SessionCodecTest, CorruptOrForeignBytesAreInvalidArgument) {
     SessionState short_tail = Session(5);
     short_tail.model.conv[1] = short_tail.model.conv[1].narrow(1, 0, 1);
     EXPECT_THAT(error(*EncodeSession(short_tail, config_)), HasSubstr("layers.1.conv' has shape"));
+  }
+}
+
+// Every imported count is bounded: consumed = INT64_MAX used to be accepted, and GetSession then
+// reported a negative token count.
+TEST_P(SessionCodecTest, ImportedCountsAreBounded) {
+  auto error = [this](const SessionState& session) {
+    auto bytes = EncodeSession(session, config_);
+    EXPECT_TRUE(bytes.ok()) << bytes.status();
+    auto decoded = DecodeSession(*bytes, config_, torch::kCPU);
+    EXPECT_FALSE(decoded.ok());
+    return std::string(decoded.status().message());
+  };
+  if (config_.attention == AttentionKind::kLinear) {  // softmax's count is its cache's length
+    SessionState huge = Session(5);
+    huge.consumed = std::numeric_limits<int64_t>::max();
+    EXPECT_THAT(error(huge), HasSubstr("'consumed'"));
+    huge.consumed = kMaxSessionTokens + 1;
+    EXPECT_THAT(error(huge), HasSubstr("'consumed'"));
+  }
+  SessionState repeated = Session(5);
+  repeated.seen = {1, 7, 1};
+  EXPECT_THAT(error(repeated), HasSubstr("token 1 twice"));
+  SessionState long_pending = Session(5);
+  long_pending.pending.assign(kMaxPendingTokens + 1, 3);
+  EXPECT_THAT(error(long_pending), HasSubstr("'pending'"));
+}
+
+// Metadata is the client's text: an error quotes at most a short excerpt of it (a 100 kB echo
+// used to overflow the client's metadata limits and hang a grpc-js channel).
+TEST_P(SessionCodecTest, ErrorsQuoteAtMostAnExcerptOfTheInput) {
+  const std::string junk(100'000, 'x');
+  for (const char* key : {"format", "version", "consumed", "config"}) {
+    std::map<std::string, std::string> metadata = {{"format", "recur-session"},
+                                                   {"version", "1"},
+                                                   {"consumed", "5"},
+                                                   {"config", config_.ToJson()}};
+    metadata[key] = junk;
+    auto bytes = EncodeSafetensors({{"pending", torch::zeros({1}, torch::kInt64)}}, metadata);
+    ASSERT_TRUE(bytes.ok());
+    auto decoded = DecodeSession(*bytes, config_, torch::kCPU);
+    ASSERT_FALSE(decoded.ok()) << key;
+    EXPECT_LT(decoded.status().message().size(), 1000u) << key;
   }
 }
 
