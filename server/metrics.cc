@@ -1,22 +1,8 @@
 #include "server/metrics.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
-#include <thread>
 #include <utility>
-#include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "prometheus/text_serializer.h"
 
 namespace recur {
 
@@ -49,76 +35,6 @@ prometheus::Counter& MakeCounter(prometheus::Registry& registry, const std::stri
 std::shared_ptr<prometheus::Registry> NewRegistry() {
   return std::make_shared<prometheus::Registry>();
 }
-
-// A minimal HTTP/1.0 endpoint for GET /metrics. prometheus-cpp's own exposer (civetweb) refuses to
-// start in a process that has loaded Debian's LibTorch ("null context when constructing
-// CivetServer"), so the server answers scrapes itself: one connection at a time, which is what a
-// Prometheus scraper does.
-class HttpMetricsServer : public MetricsServer {
- public:
-  HttpMetricsServer(int fd, int port, std::shared_ptr<prometheus::Registry> registry)
-      : fd_(fd), port_(port), registry_(std::move(registry)), thread_([this] { Serve(); }) {}
-
-  ~HttpMetricsServer() override {
-    stopping_ = true;
-    ::shutdown(fd_, SHUT_RDWR);
-    thread_.join();
-    ::close(fd_);
-  }
-
-  int port() const override { return port_; }
-
- private:
-  void Serve() {
-    while (!stopping_) {
-      const int client = ::accept(fd_, nullptr, nullptr);
-      if (client < 0) {
-        if (errno == EINTR) continue;
-        if (stopping_) return;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        continue;
-      }
-      timeval timeout{5, 0};
-      ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-      std::string request;
-      char buffer[4096];
-      while (request.find("\r\n\r\n") == std::string::npos && request.size() < 65536) {
-        const ssize_t n = ::recv(client, buffer, sizeof(buffer), 0);
-        if (n <= 0) break;
-        request.append(buffer, static_cast<size_t>(n));
-      }
-      std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
-      if (absl::StartsWith(request, "GET /metrics ") ||
-          absl::StartsWith(request, "GET /metrics?")) {
-        body = prometheus::TextSerializer().Serialize(registry_->Collect());
-      } else if (absl::StartsWith(request, "GET ")) {
-        status = "404 Not Found";
-        type = "text/plain";
-        body = "recur-server serves Prometheus metrics at /metrics\n";
-      } else {
-        status = "405 Method Not Allowed";
-        type = "text/plain";
-        body = "only GET /metrics\n";
-      }
-      const std::string response =
-          absl::StrCat("HTTP/1.0 ", status, "\r\nContent-Type: ", type,
-                       "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
-      for (size_t sent = 0; sent < response.size();) {
-        const ssize_t n =
-            ::send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
-        if (n <= 0) break;
-        sent += static_cast<size_t>(n);
-      }
-      ::close(client);
-    }
-  }
-
-  const int fd_;
-  const int port_;
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
-};
 
 }  // namespace
 
@@ -155,39 +71,6 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
 
 void Metrics::CountRequest(absl::string_view code) {
   requests_.Add({{"code", std::string(code)}}).Increment();
-}
-
-absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(const std::string& host, int port,
-                                                                  const Metrics& metrics) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string service = std::to_string(port);
-  if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics address ", host, ": ", gai_strerror(rc)));
-  }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> list(found, freeaddrinfo);
-  const int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("metrics socket: ", std::strerror(errno)));
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 16) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve metrics on ", host, ":", port, ": ", std::strerror(error)));
-  }
-  sockaddr_storage bound{};
-  socklen_t length = sizeof(bound);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
-  const int actual =
-      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  return std::unique_ptr<MetricsServer>(
-      std::make_unique<HttpMetricsServer>(fd, actual, metrics.registry()));
 }
 
 }  // namespace recur

@@ -2,12 +2,11 @@
 #define RECUR_SERVER_METRICS_H_
 
 // The server's Prometheus series (prefix recur_, base units). One Metrics object per server; the
-// engine and the gRPC service record into it, an HTTP exposer serves it on /metrics.
+// engine and the gRPC service record into it; server/metrics_server.h serves it on /metrics.
 
 #include <memory>
 #include <string>
 
-#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -43,16 +42,6 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
 };
-
-// Serves `metrics` over HTTP at /metrics until destroyed.
-class MetricsServer {
- public:
-  virtual ~MetricsServer() = default;
-  virtual int port() const = 0;
-};
-// Listens on host:port (port 0 picks a free one).
-absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(const std::string& host, int port,
-                                                                  const Metrics& metrics);
 
 }  // namespace recur
 

@@ -13,6 +13,7 @@
 #include "model/checkpoint.h"
 #include "server/engine.h"
 #include "server/metrics.h"
+#include "server/metrics_server.h"
 #include "server/recur_service_impl.h"
 
 namespace recur {

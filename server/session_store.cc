@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -37,6 +39,24 @@ std::string NewSessionId() {
   absl::BitGen gen;
   return absl::StrFormat("s-%016x%016x", absl::Uniform<uint64_t>(gen),
                          absl::Uniform<uint64_t>(gen));
+}
+
+constexpr size_t kSessionIdLength = 34;  // "s-" and 32 hex digits
+
+// NOT_FOUND without looking the id up when it is not one this server could have made; the message
+// quotes at most an excerpt of it (ids arrive from clients, of any length).
+absl::Status CheckSessionId(absl::string_view id) {
+  bool well_formed = id.size() == kSessionIdLength && absl::StartsWith(id, "s-");
+  for (size_t i = 2; well_formed && i < id.size(); ++i) {
+    well_formed = absl::ascii_isxdigit(id[i]) && !absl::ascii_isupper(id[i]);
+  }
+  if (well_formed) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("no session '", Excerpt(id, kSessionIdLength),
+                                          "' (session ids are 's-' and 32 hex digits)"));
+}
+
+absl::Status NoSession(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("no session '", id, "'"));
 }
 
 }  // namespace
@@ -97,9 +117,10 @@ SessionStore::SessionStore(SessionStoreOptions options, int64_t vocab_size, Metr
     : options_(std::move(options)), vocab_size_(vocab_size), metrics_(metrics) {}
 
 absl::StatusOr<SessionStore::Lease> SessionStore::Checkout(const std::string& id) {
+  RECUR_RETURN_IF_ERROR(CheckSessionId(id));
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(id);
-  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session '", id, "'"));
+  if (it == sessions_.end()) return NoSession(id);
   if (it->second->busy) {
     return absl::FailedPreconditionError(
         absl::StrCat("session '", id, "' has a request in progress"));
@@ -140,9 +161,10 @@ SessionInfo SessionStore::Open(Lease lease) {
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& id) {
+  RECUR_RETURN_IF_ERROR(CheckSessionId(id));
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(id);
-  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session '", id, "'"));
+  if (it == sessions_.end()) return NoSession(id);
   return Describe(*it->second);
 }
 

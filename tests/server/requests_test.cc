@@ -290,33 +290,6 @@ TEST_F(RequestsTest, ReflectionListsTheServices) {
   EXPECT_THAT(services, HasSubstr("grpc.health.v1.Health"));
 }
 
-// GET /metrics over a plain socket.
-std::string Scrape(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) return "";
-  const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
-  send(fd, request.data(), request.size(), 0);
-  std::string response;
-  char buffer[4096];
-  for (ssize_t n; (n = recv(fd, buffer, sizeof(buffer), 0)) > 0;) response.append(buffer, n);
-  close(fd);
-  return response;
-}
-
-double Sample(const std::string& scrape, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(scrape, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      double value = -1;
-      if (absl::SimpleAtod(line.substr(series.size() + 1), &value)) return value;
-    }
-  }
-  return -1;
-}
-
 TEST_F(RequestsTest, MetricsEndpointServesTheSeriesWithSensibleValues) {
   Start({}, /*metrics=*/true);
   ASSERT_GT(server_->metrics_port(), 0);

@@ -4,12 +4,20 @@
 // Real servers on ephemeral loopback ports, serving small random models, and the model library's
 // own generation as the reference they must agree with.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "client/recur_client.h"
 #include "gtest/gtest.h"
 #include "model/checkpoint.h"
@@ -134,6 +142,46 @@ inline std::vector<int64_t> LibraryGenerate(Checkpoint& checkpoint,
   options.sampling.repetition_penalty = repetition_penalty;
   options.stop_at_document_end = checkpoint.tokenizer.get();
   return Generate(checkpoint.model, prompt, options);
+}
+
+// A TCP connection to 127.0.0.1:`port` (-1 when refused), reads timing out after `timeout`.
+inline int ConnectLoopback(int port, absl::Duration timeout = absl::Seconds(10)) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  const timeval limit = absl::ToTimeval(timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  return fd;
+}
+
+// GET /metrics over a plain socket: the whole response, or what came before `timeout` passed.
+inline std::string Scrape(int port, absl::Duration timeout = absl::Seconds(10)) {
+  const int fd = ConnectLoopback(port, timeout);
+  if (fd < 0) return "";
+  const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
+  send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = recv(fd, buffer, sizeof(buffer), 0)) > 0;) response.append(buffer, n);
+  close(fd);
+  return response;
+}
+
+// The value of `series` (name and labels) in a scrape, or -1.
+inline double Sample(const std::string& scrape, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(scrape, '\n')) {
+    if (absl::StartsWith(line, series + " ")) {
+      double value = -1;
+      if (absl::SimpleAtod(line.substr(series.size() + 1), &value)) return value;
+    }
+  }
+  return -1;
 }
 
 inline std::vector<int64_t> Concat(std::initializer_list<std::vector<int64_t>> parts) {
