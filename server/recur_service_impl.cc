@@ -1,5 +1,6 @@
 #include "server/recur_service_impl.h"
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -152,8 +153,9 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
   };
 
-  GenerateReactor(Engine& engine, Metrics& metrics, const v1::GenerateRequest& message)
-      : metrics_(metrics), sink_(std::make_shared<Sink>(this)) {
+  GenerateReactor(grpc::CallbackServerContext* context, Engine& engine, Metrics& metrics,
+                  const v1::GenerateRequest& message)
+      : context_(context), metrics_(metrics), sink_(std::make_shared<Sink>(this)) {
     GenerationRequest request;
     request.prompt = message.prompt();
     request.session_id = message.session_id();
@@ -192,11 +194,18 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   }
 
  private:
-  void Done(const grpc::Status& status) {
+  void Done(grpc::Status status) {
+    // gRPC cancels a call whose deadline passed; the client sees DEADLINE_EXCEEDED, and so do the
+    // metrics.
+    if (status.error_code() == grpc::StatusCode::CANCELLED &&
+        context_->deadline() <= std::chrono::system_clock::now()) {
+      status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the deadline passed");
+    }
     metrics_.CountRequest(CodeName(status.error_code()));
     Finish(status);
   }
 
+  grpc::CallbackServerContext* const context_;
   Metrics& metrics_;
   std::shared_ptr<Sink> sink_;
   std::shared_ptr<GenerationTicket> ticket_;
@@ -206,7 +215,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* RecurServiceImpl::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return new GenerateReactor(engine_, metrics_, *request);
+  return new GenerateReactor(context, engine_, metrics_, *request);
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* context,

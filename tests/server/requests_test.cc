@@ -290,6 +290,95 @@ TEST_F(RequestsTest, ReflectionListsTheServices) {
   EXPECT_THAT(services, HasSubstr("grpc.health.v1.Health"));
 }
 
+// Sends `bytes` as the request of a unary `method`, bypassing protobuf; returns the status.
+grpc::Status RawUnaryCall(const std::string& address, const std::string& method,
+                          const std::string& bytes) {
+  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice slice(bytes.data(), bytes.size());
+  grpc::ByteBuffer request(&slice, 1), response;
+  auto call = stub.PrepareUnaryCall(&context, method, request, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// Sends `bytes` as the one request of the server-streaming `method`; returns the final status.
+grpc::Status RawStreamCall(const std::string& address, const std::string& method,
+                           const std::string& bytes) {
+  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  void* tag = nullptr;
+  bool ok = false;
+  auto call = stub.PrepareCall(&context, method, &cq);
+  call->StartCall(reinterpret_cast<void*>(1));
+  cq.Next(&tag, &ok);
+  grpc::Slice slice(bytes.data(), bytes.size());
+  grpc::ByteBuffer request(&slice, 1), response;
+  call->WriteLast(request, grpc::WriteOptions(), reinterpret_cast<void*>(2));
+  cq.Next(&tag, &ok);
+  for (bool reading = true; reading;) {
+    call->Read(&response, reinterpret_cast<void*>(3));
+    reading = cq.Next(&tag, &ok) && ok;
+  }
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// gRPC answered bytes it could not parse with UNIMPLEMENTED, an empty message, and no count.
+TEST_F(RequestsTest, UnparsableRequestsAreInvalidArgumentSayWhyAndAreCounted) {
+  Start({}, /*metrics=*/true);
+  const std::string truncated("\x0a\x05s-", 4);     // field 1 claims 5 bytes, 2 follow
+  const std::string not_utf8("\x0a\x03s-\xff", 5);  // a string field must be UTF-8
+  const std::vector<std::pair<std::string, std::string>> calls = {
+      {"/recur.v1.Recur/GetSession", truncated},
+      {"/recur.v1.Recur/GetSession", not_utf8},
+      {"/recur.v1.Recur/ImportSession", truncated},  // its field is bytes: any bytes are UTF-8
+      {"/recur.v1.Recur/Generate", truncated}};
+  for (const auto& [method, bytes] : calls) {
+    const bool stream = method == "/recur.v1.Recur/Generate";
+    const grpc::Status status = stream ? RawStreamCall(Address(*server_), method, bytes)
+                                       : RawUnaryCall(Address(*server_), method, bytes);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+    EXPECT_THAT(status.error_message(), HasSubstr("cannot parse the request of " + method));
+  }
+  const std::string scrape = Scrape(server_->metrics_port());
+  EXPECT_EQ(Sample(scrape, "recur_requests_total{code=\"INVALID_ARGUMENT\"}"), 4) << scrape;
+  EXPECT_EQ(Sample(scrape, "recur_requests_total{code=\"UNIMPLEMENTED\"}"), -1);
+}
+
+// A stream cut by its deadline was counted as CANCELLED.
+TEST_F(RequestsTest, ADeadlineIsCountedAsDeadlineExceeded) {
+  Start({}, /*metrics=*/true);
+  RecurClient hurried(Address(*server_), absl::Milliseconds(100));
+  auto out = Stream(hurried, MakeRequest("no time ", 4096, 0.0));
+  ASSERT_EQ(out.status.code(), absl::StatusCode::kDeadlineExceeded) << out.status;
+  const std::string series = "recur_requests_total{code=\"DEADLINE_EXCEEDED\"}";
+  const absl::Time until = absl::Now() + absl::Seconds(10);  // counted when the engine lets go
+  while (Sample(Scrape(server_->metrics_port()), series) != 1 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  const std::string scrape = Scrape(server_->metrics_port());
+  EXPECT_EQ(Sample(scrape, series), 1) << scrape;
+  EXPECT_EQ(Sample(scrape, "recur_requests_total{code=\"CANCELLED\"}"), -1);
+}
+
 TEST_F(RequestsTest, MetricsEndpointServesTheSeriesWithSensibleValues) {
   Start({}, /*metrics=*/true);
   ASSERT_GT(server_->metrics_port(), 0);
