@@ -104,7 +104,7 @@ void DecodeAgainstContext() {
     options.prefill_chunk = 1024;
     Engine engine(RandomCheckpoint(kind == 0 ? AttentionKind::kLinear : AttentionKind::kSoftmax),
                   options);
-    auto session = engine.CreateSession();
+    auto session = engine.CreateSession(/*tenant=*/"");
     int64_t context = 0;
     for (size_t p = 0; p < positions.size(); ++p) {
       // Bring the session to the position, then time 32 greedy tokens.
@@ -122,7 +122,7 @@ void DecodeAgainstContext() {
       ms[p][kind] =
           1e3 * Seconds(sink->times.back() - sink->times.front()) / (sink->times.size() - 1);
       context = positions[p] + 1 + static_cast<int64_t>(sink->times.size());
-      bytes[p][kind] = engine.GetSession(session->id)->state_bytes;
+      bytes[p][kind] = engine.GetSession(session->id, "")->state_bytes;
       std::fprintf(stderr, "decode %s at %lld: %.2f ms\n", kind == 0 ? "linear" : "softmax",
                    static_cast<long long>(positions[p]), ms[p][kind]);
     }

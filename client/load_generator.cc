@@ -32,7 +32,7 @@ LoadReport RunLoad(const LoadOptions& options) {
   for (int w = 0; w < options.concurrency; ++w) {
     workers.emplace_back([&] {
       // One channel per stream, as independent clients would have.
-      RecurClient client(options.server, absl::InfiniteDuration());
+      RecurClient client(options.server, absl::InfiniteDuration(), options.connection);
       for (int i = next++; i < options.requests; i = next++) {
         v1::GenerateRequest request = options.request;
         request.mutable_sampling()->set_seed(options.request.sampling().seed() + i);

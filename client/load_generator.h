@@ -8,12 +8,14 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "client/recur_client.h"
 #include "recur/v1/recur.pb.h"
 
 namespace recur {
 
 struct LoadOptions {
   std::string server;
+  ConnectionOptions connection;
   int concurrency = 8;          // streams open at once
   int requests = 32;            // in all
   v1::GenerateRequest request;  // every stream sends this, with seed + its index

@@ -8,21 +8,37 @@
 
 namespace recur {
 
-RecurClient::RecurClient(const std::string& address, absl::Duration timeout)
-    : channel_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
-      stub_(v1::Recur::NewStub(channel_)),
-      timeout_(timeout) {}
+namespace {
 
-void RecurClient::SetDeadline(grpc::ClientContext* context) const {
+std::shared_ptr<grpc::ChannelCredentials> Credentials(const ConnectionOptions& connection) {
+  if (!connection.tls) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = connection.tls_root_certs;
+  ssl.pem_cert_chain = connection.tls_cert_chain;
+  ssl.pem_private_key = connection.tls_private_key;
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
+RecurClient::RecurClient(const std::string& address, absl::Duration timeout,
+                         const ConnectionOptions& connection)
+    : channel_(grpc::CreateChannel(address, Credentials(connection))),
+      stub_(v1::Recur::NewStub(channel_)),
+      timeout_(timeout),
+      authorization_(connection.token.empty() ? "" : "Bearer " + connection.token) {}
+
+void RecurClient::Prepare(grpc::ClientContext* context) const {
   if (timeout_ != absl::InfiniteDuration())
     context->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  if (!authorization_.empty()) context->AddMetadata("authorization", authorization_);
 }
 
 absl::Status RecurClient::Generate(
     const v1::GenerateRequest& request,
     const std::function<void(const v1::GenerateResponse&)>& on_message) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   auto reader = stub_->Generate(&context, request);
   v1::GenerateResponse message;
   while (reader->Read(&message)) on_message(message);
@@ -34,7 +50,7 @@ absl::StatusOr<Response> RecurClient::Call(
     grpc::Status (v1::Recur::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
     const Request& request) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   Response response;
   absl::Status status = FromGrpcStatus((stub_.get()->*method)(&context, request, &response));
   if (!status.ok()) return status;
@@ -87,7 +103,7 @@ absl::StatusOr<v1::ModelInfo> RecurClient::GetModelInfo() {
 absl::StatusOr<std::string> RecurClient::Health() {
   auto stub = grpc::health::v1::Health::NewStub(channel_);
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   grpc::health::v1::HealthCheckRequest request;
   grpc::health::v1::HealthCheckResponse response;
   absl::Status status = FromGrpcStatus(stub->Check(&context, request, &response));

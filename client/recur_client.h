@@ -15,10 +15,20 @@
 
 namespace recur {
 
+// How to reach a server that has TLS or bearer tokens (server/server.h's SecurityOptions).
+struct ConnectionOptions {
+  bool tls = false;
+  std::string tls_root_certs;  // PEM CA certificates to trust; empty: the system's
+  std::string tls_cert_chain;  // PEM client certificate, for mutual TLS
+  std::string tls_private_key;
+  std::string token;  // sent as `authorization: Bearer <token>` on every call; empty: none
+};
+
 class RecurClient {
  public:
   // `timeout`: the deadline of each call (absl::InfiniteDuration() for none).
-  RecurClient(const std::string& address, absl::Duration timeout);
+  RecurClient(const std::string& address, absl::Duration timeout,
+              const ConnectionOptions& connection = {});
 
   // Streams a generation; `on_message` sees every message as it arrives, the last one holding the
   // finish reason and usage. Returns the RPC's status.
@@ -36,7 +46,8 @@ class RecurClient {
   absl::StatusOr<std::string> Health();
 
  private:
-  void SetDeadline(grpc::ClientContext* context) const;
+  // The deadline and the bearer token.
+  void Prepare(grpc::ClientContext* context) const;
   // One unary call with a fresh context and the deadline.
   template <typename Request, typename Response>
   absl::StatusOr<Response> Call(grpc::Status (v1::Recur::Stub::*method)(grpc::ClientContext*,
@@ -46,6 +57,7 @@ class RecurClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Recur::Stub> stub_;
   absl::Duration timeout_;
+  std::string authorization_;  // the header's value, or empty
 };
 
 }  // namespace recur

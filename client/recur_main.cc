@@ -5,6 +5,7 @@
 //   recur info | health | bench
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -15,13 +16,22 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "base/files.h"
 #include "base/program.h"
+#include "base/status.h"
 #include "client/load_generator.h"
 #include "client/recur_client.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "recur-server address, host:port");
 ABSL_FLAG(absl::Duration, timeout, absl::InfiniteDuration(),
           "Deadline for each call (e.g. 30s; default: none)");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "Connect with TLS, trusting the CA certificates in this PEM file");
+ABSL_FLAG(bool, tls, false, "Connect with TLS, trusting the system's CA certificates");
+ABSL_FLAG(std::string, tls_cert_file, "", "PEM client certificate, for mutual TLS");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token for a server with --auth_token_file (default: $RECUR_TOKEN)");
 ABSL_FLAG(std::string, session, "", "generate: continue this session");
 ABSL_FLAG(int64_t, max_tokens, 0, "generate: tokens to generate (0: the server's default)");
 ABSL_FLAG(double, temperature, 1.0, "generate: sampling temperature (0: greedy)");
@@ -48,7 +58,31 @@ constexpr char kUsage[] =
     "  recur bench                concurrent streams: tokens/s, time to first token, inter-token "
     "p50/p99\n\n"
     "Common flags: --server host:port (default 127.0.0.1:50051), --timeout DURATION (e.g. 30s; "
-    "default: none)";
+    "default: none), --token T (or $RECUR_TOKEN), --tls_ca_file F";
+
+// TLS and the token from the flags (and $RECUR_TOKEN); an unreadable file is an error.
+absl::StatusOr<recur::ConnectionOptions> ConnectionFromFlags() {
+  recur::ConnectionOptions connection;
+  connection.token = absl::GetFlag(FLAGS_token);
+  if (const char* env = std::getenv("RECUR_TOKEN"); connection.token.empty() && env != nullptr) {
+    connection.token = env;
+  }
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca_file),
+                    cert = absl::GetFlag(FLAGS_tls_cert_file),
+                    key = absl::GetFlag(FLAGS_tls_key_file);
+  connection.tls = absl::GetFlag(FLAGS_tls) || !ca.empty() || !cert.empty();
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert_file and --tls_key_file go together");
+  }
+  if (!ca.empty()) {
+    RECUR_ASSIGN_OR_RETURN(connection.tls_root_certs, recur::ReadFileContents(ca));
+  }
+  if (!cert.empty()) {
+    RECUR_ASSIGN_OR_RETURN(connection.tls_cert_chain, recur::ReadFileContents(cert));
+    RECUR_ASSIGN_OR_RETURN(connection.tls_private_key, recur::ReadFileContents(key));
+  }
+  return connection;
+}
 
 void PrintSession(const recur::v1::Session& session) {
   std::printf(
@@ -205,9 +239,10 @@ int Info(recur::RecurClient& client) {
   return 0;
 }
 
-int Bench() {
+int Bench(const recur::ConnectionOptions& connection) {
   recur::LoadOptions options;
   options.server = absl::GetFlag(FLAGS_server);
+  options.connection = connection;
   options.concurrency = absl::GetFlag(FLAGS_concurrency);
   options.requests = absl::GetFlag(FLAGS_requests);
   if (options.concurrency < 1 || options.requests < 1)
@@ -237,12 +272,14 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   args.erase(args.begin());
 
-  recur::RecurClient client(absl::GetFlag(FLAGS_server), absl::GetFlag(FLAGS_timeout));
+  auto connection = ConnectionFromFlags();
+  if (!connection.ok()) return recur::Fail(connection.status());
+  recur::RecurClient client(absl::GetFlag(FLAGS_server), absl::GetFlag(FLAGS_timeout), *connection);
   if (command == "generate") return Generate(client, args);
   if (command == "session") return Session(client, args);
   if (!args.empty()) return recur::Fail(absl::StrCat(command, " takes no arguments"));
   if (command == "info") return Info(client);
-  if (command == "bench") return Bench();
+  if (command == "bench") return Bench(*connection);
   if (command == "health") {
     auto health = client.Health();
     if (!health.ok()) return recur::FailWithCode(health.status());

@@ -134,7 +134,7 @@ absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
         absl::StrCat("the queue is full (", options_.max_queue, " requests waiting)"));
   }
   if (!request->params.session_id.empty()) {
-    auto lease = sessions_.Checkout(request->params.session_id);
+    auto lease = sessions_.Checkout(request->params.session_id, request->params.tenant);
     if (!lease.ok()) return lease.status();
     if (request->prompt.empty() && (*lease)->state.tokens() == 0) {
       return absl::InvalidArgumentError("prompt is empty and the session has no text yet");
@@ -454,33 +454,39 @@ void Engine::UpdateGauges() {
 // ---------------------------------------------------------------------------------------------
 // Sessions
 
-absl::StatusOr<SessionInfo> Engine::CreateSession() {
+absl::StatusOr<SessionInfo> Engine::CreateSession(const std::string& tenant) {
   RECUR_RETURN_IF_ERROR(Accepting());
   RECUR_ASSIGN_OR_RETURN(SessionStore::Lease slot, sessions_.Reserve());
   slot->state.model = checkpoint_.model->NewState(1, options_.device);
-  return sessions_.Open(std::move(slot));
+  return sessions_.Open(std::move(slot), tenant);
 }
 
-absl::StatusOr<SessionInfo> Engine::GetSession(const std::string& id) { return sessions_.Get(id); }
+absl::StatusOr<SessionInfo> Engine::GetSession(const std::string& id, const std::string& tenant) {
+  return sessions_.Get(id, tenant);
+}
 
-absl::Status Engine::CloseSession(const std::string& id) { return sessions_.Close(id); }
+absl::Status Engine::CloseSession(const std::string& id, const std::string& tenant) {
+  return sessions_.Close(id, tenant);
+}
 
-absl::StatusOr<SessionInfo> Engine::ForkSession(const std::string& id) {
+absl::StatusOr<SessionInfo> Engine::ForkSession(const std::string& id, const std::string& tenant) {
   RECUR_RETURN_IF_ERROR(Accepting());
-  return sessions_.Fork(id);
+  return sessions_.Fork(id, tenant);
 }
 
-absl::StatusOr<std::string> Engine::ExportSession(const std::string& id) {
-  return sessions_.Export(id, checkpoint_.config);
+absl::StatusOr<std::string> Engine::ExportSession(const std::string& id,
+                                                  const std::string& tenant) {
+  return sessions_.Export(id, tenant, checkpoint_.config);
 }
 
-absl::StatusOr<SessionInfo> Engine::ImportSession(const std::string& bytes) {
+absl::StatusOr<SessionInfo> Engine::ImportSession(const std::string& bytes,
+                                                  const std::string& tenant) {
   RECUR_ASSIGN_OR_RETURN(SessionState state,
                          DecodeSession(bytes, checkpoint_.config, options_.device));
   RECUR_RETURN_IF_ERROR(Accepting());
   RECUR_ASSIGN_OR_RETURN(SessionStore::Lease slot, sessions_.Reserve());
   slot->state = std::move(state);
-  return sessions_.Open(std::move(slot));
+  return sessions_.Open(std::move(slot), tenant);
 }
 
 EngineInfo Engine::Info() {

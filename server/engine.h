@@ -75,6 +75,7 @@ struct GenerationRequest {
   int64_t max_tokens = 0;  // 0: EngineOptions::default_max_tokens
   SamplingParams sampling;
   std::vector<std::string> stop;
+  std::string tenant;  // the caller's (server/authenticator.h): others' sessions are NOT_FOUND
 };
 
 // Lets the caller stop an accepted request; the engine ends it within one step.
@@ -119,13 +120,15 @@ class Engine {
   absl::StatusOr<std::shared_ptr<GenerationTicket>> Submit(GenerationRequest request,
                                                            std::shared_ptr<GenerationSink> sink);
 
-  absl::StatusOr<SessionInfo> CreateSession();
-  absl::StatusOr<SessionInfo> GetSession(const std::string& id);
-  absl::Status CloseSession(const std::string& id);
-  absl::StatusOr<SessionInfo> ForkSession(const std::string& id);
+  // Session calls act for the caller's `tenant` (server/session_store.h): a session created or
+  // imported by one tenant is NOT_FOUND for every other.
+  absl::StatusOr<SessionInfo> CreateSession(const std::string& tenant);
+  absl::StatusOr<SessionInfo> GetSession(const std::string& id, const std::string& tenant);
+  absl::Status CloseSession(const std::string& id, const std::string& tenant);
+  absl::StatusOr<SessionInfo> ForkSession(const std::string& id, const std::string& tenant);
   // The session's state as self-describing bytes (server/session_codec.h).
-  absl::StatusOr<std::string> ExportSession(const std::string& id);
-  absl::StatusOr<SessionInfo> ImportSession(const std::string& bytes);
+  absl::StatusOr<std::string> ExportSession(const std::string& id, const std::string& tenant);
+  absl::StatusOr<SessionInfo> ImportSession(const std::string& bytes, const std::string& tenant);
 
   EngineInfo Info();
   const Tokenizer& tokenizer() const { return *checkpoint_.tokenizer; }

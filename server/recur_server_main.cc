@@ -30,8 +30,37 @@ ABSL_FLAG(int64_t, max_prompt_tokens, 32768, "Longest prompt accepted, in tokens
 ABSL_FLAG(int64_t, prefill_chunk, 256,
           "Prompt tokens fed per engine step, so long prompts do not stall streams");
 ABSL_FLAG(absl::Duration, session_ttl, absl::Minutes(30), "Sessions idle this long are closed");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain: serve gRPC over TLS (with --tls_key_file)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificates: require clients to present a certificate they signed (mutual TLS)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "Bearer tokens, one 'token tenant' per line: calls without a valid token are "
+          "UNAUTHENTICATED, and each tenant sees only its own sessions");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGTERM, how long in-flight streams may run before they are cancelled");
+
+namespace {
+
+// What protects the server, said once at start-up so an operator sees an open server at once.
+std::string SecuritySummary(const recur::SecurityOptions& security,
+                            const recur::Authenticator& authenticator) {
+  std::string transport = security.tls() ? (security.tls_client_ca_file.empty()
+                                                ? "TLS"
+                                                : "mutual TLS (client certificates required)")
+                                         : "plaintext (no TLS)";
+  std::string auth = authenticator.enabled()
+                         ? absl::StrCat("bearer tokens for ", authenticator.tenants(), " tenants")
+                         : "no authentication: any client can reach every session";
+  std::string summary = absl::StrCat("security: ", transport, ", ", auth);
+  if (!security.tls() && !authenticator.enabled()) {
+    absl::StrAppend(&summary, " (fit for loopback; see --tls_cert_file and --auth_token_file)");
+  }
+  return summary;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   recur::InitProgram(
@@ -58,6 +87,10 @@ int main(int argc, char** argv) {
   options.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   options.metrics_host = absl::GetFlag(FLAGS_host);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.security.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.security.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   recur::EngineOptions& engine = options.engine;
   engine.device = *device;
   engine.max_sessions = absl::GetFlag(FLAGS_max_sessions);
@@ -88,6 +121,7 @@ int main(int argc, char** argv) {
             << ((*server)->metrics_port() >= 0
                     ? absl::StrCat(":", (*server)->metrics_port(), "/metrics")
                     : std::string("(off)"));
+  LOG(INFO) << SecuritySummary(options.security, (*server)->authenticator());
 
   int signal = 0;
   sigwait(&signals, &signal);

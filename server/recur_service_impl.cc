@@ -12,7 +12,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "base/status.h"
 #include "grpcpp/support/status_code_enum.h"
+
+// In a unary handler: the value of a StatusOr, or the reply with its error.
+#define RECUR_ASSIGN_OR_REPLY(lhs, expr)                              \
+  auto RECUR_CONCAT_(caller_, __LINE__) = (expr);                     \
+  if (!RECUR_CONCAT_(caller_, __LINE__).ok())                         \
+    return Reply(context, RECUR_CONCAT_(caller_, __LINE__).status()); \
+  lhs = *std::move(RECUR_CONCAT_(caller_, __LINE__))
 
 namespace recur {
 
@@ -153,10 +161,16 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
   };
 
+  // `tenant`: the caller's, or why it was not authenticated.
   GenerateReactor(grpc::CallbackServerContext* context, Engine& engine, Metrics& metrics,
-                  const v1::GenerateRequest& message)
+                  const v1::GenerateRequest& message, absl::StatusOr<std::string> tenant)
       : context_(context), metrics_(metrics), sink_(std::make_shared<Sink>(this)) {
+    if (!tenant.ok()) {
+      Done(ToGrpcStatus(tenant.status()));
+      return;
+    }
     GenerationRequest request;
+    request.tenant = *std::move(tenant);
     request.prompt = message.prompt();
     request.session_id = message.session_id();
     if (message.has_max_tokens()) {
@@ -215,7 +229,17 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* RecurServiceImpl::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return new GenerateReactor(context, engine_, metrics_, *request);
+  return new GenerateReactor(context, engine_, metrics_, *request, Caller(*context));
+}
+
+absl::StatusOr<std::string> RecurServiceImpl::Caller(
+    const grpc::CallbackServerContext& context) const {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  const absl::string_view header = it == metadata.end()
+                                       ? absl::string_view()
+                                       : absl::string_view(it->second.data(), it->second.size());
+  return authenticator_.Authenticate(header);
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* context,
@@ -230,7 +254,8 @@ grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* RecurServiceImpl::CreateSession(grpc::CallbackServerContext* context,
                                                           const v1::CreateSessionRequest*,
                                                           v1::Session* response) {
-  auto info = engine_.CreateSession();
+  RECUR_ASSIGN_OR_REPLY(const std::string tenant, Caller(*context));
+  auto info = engine_.CreateSession(tenant);
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
@@ -238,7 +263,8 @@ grpc::ServerUnaryReactor* RecurServiceImpl::CreateSession(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* RecurServiceImpl::GetSession(grpc::CallbackServerContext* context,
                                                        const v1::GetSessionRequest* request,
                                                        v1::Session* response) {
-  auto info = engine_.GetSession(request->session_id());
+  RECUR_ASSIGN_OR_REPLY(const std::string tenant, Caller(*context));
+  auto info = engine_.GetSession(request->session_id(), tenant);
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
@@ -246,13 +272,15 @@ grpc::ServerUnaryReactor* RecurServiceImpl::GetSession(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* RecurServiceImpl::CloseSession(grpc::CallbackServerContext* context,
                                                          const v1::CloseSessionRequest* request,
                                                          v1::CloseSessionResponse*) {
-  return Reply(context, engine_.CloseSession(request->session_id()));
+  RECUR_ASSIGN_OR_REPLY(const std::string tenant, Caller(*context));
+  return Reply(context, engine_.CloseSession(request->session_id(), tenant));
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::ForkSession(grpc::CallbackServerContext* context,
                                                         const v1::ForkSessionRequest* request,
                                                         v1::Session* response) {
-  auto info = engine_.ForkSession(request->session_id());
+  RECUR_ASSIGN_OR_REPLY(const std::string tenant, Caller(*context));
+  auto info = engine_.ForkSession(request->session_id(), tenant);
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
@@ -260,7 +288,8 @@ grpc::ServerUnaryReactor* RecurServiceImpl::ForkSession(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* RecurServiceImpl::ExportSession(grpc::CallbackServerContext* context,
                                                           const v1::ExportSessionRequest* request,
                                                           v1::ExportSessionResponse* response) {
-  auto bytes = engine_.ExportSession(request->session_id());
+  RECUR_ASSIGN_OR_REPLY(const std::string tenant, Caller(*context));
+  auto bytes = engine_.ExportSession(request->session_id(), tenant);
   if (bytes.ok()) response->set_state(*std::move(bytes));
   return Reply(context, bytes.status());
 }
@@ -268,7 +297,8 @@ grpc::ServerUnaryReactor* RecurServiceImpl::ExportSession(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* RecurServiceImpl::ImportSession(grpc::CallbackServerContext* context,
                                                           const v1::ImportSessionRequest* request,
                                                           v1::Session* response) {
-  auto info = engine_.ImportSession(request->state());
+  RECUR_ASSIGN_OR_REPLY(const std::string tenant, Caller(*context));
+  auto info = engine_.ImportSession(request->state(), tenant);
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
@@ -276,6 +306,7 @@ grpc::ServerUnaryReactor* RecurServiceImpl::ImportSession(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* RecurServiceImpl::GetModelInfo(grpc::CallbackServerContext* context,
                                                          const v1::GetModelInfoRequest*,
                                                          v1::ModelInfo* response) {
+  if (auto caller = Caller(*context); !caller.ok()) return Reply(context, caller.status());
   const EngineInfo info = engine_.Info();
   response->set_attention(std::string(AttentionKindName(info.config.attention)));
   response->set_vocab_size(info.config.vocab_size);

@@ -4,8 +4,12 @@
 // The recur.v1.Recur gRPC service (callback API): translates messages to engine calls and engine
 // results to messages and status codes. No tensors here.
 
+#include <string>
+
+#include "absl/status/statusor.h"
 #include "proto/grpc_status.h"
 #include "recur/v1/recur.grpc.pb.h"
+#include "server/authenticator.h"
 #include "server/engine.h"
 #include "server/metrics.h"
 
@@ -13,8 +17,10 @@ namespace recur {
 
 class RecurServiceImpl final : public v1::Recur::CallbackService {
  public:
-  // `engine` and `metrics` must outlive the service.
-  RecurServiceImpl(Engine& engine, Metrics& metrics) : engine_(engine), metrics_(metrics) {}
+  // `engine`, `metrics` and `authenticator` must outlive the service. Every call is made as the
+  // tenant its bearer token names (server/authenticator.h), or refused UNAUTHENTICATED.
+  RecurServiceImpl(Engine& engine, Metrics& metrics, const Authenticator& authenticator)
+      : engine_(engine), metrics_(metrics), authenticator_(authenticator) {}
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
@@ -42,9 +48,12 @@ class RecurServiceImpl final : public v1::Recur::CallbackService {
 
  private:
   grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl::Status& status);
+  // The caller's tenant, from its `authorization` metadata.
+  absl::StatusOr<std::string> Caller(const grpc::CallbackServerContext& context) const;
 
   Engine& engine_;
   Metrics& metrics_;
+  const Authenticator& authenticator_;
 };
 
 }  // namespace recur

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/files.h"
 #include "base/status.h"
 #include "glog/logging.h"
 #include "grpc/grpc.h"
@@ -15,10 +16,44 @@
 
 namespace recur {
 
+namespace {
+
+// TLS credentials from the options' PEM files, or plaintext when none are given.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
+    const SecurityOptions& security) {
+  if (!security.tls()) {
+    if (!security.tls_key_file.empty() || !security.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls_key_file and --tls_client_ca_file need --tls_cert_file");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (security.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls_cert_file needs --tls_key_file");
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  RECUR_ASSIGN_OR_RETURN(pair.cert_chain, ReadFileContents(security.tls_cert_file));
+  RECUR_ASSIGN_OR_RETURN(pair.private_key, ReadFileContents(security.tls_key_file));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!security.tls_client_ca_file.empty()) {
+    RECUR_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileContents(security.tls_client_ca_file));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint checkpoint,
                                                                 ServerOptions options) {
   RECUR_RETURN_IF_ERROR(options.engine.Validate());
+  RECUR_ASSIGN_OR_RETURN(auto credentials, Credentials(options.security));
   std::unique_ptr<RecurServer> server(new RecurServer());
+  if (!options.security.auth_token_file.empty()) {
+    RECUR_ASSIGN_OR_RETURN(server->authenticator_,
+                           Authenticator::FromFile(options.security.auth_token_file));
+  }
   server->metrics_ = std::make_shared<Metrics>();
   if (options.metrics_port >= 0) {
     auto metrics_server =
@@ -28,7 +63,8 @@ absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint check
   }
   server->engine_ =
       std::make_unique<Engine>(std::move(checkpoint), options.engine, server->metrics_);
-  server->service_ = std::make_unique<RecurServiceImpl>(*server->engine_, *server->metrics_);
+  server->service_ = std::make_unique<RecurServiceImpl>(*server->engine_, *server->metrics_,
+                                                        server->authenticator_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -36,7 +72,7 @@ absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint check
   // gRPC binds with SO_REUSEPORT by default: a second server on a port in use would start and
   // take a share of the connections (and their sessions would come back NOT_FOUND at random).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.address, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(MalformedRequestInterceptorFactory(*server->metrics_));

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "model/checkpoint.h"
+#include "server/authenticator.h"
 #include "server/engine.h"
 #include "server/metrics.h"
 #include "server/metrics_server.h"
@@ -18,10 +19,21 @@
 
 namespace recur {
 
+// Files in PEM format; all empty: plaintext and no authentication (fit for loopback only).
+struct SecurityOptions {
+  std::string tls_cert_file;  // with tls_key_file: serve TLS
+  std::string tls_key_file;
+  std::string tls_client_ca_file;  // mutual TLS: clients must present a certificate it signed
+  std::string auth_token_file;     // bearer tokens, `token tenant` per line (authenticator.h)
+
+  bool tls() const { return !tls_cert_file.empty(); }
+};
+
 struct ServerOptions {
   std::string address = "127.0.0.1:50051";  // port 0 picks a free one
   std::string metrics_host = "127.0.0.1";
   int metrics_port = -1;  // -1: no metrics endpoint; 0 picks a free port
+  SecurityOptions security;
   EngineOptions engine;
 };
 
@@ -35,6 +47,7 @@ class RecurServer {
   int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : -1; }
   Engine& engine() { return *engine_; }
   Metrics& metrics() { return *metrics_; }
+  const Authenticator& authenticator() const { return authenticator_; }
 
   // Stops accepting calls, lets in-flight ones finish for up to `drain`, then cancels the rest.
   void Shutdown(absl::Duration drain);
@@ -43,6 +56,7 @@ class RecurServer {
   RecurServer() = default;
 
   std::shared_ptr<Metrics> metrics_;
+  Authenticator authenticator_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<RecurServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;

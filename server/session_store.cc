@@ -116,11 +116,12 @@ void SessionStore::Lease::Return() {
 SessionStore::SessionStore(SessionStoreOptions options, int64_t vocab_size, Metrics& metrics)
     : options_(std::move(options)), vocab_size_(vocab_size), metrics_(metrics) {}
 
-absl::StatusOr<SessionStore::Lease> SessionStore::Checkout(const std::string& id) {
+absl::StatusOr<SessionStore::Lease> SessionStore::Checkout(const std::string& id,
+                                                           const std::string& tenant) {
   RECUR_RETURN_IF_ERROR(CheckSessionId(id));
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(id);
-  if (it == sessions_.end()) return NoSession(id);
+  if (it == sessions_.end() || it->second->session.tenant != tenant) return NoSession(id);
   if (it->second->busy) {
     return absl::FailedPreconditionError(
         absl::StrCat("session '", id, "' has a request in progress"));
@@ -143,11 +144,12 @@ absl::StatusOr<SessionStore::Lease> SessionStore::Reserve() {
   return Lease(this, std::move(slot));
 }
 
-SessionInfo SessionStore::Open(Lease lease) {
+SessionInfo SessionStore::Open(Lease lease, const std::string& tenant) {
   std::shared_ptr<Slot> slot = std::move(lease.slot_);
   lease.slot_ = nullptr;  // the slot stays in use, now as a session
   Session& session = slot->session;
   session.id = NewSessionId();
+  session.tenant = tenant;
   session.seen_mask.assign(vocab_size_, false);
   for (int64_t token : session.state.seen) session.seen_mask[token] = true;
   const int64_t tokens = session.state.tokens();
@@ -160,30 +162,31 @@ SessionInfo SessionStore::Open(Lease lease) {
   return Describe(*slot);
 }
 
-absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& id) {
+absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& id, const std::string& tenant) {
   RECUR_RETURN_IF_ERROR(CheckSessionId(id));
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(id);
-  if (it == sessions_.end()) return NoSession(id);
+  if (it == sessions_.end() || it->second->session.tenant != tenant) return NoSession(id);
   return Describe(*it->second);
 }
 
-absl::Status SessionStore::Close(const std::string& id) {
-  RECUR_ASSIGN_OR_RETURN(Lease lease, Checkout(id));  // an idle session only
+absl::Status SessionStore::Close(const std::string& id, const std::string& tenant) {
+  RECUR_ASSIGN_OR_RETURN(Lease lease, Checkout(id, tenant));  // an idle session only
   lease.CloseOnReturn();
   return absl::OkStatus();
 }
 
-absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id) {
-  RECUR_ASSIGN_OR_RETURN(const Lease source, Checkout(id));
+absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id, const std::string& tenant) {
+  RECUR_ASSIGN_OR_RETURN(const Lease source, Checkout(id, tenant));
   RECUR_ASSIGN_OR_RETURN(Lease copy, Reserve());
   copy->state = source->state;
   copy->state.model = source->state.model.Clone();
-  return Open(std::move(copy));
+  return Open(std::move(copy), tenant);
 }
 
-absl::StatusOr<std::string> SessionStore::Export(const std::string& id, const ModelConfig& config) {
-  RECUR_ASSIGN_OR_RETURN(const Lease session, Checkout(id));
+absl::StatusOr<std::string> SessionStore::Export(const std::string& id, const std::string& tenant,
+                                                 const ModelConfig& config) {
+  RECUR_ASSIGN_OR_RETURN(const Lease session, Checkout(id, tenant));
   return EncodeSession(session->state, config);
 }
 

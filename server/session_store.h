@@ -32,7 +32,8 @@ namespace recur {
 
 // What a slot holds: the session's state and what the repetition penalty needs of its history.
 struct Session {
-  std::string id;  // empty: an unnamed slot (a one-off request's)
+  std::string id;      // empty: an unnamed slot (a one-off request's)
+  std::string tenant;  // the owner (server/authenticator.h); "" when the server has no tokens
   SessionState state;
   std::vector<bool> seen_mask;  // mirrors state.seen, indexed by token id
 
@@ -88,20 +89,25 @@ class SessionStore {
   // `metrics` (active sessions, state bytes) must outlive the store.
   SessionStore(SessionStoreOptions options, int64_t vocab_size, Metrics& metrics);
 
+  // Every call naming a session takes the caller's tenant: a session of another tenant is
+  // NOT_FOUND, exactly as one that does not exist.
+
   // The session `id`: NOT_FOUND, or FAILED_PRECONDITION while another lease holds it.
-  absl::StatusOr<Lease> Checkout(const std::string& id);
+  absl::StatusOr<Lease> Checkout(const std::string& id, const std::string& tenant);
   // A new unnamed slot with an empty state (the holder fills it); RESOURCE_EXHAUSTED when every
   // slot is taken.
   absl::StatusOr<Lease> Reserve();
-  // Names a reserved slot and keeps it, with the state its holder put in, as an idle session.
-  SessionInfo Open(Lease slot);
+  // Names a reserved slot and keeps it, with the state its holder put in, as an idle session of
+  // `tenant`.
+  SessionInfo Open(Lease slot, const std::string& tenant);
 
-  absl::StatusOr<SessionInfo> Get(const std::string& id);
-  absl::Status Close(const std::string& id);
-  // A new session with a copy of `id`'s state (the copy is made outside the lock).
-  absl::StatusOr<SessionInfo> Fork(const std::string& id);
+  absl::StatusOr<SessionInfo> Get(const std::string& id, const std::string& tenant);
+  absl::Status Close(const std::string& id, const std::string& tenant);
+  // A new session of the same tenant with a copy of `id`'s state (copied outside the lock).
+  absl::StatusOr<SessionInfo> Fork(const std::string& id, const std::string& tenant);
   // `id`'s state as bytes (server/session_codec.h; encoded outside the lock).
-  absl::StatusOr<std::string> Export(const std::string& id, const ModelConfig& config);
+  absl::StatusOr<std::string> Export(const std::string& id, const std::string& tenant,
+                                     const ModelConfig& config);
 
   // Closes sessions idle for longer than the options' TTL as of `now`.
   void CloseIdle(absl::Time now);

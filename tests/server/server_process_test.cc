@@ -122,6 +122,10 @@ TEST(ServerProcessTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {
   EXPECT_TRUE(out.ids.size() == 3000u || eos) << out.ids.size() << " tokens";
   EXPECT_EQ(WaitExit(pid), 0) << Slurp(dir.Join("log"));
   EXPECT_THAT(Slurp(dir.Join("log")), HasSubstr("draining"));
+  // Without --tls_cert_file and --auth_token_file the server says it is open.
+  EXPECT_THAT(Slurp(dir.Join("log")),
+              HasSubstr("security: plaintext (no TLS), no authentication: any client can reach "
+                        "every session"));
 }
 
 TEST(ServerProcessTest, BadStartupsExitNonZeroWithAMessage) {

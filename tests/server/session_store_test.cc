@@ -30,12 +30,12 @@ SessionStoreOptions Options(int64_t slots) {
   return options;
 }
 
-// Opens a session holding SomeState(tokens).
-SessionInfo OpenSession(SessionStore& store, int64_t tokens) {
+// Opens a session of `tenant` holding SomeState(tokens).
+SessionInfo OpenSession(SessionStore& store, int64_t tokens, const std::string& tenant = "") {
   auto slot = store.Reserve();
   EXPECT_TRUE(slot.ok()) << slot.status();
   (*slot)->state = SomeState(tokens);
-  return store.Open(*std::move(slot));
+  return store.Open(*std::move(slot), tenant);
 }
 
 TEST(SessionStoreTest, SlotsAreCountedAndRefusedWhenAllAreTaken) {
@@ -59,21 +59,21 @@ TEST(SessionStoreTest, ALeasedSessionIsBusyUntilTheLeaseEnds) {
   SessionStore store(Options(4), kVocab, metrics);
   const SessionInfo a = OpenSession(store, 4);
   {
-    auto lease = store.Checkout(a.id);
+    auto lease = store.Checkout(a.id, "");
     ASSERT_TRUE(lease.ok());
-    EXPECT_TRUE(store.Get(a.id)->busy);
-    EXPECT_EQ(store.Checkout(a.id).status().code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_EQ(store.Close(a.id).code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_EQ(store.Fork(a.id).status().code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_EQ(store.Export(a.id, ModelConfig()).status().code(),
+    EXPECT_TRUE(store.Get(a.id, "")->busy);
+    EXPECT_EQ(store.Checkout(a.id, "").status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(store.Close(a.id, "").code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(store.Fork(a.id, "").status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(store.Export(a.id, "", ModelConfig()).status().code(),
               absl::StatusCode::kFailedPrecondition);
     (*lease)->state.consumed += 10;  // the holder works on the state
   }
-  auto after = store.Get(a.id);
+  auto after = store.Get(a.id, "");
   ASSERT_TRUE(after.ok());
   EXPECT_FALSE(after->busy);
   EXPECT_EQ(after->tokens, 15) << "the count follows the state as the lease left it";
-  EXPECT_EQ(store.Checkout("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store.Checkout("nope", "").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(SessionStoreTest, ALeaseThatClosesOnReturnRemovesTheSession) {
@@ -81,11 +81,11 @@ TEST(SessionStoreTest, ALeaseThatClosesOnReturnRemovesTheSession) {
   SessionStore store(Options(4), kVocab, metrics);
   const SessionInfo a = OpenSession(store, 4);
   {
-    auto lease = store.Checkout(a.id);
+    auto lease = store.Checkout(a.id, "");
     ASSERT_TRUE(lease.ok());
     lease->CloseOnReturn();
   }
-  EXPECT_EQ(store.Get(a.id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store.Get(a.id, "").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store.slots_in_use(), 0);
 }
 
@@ -111,12 +111,12 @@ TEST(SessionStoreTest, ForkCopiesTheStateDeeply) {
   Metrics metrics;
   SessionStore store(Options(4), kVocab, metrics);
   const SessionInfo a = OpenSession(store, 4);
-  auto b = store.Fork(a.id);
+  auto b = store.Fork(a.id, "");
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_NE(b->id, a.id);
   EXPECT_EQ(b->tokens, a.tokens);
-  auto la = store.Checkout(a.id);
-  auto lb = store.Checkout(b->id);
+  auto la = store.Checkout(a.id, "");
+  auto lb = store.Checkout(b->id, "");
   ASSERT_TRUE(la.ok() && lb.ok());
   EXPECT_TRUE(torch::equal((*la)->state.model.linear[0].s, (*lb)->state.model.linear[0].s));
   (*lb)->state.model.linear[0].s.add_(1.0);
@@ -126,12 +126,33 @@ TEST(SessionStoreTest, ForkCopiesTheStateDeeply) {
   EXPECT_FALSE((*lb)->seen_mask[4]);
 }
 
+// Another tenant's session does not exist for the caller: every call answers as for an unknown id.
+TEST(SessionStoreTest, ASessionIsFoundOnlyByItsTenant) {
+  Metrics metrics;
+  SessionStore store(Options(4), kVocab, metrics);
+  const SessionInfo a = OpenSession(store, 4, "alice");
+  for (const std::string other : {"bob", ""}) {
+    EXPECT_EQ(store.Get(a.id, other).status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(store.Checkout(a.id, other).status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(store.Close(a.id, other).code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(store.Fork(a.id, other).status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(store.Export(a.id, other, ModelConfig()).status().code(),
+              absl::StatusCode::kNotFound);
+    EXPECT_EQ(store.Get(a.id, other).status().message(), "no session '" + a.id + "'");
+  }
+  auto fork = store.Fork(a.id, "alice");
+  ASSERT_TRUE(fork.ok()) << fork.status();
+  EXPECT_TRUE(store.Get(fork->id, "alice").ok()) << "a fork belongs to the same tenant";
+  EXPECT_EQ(store.Get(fork->id, "bob").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store.Close(a.id, "alice").ok());
+}
+
 TEST(SessionStoreTest, ForkNeedsAFreeSlot) {
   Metrics metrics;
   SessionStore store(Options(1), kVocab, metrics);
   const SessionInfo a = OpenSession(store, 4);
-  EXPECT_EQ(store.Fork(a.id).status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_FALSE(store.Get(a.id)->busy) << "the source goes back when the fork fails";
+  EXPECT_EQ(store.Fork(a.id, "").status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(store.Get(a.id, "")->busy) << "the source goes back when the fork fails";
 }
 
 TEST(SessionStoreTest, IdleSessionsCloseAfterTheirTtlButBusyOnesStay) {
@@ -139,13 +160,13 @@ TEST(SessionStoreTest, IdleSessionsCloseAfterTheirTtlButBusyOnesStay) {
   SessionStore store(Options(4), kVocab, metrics);
   const SessionInfo idle = OpenSession(store, 1);
   const SessionInfo busy = OpenSession(store, 1);
-  auto lease = store.Checkout(busy.id);
+  auto lease = store.Checkout(busy.id, "");
   ASSERT_TRUE(lease.ok());
   store.CloseIdle(absl::Now() + absl::Seconds(30));
-  EXPECT_TRUE(store.Get(idle.id).ok()) << "within the TTL";
+  EXPECT_TRUE(store.Get(idle.id, "").ok()) << "within the TTL";
   store.CloseIdle(absl::Now() + absl::Minutes(2));
-  EXPECT_EQ(store.Get(idle.id).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(store.Get(busy.id).ok());
+  EXPECT_EQ(store.Get(idle.id, "").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store.Get(busy.id, "").ok());
 }
 
 TEST(SessionStoreTest, StateBytesAreFixedPerSlotOrEachSessionsOwn) {
@@ -156,7 +177,7 @@ TEST(SessionStoreTest, StateBytesAreFixedPerSlotOrEachSessionsOwn) {
   OpenSession(linear, 1);
   auto one_off = linear.Reserve();
   EXPECT_EQ(linear.state_bytes_in_use(), 2000);
-  EXPECT_EQ(linear.Get(OpenSession(linear, 9).id)->state_bytes, 1000);
+  EXPECT_EQ(linear.Get(OpenSession(linear, 9).id, "")->state_bytes, 1000);
 
   Metrics other;
   SessionStore growing(Options(4), kVocab, other);
