@@ -106,6 +106,8 @@ const char* FinishName(recur::v1::FinishReason reason) {
       return "end_of_sequence";
     case recur::v1::FINISH_REASON_CANCELLED:
       return "cancelled";
+    case recur::v1::FINISH_REASON_SHUTDOWN:
+      return "shutdown";
     default:
       return "unspecified";
   }

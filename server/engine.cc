@@ -85,14 +85,33 @@ Engine::~Engine() {
   thread_.join();
 }
 
-bool Engine::Stopping() {
+std::optional<FinishReason> Engine::Ending() {
   absl::MutexLock lock(&mu_);
-  return stopping_;
+  if (stopping_) return FinishReason::kCancelled;
+  if (ending_) return FinishReason::kShutdown;
+  return std::nullopt;
 }
 
 absl::Status Engine::Accepting() {
-  if (Stopping()) return absl::UnavailableError("the server is shutting down");
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || draining_) return absl::UnavailableError("the server is shutting down");
   return absl::OkStatus();
+}
+
+void Engine::Drain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+}
+
+void Engine::EndRequests() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  ending_ = true;
+}
+
+bool Engine::Idle() {
+  absl::MutexLock lock(&mu_);
+  return running_count_ == 0 && queue_.empty();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,7 +147,7 @@ absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
   auto ticket = request->ticket;
 
   absl::MutexLock lock(&mu_);
-  if (stopping_) return absl::UnavailableError("the server is shutting down");
+  if (stopping_ || draining_) return absl::UnavailableError("the server is shutting down");
   if (static_cast<int64_t>(queue_.size()) >= options_.max_queue) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the queue is full (", options_.max_queue, " requests waiting)"));
@@ -166,9 +185,12 @@ void Engine::Loop() {
 
 bool Engine::Iterate() {
   Admit();
-  const bool stopping = Stopping();
+  const std::optional<FinishReason> ending = Ending();
   for (auto& request : running_) {
-    if (!request->finished() && (stopping || request->ticket->cancelled())) {
+    if (request->finished()) continue;
+    if (ending.has_value()) {
+      Finish(*request, *ending);
+    } else if (request->ticket->cancelled()) {
       Finish(*request, FinishReason::kCancelled);
     }
   }
@@ -204,7 +226,7 @@ void Engine::Admit() {
     absl::MutexLock lock(&mu_);
     for (auto it = queue_.begin(); it != queue_.end();) {
       Request& request = **it;
-      if (stopping_ || request.ticket->cancelled()) {
+      if (stopping_ || ending_ || request.ticket->cancelled()) {
         refused.push_back(std::move(*it));
         it = queue_.erase(it);
         continue;
@@ -227,7 +249,10 @@ void Engine::Admit() {
   for (auto& request : refused) {
     // Never admitted: nothing was fed, the session (if any) goes back as it was.
     request->slot.reset();
-    request->sink->OnFinish(FinishReason::kCancelled,
+    const FinishReason reason = request->ticket->cancelled()
+                                    ? FinishReason::kCancelled
+                                    : Ending().value_or(FinishReason::kCancelled);
+    request->sink->OnFinish(reason,
                             {static_cast<int64_t>(request->prompt.size()), 0, 0,
                              absl::ToDoubleSeconds(absl::Now() - request->arrived)},
                             absl::OkStatus());

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,9 +49,10 @@ struct EngineOptions {
   absl::Status Validate() const;
 };
 
-// kError: the model failed (e.g. the device ran out of memory); the request's session, whose state
-// is then unknown, is closed.
-enum class FinishReason { kLength, kStop, kEndOfSequence, kCancelled, kError };
+// kShutdown: a drain ran out of time (Engine::EndRequests) before the request finished; the text
+// sent is complete. kError: the model failed (e.g. the device ran out of memory); the request's
+// session, whose state is then unknown, is closed.
+enum class FinishReason { kLength, kStop, kEndOfSequence, kCancelled, kShutdown, kError };
 
 struct GenerationUsage {
   int64_t prompt_tokens = 0;
@@ -130,6 +132,15 @@ class Engine {
   absl::StatusOr<std::string> ExportSession(const std::string& id, const std::string& tenant);
   absl::StatusOr<SessionInfo> ImportSession(const std::string& bytes, const std::string& tenant);
 
+  // Draining, for a graceful shutdown: from now on new requests and new sessions are refused
+  // (UNAVAILABLE) while those running and queued go on.
+  void Drain();
+  // Ends every running and queued request within a step, each with its final message
+  // (kShutdown); sessions keep the text sent.
+  void EndRequests();
+  // No request running or queued.
+  bool Idle();
+
   EngineInfo Info();
   const Tokenizer& tokenizer() const { return *checkpoint_.tokenizer; }
   const TransformerLM& model() const { return checkpoint_.model; }
@@ -161,8 +172,10 @@ class Engine {
   // Returns finished requests' slots, then sends their final messages.
   void Retire();
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool Stopping();
-  // UNAVAILABLE once shutting down: no new sessions then.
+  // How the engine's shutdown ends a request still running or queued: kCancelled when the
+  // engine is destroyed, kShutdown after EndRequests; nullopt while requests may go on.
+  std::optional<FinishReason> Ending();
+  // UNAVAILABLE once draining or shutting down: no new requests or sessions then.
   absl::Status Accepting();
 
   Checkpoint checkpoint_;
@@ -173,6 +186,8 @@ class Engine {
   absl::Mutex mu_;
   std::deque<std::unique_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;  // EndRequests was called
   int64_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Engine-thread only.

@@ -41,6 +41,8 @@ v1::FinishReason ToProto(FinishReason reason) {
       return v1::FINISH_REASON_END_OF_SEQUENCE;
     case FinishReason::kCancelled:
       return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kShutdown:
+      return v1::FINISH_REASON_SHUTDOWN;
     case FinishReason::kError:
       return v1::FINISH_REASON_UNSPECIFIED;
   }

@@ -18,6 +18,8 @@ namespace recur {
 
 namespace {
 
+constexpr absl::Duration kDrainPoll = absl::Milliseconds(10);
+
 // TLS credentials from the options' PEM files, or plaintext when none are given.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
     const SecurityOptions& security) {
@@ -88,10 +90,20 @@ absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint check
 void RecurServer::Shutdown(absl::Duration drain) {
   if (shut_down_) return;
   shut_down_ = true;
+  // The listener stays open while requests finish, so health probes see NOT_SERVING and new
+  // calls get UNAVAILABLE (a load balancer moves them to another replica).
   server_->GetHealthCheckService()->SetServingStatus(false);
-  // Waits for in-flight calls until the deadline, then cancels them (their streams end within one
-  // engine step).
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + drain));
+  engine_->Drain();
+  const absl::Time deadline = absl::Now() + drain;
+  while (!engine_->Idle() && absl::Now() < deadline) absl::SleepFor(kDrainPoll);
+  if (!engine_->Idle()) {
+    LOG(INFO) << "drain timeout: ending the requests still running, each with its final message";
+    engine_->EndRequests();
+    const absl::Time ended = absl::Now() + absl::Seconds(10);  // within a step; bounded anyway
+    while (!engine_->Idle() && absl::Now() < ended) absl::SleepFor(kDrainPoll);
+  }
+  // The final messages are written; then gRPC cancels whatever is left.
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   server_->Wait();
 }
 

@@ -49,7 +49,9 @@ class RecurServer {
   Metrics& metrics() { return *metrics_; }
   const Authenticator& authenticator() const { return authenticator_; }
 
-  // Stops accepting calls, lets in-flight ones finish for up to `drain`, then cancels the rest.
+  // Drains: health turns NOT_SERVING and new calls are refused (UNAVAILABLE) while the requests
+  // running or queued finish, for up to `drain`; those still running then end with a final
+  // message (FINISH_REASON_SHUTDOWN, with usage). Then the listener closes.
   void Shutdown(absl::Duration drain);
 
  private:

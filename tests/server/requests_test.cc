@@ -379,6 +379,46 @@ TEST_F(RequestsTest, ADeadlineIsCountedAsDeadlineExceeded) {
   EXPECT_EQ(Sample(scrape, "recur_requests_total{code=\"CANCELLED\"}"), -1);
 }
 
+// On SIGTERM (Shutdown) the listener used to close at once: no probe ever saw NOT_SERVING, and a
+// stream cut at the drain timeout ended with a bare UNAVAILABLE. Now health turns NOT_SERVING and
+// new calls are refused while streams finish, and one still running at the timeout ends with a
+// final message (finish reason SHUTDOWN and usage) and OK.
+TEST_F(RequestsTest, DrainingTurnsHealthNotServingAndEndsStreamsWithAFinalMessage) {
+  // A word-level model: its <eos> is a line end, so the stream runs to max_tokens.
+  WriteWordTestCheckpoint(dir_->Join("words"), AttentionKind::kLinear);
+  server_ = StartTestServer(dir_->Join("words"));
+  ASSERT_NE(server_, nullptr);
+  client_ = std::make_unique<RecurClient>(Address(*server_), absl::Seconds(60));
+  Streamed out;
+  std::atomic<int> received{0};
+  std::thread stream([&] {
+    out.status = client_->Generate(
+        MakeRequest("the cat", 4096, 1.0), [&](const v1::GenerateResponse& message) {
+          out.ids.insert(out.ids.end(), message.token_ids().begin(), message.token_ids().end());
+          out.last = message;
+          ++received;
+        });
+  });
+  while (received < 5) absl::SleepFor(absl::Milliseconds(1));
+  std::thread shutdown([&] { server_->Shutdown(absl::Milliseconds(300)); });
+  RecurClient probe(Address(*server_), absl::Seconds(5));
+  absl::StatusOr<std::string> health;
+  const absl::Time until = absl::Now() + absl::Seconds(1);
+  do {
+    health = probe.Health();
+  } while (health.ok() && *health == "SERVING" && absl::Now() < until);
+  ASSERT_TRUE(health.ok()) << "the listener stays open while draining: " << health.status();
+  EXPECT_EQ(*health, "NOT_SERVING");
+  EXPECT_EQ(Stream(probe, MakeRequest("late", 3)).status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(probe.CreateSession().status().code(), absl::StatusCode::kUnavailable);
+  shutdown.join();
+  stream.join();
+  EXPECT_TRUE(out.status.ok()) << out.status;
+  EXPECT_EQ(out.last.finish_reason(), v1::FINISH_REASON_SHUTDOWN);
+  EXPECT_EQ(out.last.usage().generated_tokens(), static_cast<int64_t>(out.ids.size()));
+  EXPECT_LT(out.ids.size(), 4096u);
+}
+
 TEST_F(RequestsTest, MetricsEndpointServesTheSeriesWithSensibleValues) {
   Start({}, /*metrics=*/true);
   ASSERT_GT(server_->metrics_port(), 0);
