@@ -39,6 +39,18 @@ struct Engine::Request {
   bool finished() const { return phase == RequestPhase::kFinished; }
 };
 
+namespace {
+
+// Why a one-off request cannot get a slot and will not get one by waiting.
+absl::Status SlotsHeldBySessions(int64_t slots) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("all ", slots,
+                   " slots are held by open sessions: close one (CloseSession), wait for the idle "
+                   "TTL, or raise --max_sessions"));
+}
+
+}  // namespace
+
 absl::Status EngineOptions::Validate() const {
   if (max_sessions < 1)
     return absl::InvalidArgumentError("the server needs at least one session slot");
@@ -159,6 +171,8 @@ absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
       return absl::InvalidArgumentError("prompt is empty and the session has no text yet");
     }
     request->slot = *std::move(lease);
+  } else if (sessions_.FullOfSessions()) {
+    return SlotsHeldBySessions(sessions_.max_slots());
   }
   queue_.push_back(std::move(request));
   UpdateGauges();
@@ -233,6 +247,12 @@ void Engine::Admit() {
       }
       if (!request.slot.has_value()) {
         auto slot = sessions_.Reserve();
+        if (!slot.ok() && sessions_.FullOfSessions()) {
+          request.error = SlotsHeldBySessions(sessions_.max_slots());  // none will free itself
+          refused.push_back(std::move(*it));
+          it = queue_.erase(it);
+          continue;
+        }
         if (!slot.ok()) {
           ++it;  // waits for a slot; requests on existing sessions may still pass it
           continue;
@@ -249,13 +269,14 @@ void Engine::Admit() {
   for (auto& request : refused) {
     // Never admitted: nothing was fed, the session (if any) goes back as it was.
     request->slot.reset();
-    const FinishReason reason = request->ticket->cancelled()
-                                    ? FinishReason::kCancelled
-                                    : Ending().value_or(FinishReason::kCancelled);
+    FinishReason reason = request->ticket->cancelled()
+                              ? FinishReason::kCancelled
+                              : Ending().value_or(FinishReason::kCancelled);
+    if (!request->error.ok()) reason = FinishReason::kError;
     request->sink->OnFinish(reason,
                             {static_cast<int64_t>(request->prompt.size()), 0, 0,
                              absl::ToDoubleSeconds(absl::Now() - request->arrived)},
-                            absl::OkStatus());
+                            request->error);
   }
   for (auto& request : admitted) {
     Start(*request);

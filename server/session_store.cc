@@ -204,6 +204,11 @@ void SessionStore::CloseIdle(absl::Time now) {
   UpdateGauges();
 }
 
+bool SessionStore::FullOfSessions() {
+  absl::MutexLock lock(&mu_);
+  return SlotsInUse() >= options_.max_slots && unnamed_slots_ == 0;
+}
+
 int64_t SessionStore::slots_in_use() {
   absl::MutexLock lock(&mu_);
   return SlotsInUse();

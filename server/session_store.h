@@ -112,6 +112,10 @@ class SessionStore {
   // Closes sessions idle for longer than the options' TTL as of `now`.
   void CloseIdle(absl::Time now);
 
+  // Every slot is taken and each by a session: none will free by itself (only a close or the
+  // idle TTL frees one), so a request waiting for a slot would wait for nothing.
+  bool FullOfSessions();
+
   int64_t max_slots() const { return options_.max_slots; }
   int64_t slots_in_use();
   int64_t state_bytes_in_use();

@@ -39,6 +39,14 @@ class RequestsTest : public ::testing::Test {
     client_ = std::make_unique<RecurClient>(Address(*server_), absl::Seconds(60));
   }
 
+  // A word-level model (its <eos> is a line end, so streams run to max_tokens).
+  void StartWordModel(EngineOptions options = {}) {
+    WriteWordTestCheckpoint(dir_->Join("words"), AttentionKind::kLinear);
+    server_ = StartTestServer(dir_->Join("words"), options);
+    ASSERT_NE(server_, nullptr);
+    client_ = std::make_unique<RecurClient>(Address(*server_), absl::Seconds(60));
+  }
+
   static TempDir* dir_;
   std::unique_ptr<RecurServer> server_;
   std::unique_ptr<RecurClient> client_;
@@ -148,7 +156,7 @@ TEST_F(RequestsTest, NoFreeSlotAndAFullQueueAreResourceExhausted) {
   EngineOptions options;
   options.max_sessions = 2;
   options.max_queue = 1;
-  Start(options);
+  StartWordModel(options);  // its streams run to max_tokens: no end of document
   auto a = client_->CreateSession();
   auto b = client_->CreateSession();
   ASSERT_TRUE(a.ok() && b.ok());
@@ -158,22 +166,41 @@ TEST_F(RequestsTest, NoFreeSlotAndAFullQueueAreResourceExhausted) {
   EXPECT_EQ(client_->ForkSession(a->session_id()).status().code(),
             absl::StatusCode::kResourceExhausted);
 
-  // A one-off request waits in the queue for a slot; one more does not fit in the queue.
+  // Every slot held by an idle session: nothing would free one (but a close or the idle TTL), so
+  // a one-off request is refused at once instead of waiting for its deadline.
+  const absl::Time asked = absl::Now();
+  auto held = Stream(*client_, MakeRequest("the cat", 3));
+  EXPECT_EQ(held.status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(held.status.message()), HasSubstr("held by open sessions"));
+  EXPECT_LT(absl::Now() - asked, absl::Seconds(5)) << "refused, not left to wait";
+
+  // A slot held by a running one-off request frees when it ends: the next one-off waits in the
+  // queue; one more does not fit in the queue.
+  ASSERT_TRUE(client_->CloseSession(b->session_id()).ok());
+  Streamed running;
+  std::thread runner([&] {
+    RecurClient client(Address(*server_), absl::Milliseconds(1500));
+    running = Stream(client, MakeRequest("the cat", 4096, 1.0));
+  });
+  absl::Time until = absl::Now() + absl::Seconds(5);
+  while (server_->engine().Info().running_requests == 0 && absl::Now() < until)
+    absl::SleepFor(absl::Milliseconds(2));
   Streamed waiting;
   std::thread waiter([&] {
     RecurClient client(Address(*server_), absl::Seconds(60));
-    waiting = Stream(client, MakeRequest("waiting ", 3));
+    waiting = Stream(client, MakeRequest("the mat", 3));
   });
-  absl::Time until = absl::Now() + absl::Seconds(5);
+  until = absl::Now() + absl::Seconds(5);
   while (server_->engine().Info().queued_requests == 0 && absl::Now() < until)
     absl::SleepFor(absl::Milliseconds(2));
   EXPECT_EQ(server_->engine().Info().queued_requests, 1);
-  auto refused = Stream(*client_, MakeRequest("refused", 3));
+  auto refused = Stream(*client_, MakeRequest("the sat", 3));
   EXPECT_EQ(refused.status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(refused.status.message()), HasSubstr("queue is full"));
-  // Closing a session frees a slot and the queued request runs.
-  ASSERT_TRUE(client_->CloseSession(b->session_id()).ok());
+  // The running request's deadline ends it; its slot goes to the queued one.
+  runner.join();
   waiter.join();
+  EXPECT_EQ(running.status.code(), absl::StatusCode::kDeadlineExceeded) << running.status;
   EXPECT_TRUE(waiting.status.ok()) << waiting.status;
   EXPECT_EQ(waiting.ids.size(), 3u);
 }
@@ -384,11 +411,7 @@ TEST_F(RequestsTest, ADeadlineIsCountedAsDeadlineExceeded) {
 // new calls are refused while streams finish, and one still running at the timeout ends with a
 // final message (finish reason SHUTDOWN and usage) and OK.
 TEST_F(RequestsTest, DrainingTurnsHealthNotServingAndEndsStreamsWithAFinalMessage) {
-  // A word-level model: its <eos> is a line end, so the stream runs to max_tokens.
-  WriteWordTestCheckpoint(dir_->Join("words"), AttentionKind::kLinear);
-  server_ = StartTestServer(dir_->Join("words"));
-  ASSERT_NE(server_, nullptr);
-  client_ = std::make_unique<RecurClient>(Address(*server_), absl::Seconds(60));
+  StartWordModel();
   Streamed out;
   std::atomic<int> received{0};
   std::thread stream([&] {
