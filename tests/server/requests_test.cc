@@ -156,7 +156,8 @@ TEST_F(RequestsTest, NoFreeSlotAndAFullQueueAreResourceExhausted) {
   EngineOptions options;
   options.max_sessions = 2;
   options.max_queue = 1;
-  StartWordModel(options);  // its streams run to max_tokens: no end of document
+  options.max_tokens = 100'000;  // a stream that outlasts its deadline
+  StartWordModel(options);       // its streams run to max_tokens: no end of document
   auto a = client_->CreateSession();
   auto b = client_->CreateSession();
   ASSERT_TRUE(a.ok() && b.ok());
@@ -180,7 +181,7 @@ TEST_F(RequestsTest, NoFreeSlotAndAFullQueueAreResourceExhausted) {
   Streamed running;
   std::thread runner([&] {
     RecurClient client(Address(*server_), absl::Milliseconds(1500));
-    running = Stream(client, MakeRequest("the cat", 4096, 1.0));
+    running = Stream(client, MakeRequest("the cat", 100'000, 1.0));
   });
   absl::Time until = absl::Now() + absl::Seconds(5);
   while (server_->engine().Info().running_requests == 0 && absl::Now() < until)
