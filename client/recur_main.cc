@@ -108,6 +108,8 @@ const char* FinishName(recur::v1::FinishReason reason) {
       return "cancelled";
     case recur::v1::FINISH_REASON_SHUTDOWN:
       return "shutdown";
+    case recur::v1::FINISH_REASON_CONTEXT_FULL:
+      return "context_full";
     default:
       return "unspecified";
   }

@@ -33,6 +33,8 @@ struct Engine::Request {
   absl::Time arrived, first_token, last_token;
   FinishReason reason = FinishReason::kLength;
   absl::Status error;
+  bool context_bound = false;  // max_tokens was cut to the context limit
+  int64_t kv_reserved_bytes = 0;
 
   Session& session() { return **slot; }
   int64_t unfed() const { return static_cast<int64_t>(feed.size() - fed); }
@@ -58,6 +60,10 @@ absl::Status EngineOptions::Validate() const {
   if (max_tokens < 1 || default_max_tokens < 1 || default_max_tokens > max_tokens) {
     return absl::InvalidArgumentError(
         "--max_tokens and --default_max_tokens must be >= 1, the default no larger than the cap");
+  }
+  if (max_context_tokens < 2 || kv_cache_budget_bytes < 1) {
+    return absl::InvalidArgumentError(
+        "--max_context_tokens must be >= 2 and --kv_cache_memory_mb >= 1");
   }
   if (max_prompt_tokens < 1 || prefill_chunk < 1) {
     return absl::InvalidArgumentError("--max_prompt_tokens and --prefill_chunk must be >= 1");
@@ -85,6 +91,10 @@ Engine::Engine(Checkpoint checkpoint, EngineOptions options, std::shared_ptr<Met
                 *metrics_) {
   checkpoint_.model->to(options_.device);
   checkpoint_.model->eval();
+  if (checkpoint_.config.attention == AttentionKind::kSoftmax) {
+    metrics_->max_context_tokens.Set(static_cast<double>(options_.max_context_tokens));
+    metrics_->kv_cache_budget_bytes.Set(static_cast<double>(options_.kv_cache_budget_bytes));
+  }
   last_ttl_sweep_ = absl::Now();
   thread_ = std::thread([this] { Loop(); });
 }
@@ -174,6 +184,8 @@ absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
   } else if (sessions_.FullOfSessions()) {
     return SlotsHeldBySessions(sessions_.max_slots());
   }
+  const int64_t context = request->slot.has_value() ? (*request->slot)->state.tokens() : 0;
+  RECUR_RETURN_IF_ERROR(ReserveKeyValues(*request, context));
   queue_.push_back(std::move(request));
   UpdateGauges();
   return ticket;
@@ -241,6 +253,7 @@ void Engine::Admit() {
     for (auto it = queue_.begin(); it != queue_.end();) {
       Request& request = **it;
       if (stopping_ || ending_ || request.ticket->cancelled()) {
+        kv_reserved_bytes_ -= request.kv_reserved_bytes;
         refused.push_back(std::move(*it));
         it = queue_.erase(it);
         continue;
@@ -249,6 +262,7 @@ void Engine::Admit() {
         auto slot = sessions_.Reserve();
         if (!slot.ok() && sessions_.FullOfSessions()) {
           request.error = SlotsHeldBySessions(sessions_.max_slots());  // none will free itself
+          kv_reserved_bytes_ -= request.kv_reserved_bytes;
           refused.push_back(std::move(*it));
           it = queue_.erase(it);
           continue;
@@ -393,7 +407,7 @@ void Engine::Emit(Request& request, const float* logits) {
   if (out.stopped) {
     Finish(request, FinishReason::kStop);
   } else if (request.generated >= request.max_tokens) {
-    Finish(request, FinishReason::kLength);
+    Finish(request, request.context_bound ? FinishReason::kContextFull : FinishReason::kLength);
   }
 }
 
@@ -478,6 +492,7 @@ void Engine::Retire() {
   {
     absl::MutexLock lock(&mu_);
     running_count_ -= finished.size();
+    for (const auto& request : finished) kv_reserved_bytes_ -= request->kv_reserved_bytes;
     UpdateGauges();
   }
   for (auto& request : finished) {
@@ -495,6 +510,7 @@ void Engine::Retire() {
 void Engine::UpdateGauges() {
   metrics_->running_requests.Set(static_cast<double>(running_count_));
   metrics_->queued_requests.Set(static_cast<double>(queue_.size()));
+  metrics_->kv_cache_bytes.Set(static_cast<double>(KeyValueBytesInUse()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -535,6 +551,44 @@ absl::StatusOr<SessionInfo> Engine::ImportSession(const std::string& bytes,
   return sessions_.Open(std::move(slot), tenant);
 }
 
+absl::Status Engine::ReserveKeyValues(Request& request, int64_t context) {
+  const ModelConfig& config = checkpoint_.config;
+  if (config.attention != AttentionKind::kSoftmax) return absl::OkStatus();
+  // The pending tokens are fed with the prompt; the context then grows by one a generated token.
+  const int64_t fed = context + static_cast<int64_t>(request.prompt.size());
+  if (fed >= options_.max_context_tokens) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the context would hold ", fed,
+                     " tokens with this prompt, and softmax attention keeps at "
+                     "most ",
+                     options_.max_context_tokens,
+                     " (--max_context_tokens) with room to generate: ", "start a new session"));
+  }
+  if (fed + request.max_tokens > options_.max_context_tokens) {
+    request.max_tokens = options_.max_context_tokens - fed;
+    request.context_bound = true;
+  }
+  // The session's own tokens are counted with the sessions; the request reserves what it adds.
+  const int64_t bytes = (static_cast<int64_t>(request.prompt.size()) + request.max_tokens) *
+                        config.KvCacheBytesPerToken();
+  if (KeyValueBytesInUse() + bytes > options_.kv_cache_budget_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the key/value caches would exceed their budget of ", options_.kv_cache_budget_bytes,
+        " bytes (--kv_cache_memory_mb): ", KeyValueBytesInUse(), " in use, this request needs ",
+        bytes, "; close sessions or ask for fewer tokens"));
+  }
+  request.kv_reserved_bytes = bytes;
+  kv_reserved_bytes_ += bytes;
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
+int64_t Engine::KeyValueBytesInUse() {
+  if (checkpoint_.config.attention != AttentionKind::kSoftmax) return 0;
+  return sessions_.tokens_in_sessions() * checkpoint_.config.KvCacheBytesPerToken() +
+         kv_reserved_bytes_;
+}
+
 EngineInfo Engine::Info() {
   EngineInfo info;
   info.config = checkpoint_.config;
@@ -551,6 +605,11 @@ EngineInfo Engine::Info() {
   info.sessions_in_use = sessions_.slots_in_use();
   info.state_bytes_in_use = sessions_.state_bytes_in_use();
   absl::MutexLock lock(&mu_);
+  if (checkpoint_.config.attention == AttentionKind::kSoftmax) {
+    info.max_context_tokens = options_.max_context_tokens;
+    info.kv_cache_budget_bytes = options_.kv_cache_budget_bytes;
+    info.kv_cache_bytes_in_use = KeyValueBytesInUse();
+  }
   info.running_requests = running_count_;
   info.queued_requests = static_cast<int64_t>(queue_.size());
   return info;

@@ -44,6 +44,12 @@ struct EngineOptions {
   int64_t max_prompt_tokens = 32768;
   int64_t prefill_chunk = 256;  // prompt tokens fed per engine iteration, over all requests
   absl::Duration session_ttl = absl::Minutes(30);  // idle sessions are closed after this
+  // Softmax attention only, whose key/value cache grows with the text: the most tokens one
+  // session's context may hold, and the key/value bytes all sessions and running requests may
+  // hold together, counted as tokens × ModelConfig::KvCacheBytesPerToken() (the allocation is up
+  // to twice that: caches grow by doubling).
+  int64_t max_context_tokens = 8192;
+  int64_t kv_cache_budget_bytes = int64_t{2} << 30;
 
   // INVALID_ARGUMENT naming the flag (recur-server's) that is out of range, or OK.
   absl::Status Validate() const;
@@ -52,7 +58,16 @@ struct EngineOptions {
 // kShutdown: a drain ran out of time (Engine::EndRequests) before the request finished; the text
 // sent is complete. kError: the model failed (e.g. the device ran out of memory); the request's
 // session, whose state is then unknown, is closed.
-enum class FinishReason { kLength, kStop, kEndOfSequence, kCancelled, kShutdown, kError };
+// kContextFull: softmax attention, the session reached EngineOptions::max_context_tokens.
+enum class FinishReason {
+  kLength,
+  kStop,
+  kEndOfSequence,
+  kContextFull,
+  kCancelled,
+  kShutdown,
+  kError
+};
 
 struct GenerationUsage {
   int64_t prompt_tokens = 0;
@@ -104,6 +119,9 @@ struct EngineInfo {
   std::string device;
   int64_t max_tokens = 0;
   int64_t max_prompt_tokens = 0;
+  int64_t max_context_tokens = 0;  // softmax; 0 for linear attention
+  int64_t kv_cache_budget_bytes = 0;
+  int64_t kv_cache_bytes_in_use = 0;
 };
 
 class Engine {
@@ -172,6 +190,12 @@ class Engine {
   // Returns finished requests' slots, then sends their final messages.
   void Retire();
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Softmax attention: bounds `request` (whose session, if any, holds `context` tokens) by the
+  // context limit and reserves its new tokens in the key/value budget; RESOURCE_EXHAUSTED when
+  // either is spent, nothing reserved then.
+  absl::Status ReserveKeyValues(Request& request, int64_t context)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t KeyValueBytesInUse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How the engine's shutdown ends a request still running or queued: kCancelled when the
   // engine is destroyed, kShutdown after EndRequests; nullopt while requests may go on.
   std::optional<FinishReason> Ending();
@@ -189,6 +213,7 @@ class Engine {
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool ending_ ABSL_GUARDED_BY(mu_) = false;  // EndRequests was called
   int64_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t kv_reserved_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // new tokens of queued and running requests
 
   // Engine-thread only.
   std::vector<std::unique_ptr<Request>> running_;  // admitted, in arrival order

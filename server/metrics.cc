@@ -63,6 +63,14 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
           MakeGauge(*registry, "recur_queued_requests", "Generate requests waiting for a slot.")),
       state_bytes(
           MakeGauge(*registry, "recur_state_bytes", "Bytes of model state held by all slots.")),
+      kv_cache_bytes(MakeGauge(
+          *registry, "recur_kv_cache_bytes",
+          "Softmax attention: key/value bytes held by sessions and reserved by running requests.")),
+      kv_cache_budget_bytes(
+          MakeGauge(*registry, "recur_kv_cache_budget_bytes",
+                    "Softmax attention: the key/value budget (--kv_cache_memory_mb).")),
+      max_context_tokens(MakeGauge(*registry, "recur_max_context_tokens",
+                                   "Softmax attention: the most tokens one session may hold.")),
       registry_(std::move(registry)),
       requests_(prometheus::BuildCounter()
                     .Name("recur_requests_total")

@@ -35,6 +35,11 @@ class Metrics {
   prometheus::Gauge& running_requests;  // admitted: prefilling or decoding
   prometheus::Gauge& queued_requests;   // waiting for a slot
   prometheus::Gauge& state_bytes;       // model state held by all slots
+  // Softmax attention only (0 otherwise): the key/value tokens' bytes held and reserved, the
+  // budget, and one session's context limit.
+  prometheus::Gauge& kv_cache_bytes;
+  prometheus::Gauge& kv_cache_budget_bytes;
+  prometheus::Gauge& max_context_tokens;
 
  private:
   explicit Metrics(std::shared_ptr<prometheus::Registry> registry);

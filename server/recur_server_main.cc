@@ -29,6 +29,11 @@ ABSL_FLAG(int64_t, default_max_tokens, 128, "max_tokens when a request leaves it
 ABSL_FLAG(int64_t, max_prompt_tokens, 32768, "Longest prompt accepted, in tokens");
 ABSL_FLAG(int64_t, prefill_chunk, 256,
           "Prompt tokens fed per engine step, so long prompts do not stall streams");
+ABSL_FLAG(int64_t, max_context_tokens, 8192,
+          "Softmax attention: the most tokens one session's context may hold (its key/value "
+          "cache grows with the text)");
+ABSL_FLAG(int64_t, kv_cache_memory_mb, 2048,
+          "Softmax attention: the key/value bytes all sessions and running requests may hold");
 ABSL_FLAG(absl::Duration, session_ttl, absl::Minutes(30), "Sessions idle this long are closed");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate chain: serve gRPC over TLS (with --tls_key_file)");
@@ -100,12 +105,14 @@ int main(int argc, char** argv) {
   engine.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
   engine.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
   engine.session_ttl = absl::GetFlag(FLAGS_session_ttl);
+  engine.max_context_tokens = absl::GetFlag(FLAGS_max_context_tokens);
+  engine.kv_cache_budget_bytes = absl::GetFlag(FLAGS_kv_cache_memory_mb) << 20;
   const int64_t budget_mb = absl::GetFlag(FLAGS_state_memory_mb);
   if (budget_mb > 0) {
     if (checkpoint->config.attention != recur::AttentionKind::kLinear) {
       return recur::Fail(
           "--state_memory_mb sizes constant-size linear-attention slots; use --max_sessions for "
-          "softmax");
+          "softmax, with --kv_cache_memory_mb and --max_context_tokens");
     }
     engine.max_sessions = budget_mb * (1 << 20) / checkpoint->config.SlotBytes();
   }

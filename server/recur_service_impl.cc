@@ -43,6 +43,8 @@ v1::FinishReason ToProto(FinishReason reason) {
       return v1::FINISH_REASON_CANCELLED;
     case FinishReason::kShutdown:
       return v1::FINISH_REASON_SHUTDOWN;
+    case FinishReason::kContextFull:
+      return v1::FINISH_REASON_CONTEXT_FULL;
     case FinishReason::kError:
       return v1::FINISH_REASON_UNSPECIFIED;
   }
@@ -328,6 +330,9 @@ grpc::ServerUnaryReactor* RecurServiceImpl::GetModelInfo(grpc::CallbackServerCon
   response->set_config_json(info.config.ToJson());
   response->set_max_tokens(info.max_tokens);
   response->set_max_prompt_tokens(info.max_prompt_tokens);
+  response->set_max_context_tokens(info.max_context_tokens);
+  response->set_kv_cache_budget_bytes(info.kv_cache_budget_bytes);
+  response->set_kv_cache_bytes_in_use(info.kv_cache_bytes_in_use);
   return Reply(context, absl::OkStatus());
 }
 

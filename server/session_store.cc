@@ -214,6 +214,13 @@ int64_t SessionStore::slots_in_use() {
   return SlotsInUse();
 }
 
+int64_t SessionStore::tokens_in_sessions() {
+  absl::MutexLock lock(&mu_);
+  int64_t tokens = 0;
+  for (const auto& [id, slot] : sessions_) tokens += slot->tokens;
+  return tokens;
+}
+
 int64_t SessionStore::state_bytes_in_use() {
   absl::MutexLock lock(&mu_);
   return StateBytesInUse();

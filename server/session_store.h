@@ -118,6 +118,8 @@ class SessionStore {
 
   int64_t max_slots() const { return options_.max_slots; }
   int64_t slots_in_use();
+  // The sessions' tokens as of their last lease (softmax's key/value accounting).
+  int64_t tokens_in_sessions();
   int64_t state_bytes_in_use();
 
  private:

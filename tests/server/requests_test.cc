@@ -443,6 +443,59 @@ TEST_F(RequestsTest, DrainingTurnsHealthNotServingAndEndsStreamsWithAFinalMessag
   EXPECT_LT(out.ids.size(), 4096u);
 }
 
+// A softmax session's key/value cache grew with every turn (80,004 tokens, 134 MB on a tiny model)
+// and nothing capped the total. Now a session's context stops at --max_context_tokens (the stream
+// ends CONTEXT_FULL, a prompt that would pass it is RESOURCE_EXHAUSTED, the session intact), and
+// all caches together stay within --kv_cache_memory_mb; both are in GetModelInfo and the metrics.
+TEST_F(RequestsTest, SoftmaxContextsAndTheirTotalAreBounded) {
+  WriteWordTestCheckpoint(dir_->Join("softmax_words"), AttentionKind::kSoftmax);
+  Checkpoint checkpoint = LoadTestCheckpoint(dir_->Join("softmax_words"));
+  const int64_t per_token = checkpoint.config.KvCacheBytesPerToken();
+  EngineOptions options;
+  options.max_context_tokens = 40;
+  options.kv_cache_budget_bytes = 100 * per_token;
+  server_ = StartTestServer(dir_->Join("softmax_words"), options, /*metrics=*/true);
+  ASSERT_NE(server_, nullptr);
+  client_ = std::make_unique<RecurClient>(Address(*server_), absl::Seconds(60));
+
+  auto info = client_->GetModelInfo();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->max_context_tokens(), 40);
+  EXPECT_EQ(info->kv_cache_budget_bytes(), 100 * per_token);
+  auto session = client_->CreateSession();
+  ASSERT_TRUE(session.ok());
+  const std::string id = session->session_id();
+  auto full = Stream(*client_, MakeRequest("the cat sat on a mat", 100, 1.0, 0, id));
+  ASSERT_TRUE(full.status.ok()) << full.status;
+  EXPECT_EQ(full.last.finish_reason(), v1::FINISH_REASON_CONTEXT_FULL);
+  EXPECT_EQ(full.ids.size(), 40u - 6u);
+  EXPECT_EQ(client_->GetSession(id)->tokens(), 40);
+  auto over = Stream(*client_, MakeRequest("the", 5, 1.0, 0, id));
+  EXPECT_EQ(over.status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(over.status.message()), HasSubstr("--max_context_tokens"));
+  EXPECT_EQ(client_->GetSession(id)->tokens(), 40) << "the refused turn left the session as it was";
+  EXPECT_FALSE(client_->GetSession(id)->busy());
+
+  // 40 tokens are held; a one-off request of 6 + 30 fits the budget of 100. With a second full
+  // session (80 held) it does not.
+  EXPECT_TRUE(Stream(*client_, MakeRequest("the cat sat on a mat", 30, 1.0)).status.ok());
+  auto second = client_->CreateSession();
+  ASSERT_TRUE(second.ok());
+  EXPECT_TRUE(
+      Stream(*client_, MakeRequest("the cat", 100, 1.0, 0, second->session_id())).status.ok());
+  auto spent = Stream(*client_, MakeRequest("the cat sat on a mat", 30, 1.0));
+  EXPECT_EQ(spent.status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(spent.status.message()), HasSubstr("--kv_cache_memory_mb"));
+  const std::string scrape = Scrape(server_->metrics_port());
+  EXPECT_EQ(Sample(scrape, "recur_kv_cache_bytes"), 80 * per_token) << scrape;
+  EXPECT_EQ(Sample(scrape, "recur_kv_cache_budget_bytes"), 100 * per_token);
+  EXPECT_EQ(Sample(scrape, "recur_max_context_tokens"), 40);
+  EXPECT_EQ(client_->GetModelInfo()->kv_cache_bytes_in_use(), 80 * per_token);
+  ASSERT_TRUE(client_->CloseSession(id).ok());
+  EXPECT_TRUE(Stream(*client_, MakeRequest("the cat sat on a mat", 30, 1.0)).status.ok())
+      << "closing a session gave its tokens back";
+}
+
 TEST_F(RequestsTest, MetricsEndpointServesTheSeriesWithSensibleValues) {
   Start({}, /*metrics=*/true);
   ASSERT_GT(server_->metrics_port(), 0);
