@@ -10,7 +10,7 @@ packages=(
   libabsl-dev prometheus-cpp-dev nlohmann-json3-dev
   libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
-  libcpp-httplib-dev openssl
+  libcpp-httplib-dev openssl clang-14 libclang-rt-14-dev
   fortunes-min fortunes gnuplot-nox
 )
 

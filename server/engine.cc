@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "glog/logging.h"
-#include "model/utf8.h"
 #include "server/text_stream.h"
 
 namespace recur {
@@ -143,26 +142,13 @@ absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
     GenerationRequest params, std::shared_ptr<GenerationSink> sink) {
   auto request = std::make_unique<Request>();
   request->arrived = absl::Now();
-  request->max_tokens = params.max_tokens == 0 ? options_.default_max_tokens : params.max_tokens;
-  if (request->max_tokens < 1 || request->max_tokens > options_.max_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_tokens must be in [1, ", options_.max_tokens, "], got ", params.max_tokens));
-  }
-  RECUR_RETURN_IF_ERROR(params.sampling.Validate());
-  if (!IsValidUtf8(params.prompt)) return absl::InvalidArgumentError("prompt is not valid UTF-8");
-  for (const auto& stop : params.stop) {
-    if (!IsValidUtf8(stop)) return absl::InvalidArgumentError("a stop sequence is not valid UTF-8");
-  }
-  if (params.prompt.empty() && params.session_id.empty()) {
-    return absl::InvalidArgumentError(
-        "prompt is empty and no session is given: nothing to continue from");
-  }
-  request->prompt = checkpoint_.tokenizer->Encode(params.prompt);
-  if (static_cast<int64_t>(request->prompt.size()) > options_.max_prompt_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt is ", request->prompt.size(),
-                                                   " tokens, over the limit of ",
-                                                   options_.max_prompt_tokens));
-  }
+  RECUR_ASSIGN_OR_RETURN(
+      CheckedRequest checked,
+      CheckRequest(params,
+                   {options_.max_tokens, options_.default_max_tokens, options_.max_prompt_tokens},
+                   *checkpoint_.tokenizer));
+  request->prompt = std::move(checked.prompt);
+  request->max_tokens = checked.max_tokens;
   request->ticket = std::make_shared<GenerationTicket>();
   request->sink = std::move(sink);
   request->params = std::move(params);

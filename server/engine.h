@@ -28,6 +28,7 @@
 #include "model/checkpoint.h"
 #include "model/model_state.h"
 #include "model/sampling.h"
+#include "server/generation_request.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
 #include "server/session_codec.h"
@@ -84,15 +85,6 @@ class GenerationSink {
   // Called exactly once per accepted request, last. `error` is set when `reason` is kError.
   virtual void OnFinish(FinishReason reason, const GenerationUsage& usage,
                         const absl::Status& error) = 0;
-};
-
-struct GenerationRequest {
-  std::string prompt;      // UTF-8; may be empty when continuing a session with text
-  std::string session_id;  // empty: a one-off request
-  int64_t max_tokens = 0;  // 0: EngineOptions::default_max_tokens
-  SamplingParams sampling;
-  std::vector<std::string> stop;
-  std::string tenant;  // the caller's (server/authenticator.h): others' sessions are NOT_FOUND
 };
 
 // Lets the caller stop an accepted request; the engine ends it within one step.

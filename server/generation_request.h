@@ -1,0 +1,51 @@
+#ifndef RECUR_SERVER_GENERATION_REQUEST_H_
+#define RECUR_SERVER_GENERATION_REQUEST_H_
+
+// A Generate request as the engine takes it, and the checks every request passes before it
+// queues: the same for every front end (gRPC today), and fuzzed (tests/fuzz/).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/sampling.h"
+#include "model/tokenizer.h"
+
+namespace recur {
+
+struct GenerationRequest {
+  std::string prompt;      // UTF-8; may be empty when continuing a session with text
+  std::string session_id;  // empty: a one-off request
+  int64_t max_tokens = 0;  // 0: RequestLimits::default_max_tokens
+  SamplingParams sampling;
+  std::vector<std::string> stop;
+  std::string tenant;  // the caller's (server/authenticator.h): others' sessions are NOT_FOUND
+};
+
+// The server's limits on one request (EngineOptions' fields of the same names).
+struct RequestLimits {
+  int64_t max_tokens = 4096;
+  int64_t default_max_tokens = 128;
+  int64_t max_prompt_tokens = 32768;
+};
+
+// At most this many stop sequences of at most this many bytes each.
+inline constexpr size_t kMaxStopSequences = 16;
+inline constexpr size_t kMaxStopBytes = 1024;
+
+struct CheckedRequest {
+  std::vector<int64_t> prompt;  // encoded, at most max_prompt_tokens
+  int64_t max_tokens = 0;       // in [1, limits.max_tokens]
+};
+
+// INVALID_ARGUMENT naming what is wrong (max_tokens out of range, sampling parameters, a prompt
+// or stop sequence that is not UTF-8, too many or too long stop sequences, an empty prompt
+// without a session, a prompt over the limit); otherwise the encoded prompt and max_tokens.
+absl::StatusOr<CheckedRequest> CheckRequest(const GenerationRequest& request,
+                                            const RequestLimits& limits,
+                                            const Tokenizer& tokenizer);
+
+}  // namespace recur
+
+#endif  // RECUR_SERVER_GENERATION_REQUEST_H_
