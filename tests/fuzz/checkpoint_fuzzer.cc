@@ -3,7 +3,9 @@
 // matches its weights, never a crash or an allocation the weights file does not back.
 
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -35,6 +37,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (!recur::SaveCheckpoint(Directory().string(), model, recur::ByteTokenizer(), {}).ok()) {
     __builtin_trap();
   }
+  std::atexit([] {
+    std::error_code ignored;
+    std::filesystem::remove_all(Directory(), ignored);
+  });
   return 0;
 }
 
