@@ -3,7 +3,7 @@
 set datafile separator ","
 set terminal pngcairo size 900,420 font "sans,10"
 set output out
-set key top left
+set key bottom right
 set xlabel "seconds"
 set ylabel "resident memory (MiB)"
 set y2label "calls completed"
