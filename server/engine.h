@@ -126,9 +126,10 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Accepts a request or says why not: INVALID_ARGUMENT (bad parameters, empty or over-long
-  // prompt, invalid UTF-8), NOT_FOUND (unknown session), FAILED_PRECONDITION (the session is
-  // busy), RESOURCE_EXHAUSTED (the queue is full), UNAVAILABLE (shutting down).
+  // Accepts a request or says why not: INVALID_ARGUMENT (CheckRequest's checks), NOT_FOUND
+  // (unknown session, or another tenant's), FAILED_PRECONDITION (the session is busy),
+  // RESOURCE_EXHAUSTED (the queue is full; a one-off request while every slot is held by a
+  // session; softmax: the context limit or the key/value budget), UNAVAILABLE (draining).
   absl::StatusOr<std::shared_ptr<GenerationTicket>> Submit(GenerationRequest request,
                                                            std::shared_ptr<GenerationSink> sink);
 
