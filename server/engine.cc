@@ -170,8 +170,7 @@ absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
   } else if (sessions_.FullOfSessions()) {
     return SlotsHeldBySessions(sessions_.max_slots());
   }
-  const int64_t context = request->slot.has_value() ? (*request->slot)->state.tokens() : 0;
-  RECUR_RETURN_IF_ERROR(ReserveKeyValues(*request, context));
+  RECUR_RETURN_IF_ERROR(ReserveKeyValues(*request));
   queue_.push_back(std::move(request));
   UpdateGauges();
   return ticket;
@@ -238,19 +237,21 @@ void Engine::Admit() {
     absl::MutexLock lock(&mu_);
     for (auto it = queue_.begin(); it != queue_.end();) {
       Request& request = **it;
-      if (stopping_ || ending_ || request.ticket->cancelled()) {
+      // Out of the queue, its key/value reservation given back.
+      auto refuse = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         kv_reserved_bytes_ -= request.kv_reserved_bytes;
         refused.push_back(std::move(*it));
         it = queue_.erase(it);
+      };
+      if (stopping_ || ending_ || request.ticket->cancelled()) {
+        refuse();
         continue;
       }
       if (!request.slot.has_value()) {
         auto slot = sessions_.Reserve();
         if (!slot.ok() && sessions_.FullOfSessions()) {
           request.error = SlotsHeldBySessions(sessions_.max_slots());  // none will free itself
-          kv_reserved_bytes_ -= request.kv_reserved_bytes;
-          refused.push_back(std::move(*it));
-          it = queue_.erase(it);
+          refuse();
           continue;
         }
         if (!slot.ok()) {
@@ -537,18 +538,19 @@ absl::StatusOr<SessionInfo> Engine::ImportSession(const std::string& bytes,
   return sessions_.Open(std::move(slot), tenant);
 }
 
-absl::Status Engine::ReserveKeyValues(Request& request, int64_t context) {
+absl::Status Engine::ReserveKeyValues(Request& request) {
   const ModelConfig& config = checkpoint_.config;
   if (config.attention != AttentionKind::kSoftmax) return absl::OkStatus();
-  // The pending tokens are fed with the prompt; the context then grows by one a generated token.
+  // The session's tokens (its pending ones among them) and the prompt are fed first; then the
+  // context grows by one a generated token.
+  const int64_t context = request.slot.has_value() ? (*request.slot)->state.tokens() : 0;
   const int64_t fed = context + static_cast<int64_t>(request.prompt.size());
   if (fed >= options_.max_context_tokens) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the context would hold ", fed,
-                     " tokens with this prompt, and softmax attention keeps at "
-                     "most ",
-                     options_.max_context_tokens,
-                     " (--max_context_tokens) with room to generate: ", "start a new session"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the context would hold ", fed,
+        " tokens with this prompt; softmax attention keeps at most ", options_.max_context_tokens,
+        " (--max_context_tokens) with room to generate: start a new "
+        "session"));
   }
   if (fed + request.max_tokens > options_.max_context_tokens) {
     request.max_tokens = options_.max_context_tokens - fed;
@@ -557,15 +559,15 @@ absl::Status Engine::ReserveKeyValues(Request& request, int64_t context) {
   // The session's own tokens are counted with the sessions; the request reserves what it adds.
   const int64_t bytes = (static_cast<int64_t>(request.prompt.size()) + request.max_tokens) *
                         config.KvCacheBytesPerToken();
-  if (KeyValueBytesInUse() + bytes > options_.kv_cache_budget_bytes) {
+  const int64_t in_use = KeyValueBytesInUse();
+  if (in_use + bytes > options_.kv_cache_budget_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the key/value caches would exceed their budget of ", options_.kv_cache_budget_bytes,
-        " bytes (--kv_cache_memory_mb): ", KeyValueBytesInUse(), " in use, this request needs ",
-        bytes, "; close sessions or ask for fewer tokens"));
+        " bytes (--kv_cache_memory_mb): ", in_use, " in use, this request needs ", bytes,
+        "; close sessions or ask for fewer tokens"));
   }
   request.kv_reserved_bytes = bytes;
   kv_reserved_bytes_ += bytes;
-  UpdateGauges();
   return absl::OkStatus();
 }
 

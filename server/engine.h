@@ -183,11 +183,10 @@ class Engine {
   // Returns finished requests' slots, then sends their final messages.
   void Retire();
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Softmax attention: bounds `request` (whose session, if any, holds `context` tokens) by the
-  // context limit and reserves its new tokens in the key/value budget; RESOURCE_EXHAUSTED when
-  // either is spent, nothing reserved then.
-  absl::Status ReserveKeyValues(Request& request, int64_t context)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Softmax attention: bounds `request` (and its session's text) by the context limit and
+  // reserves its new tokens in the key/value budget; RESOURCE_EXHAUSTED when either is spent,
+  // nothing reserved then. The caller updates the gauges.
+  absl::Status ReserveKeyValues(Request& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t KeyValueBytesInUse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How the engine's shutdown ends a request still running or queued: kCancelled when the
   // engine is destroyed, kShutdown after EndRequests; nullopt while requests may go on.

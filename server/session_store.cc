@@ -118,16 +118,22 @@ SessionStore::SessionStore(SessionStoreOptions options, int64_t vocab_size, Metr
 
 absl::StatusOr<SessionStore::Lease> SessionStore::Checkout(const std::string& id,
                                                            const std::string& tenant) {
-  RECUR_RETURN_IF_ERROR(CheckSessionId(id));
   absl::MutexLock lock(&mu_);
-  auto it = sessions_.find(id);
-  if (it == sessions_.end() || it->second->session.tenant != tenant) return NoSession(id);
-  if (it->second->busy) {
+  RECUR_ASSIGN_OR_RETURN(std::shared_ptr<Slot> slot, Find(id, tenant));
+  if (slot->busy) {
     return absl::FailedPreconditionError(
         absl::StrCat("session '", id, "' has a request in progress"));
   }
-  it->second->busy = true;
-  return Lease(this, it->second);
+  slot->busy = true;
+  return Lease(this, std::move(slot));
+}
+
+absl::StatusOr<std::shared_ptr<SessionStore::Slot>> SessionStore::Find(const std::string& id,
+                                                                       const std::string& tenant) {
+  RECUR_RETURN_IF_ERROR(CheckSessionId(id));
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second->session.tenant != tenant) return NoSession(id);
+  return it->second;
 }
 
 absl::StatusOr<SessionStore::Lease> SessionStore::Reserve() {
@@ -163,11 +169,9 @@ SessionInfo SessionStore::Open(Lease lease, const std::string& tenant) {
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& id, const std::string& tenant) {
-  RECUR_RETURN_IF_ERROR(CheckSessionId(id));
   absl::MutexLock lock(&mu_);
-  auto it = sessions_.find(id);
-  if (it == sessions_.end() || it->second->session.tenant != tenant) return NoSession(id);
-  return Describe(*it->second);
+  RECUR_ASSIGN_OR_RETURN(const std::shared_ptr<Slot> slot, Find(id, tenant));
+  return Describe(*slot);
 }
 
 absl::Status SessionStore::Close(const std::string& id, const std::string& tenant) {

@@ -123,6 +123,10 @@ class SessionStore {
   int64_t state_bytes_in_use();
 
  private:
+  // `tenant`'s session `id`: NOT_FOUND for a malformed id (checked first), an unknown one or
+  // another tenant's, all alike.
+  absl::StatusOr<std::shared_ptr<Slot>> Find(const std::string& id, const std::string& tenant)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   SessionInfo Describe(const Slot& slot) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   int64_t SlotsInUse() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   int64_t StateBytesInUse() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
