@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "model/token_set.h"
 #include "nlohmann/json.hpp"
 
 namespace recur {
@@ -117,8 +118,10 @@ int64_t ModelConfig::ShortConvBytesPerSequence() const {
   return num_layers * (short_conv - 1) * 3 * d_model * static_cast<int64_t>(sizeof(float));
 }
 
+int64_t ModelConfig::HistoryBytes() const { return TokenSet::BytesFor(vocab_size); }
+
 int64_t ModelConfig::SlotBytes() const {
-  return attention == AttentionKind::kLinear ? StateBytesPerSequence() : 0;
+  return attention == AttentionKind::kLinear ? StateBytesPerSequence() + HistoryBytes() : 0;
 }
 
 int64_t ModelConfig::KvCacheBytesPerToken() const {

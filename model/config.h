@@ -73,9 +73,12 @@ struct ModelConfig {
   int64_t StateBytesPerSequence() const;
   int64_t ShortConvBytesPerSequence() const;
   int64_t KvCacheBytesPerToken() const;
+  // The repetition penalty's history of one session: a bitmap over the vocabulary
+  // (model/token_set.h), ceil(vocab_size / 64) · 8 bytes.
+  int64_t HistoryBytes() const;
   // What one server slot holds whatever its length, the one answer every accounting uses:
-  // StateBytesPerSequence() for linear attention; 0 for softmax attention, whose cache grows with
-  // the text (KvCacheBytesPerToken() a token).
+  // StateBytesPerSequence() + HistoryBytes() for linear attention; 0 for softmax attention, whose
+  // cache grows with the text (KvCacheBytesPerToken() a token).
   int64_t SlotBytes() const;
 
   // The model's parameter count, from the formula (docs/model.md), without building it;

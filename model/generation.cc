@@ -16,14 +16,15 @@ std::vector<int64_t> Generate(TransformerLM& model, const std::vector<int64_t>& 
   auto logits = model->Prefill(prompt_tensor, &state);
 
   Sampler sampler(options.sampling);
-  std::vector<int64_t> history = prompt;
+  TokenSet history(model->config().vocab_size);
+  for (int64_t token : prompt) history.Insert(token);
   std::vector<int64_t> generated;
   while (static_cast<int64_t>(generated.size()) < options.max_tokens) {
     auto row = logits[0].to(torch::kCPU, torch::kFloat32).contiguous();
     const int64_t token =
         sampler.Sample({row.data_ptr<float>(), static_cast<size_t>(row.numel())}, history);
     generated.push_back(token);
-    history.push_back(token);
+    history.Insert(token);
     if (on_token && !on_token(token)) break;
     if (options.stop_at_document_end != nullptr &&
         options.stop_at_document_end->EndsDocument(token)) {

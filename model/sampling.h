@@ -1,12 +1,30 @@
 #ifndef RECUR_MODEL_SAMPLING_H_
 #define RECUR_MODEL_SAMPLING_H_
 
+// Picking the next token from a row of logits.
+//
+// Every mode scans the vocabulary a small constant number of times, never sorts it:
+//   temperature 0   argmax of the penalised logits (ties: the lower id).
+//   top_k > 0       the k best by a one-pass heap, then softmax, top-p and the draw over those k
+//                   in float64, in rank order (the stream recur has always produced for top-k).
+//   otherwise       w_i = exp((l_i − max) / T) in float32 (a vectorised pass, exact to a few
+//                   ulp and bitwise the same on every x86-64 vector width), a draw by inverse CDF
+//                   in id order, and for top_p < 1 rejection (FlashInfer's sorting-free top-p):
+//                   a drawn token j is accepted when the tokens ranked before it hold less than
+//                   top_p of the mass; otherwise the next draw is among those tokens only. The
+//                   accepted token follows the renormalised nucleus distribution exactly, and a
+//                   draw lands in the nucleus with probability ≥ top_p, so about one round is
+//                   needed. Each round takes one uniform from the generator.
+// "Ranked before" is the total order: larger weight first, ties broken by the lower id; the
+// nucleus is the shortest prefix of that order whose mass reaches top_p.
+
 #include <cstdint>
 #include <random>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "model/token_set.h"
 
 namespace recur {
 
@@ -26,27 +44,31 @@ struct SamplingParams {
   absl::Status Validate() const;
 };
 
-// Picks next tokens from logits. Runs on the host in double precision with its own generator, so
-// the same seed gives the same tokens whatever device or batch the logits came from.
+// One request's sampler: its parameters, its generator and scratch space for one row, so that
+// sampling allocates nothing after the first call. Runs on the host; the same seed and logits
+// give the same tokens whatever device or batch the logits came from.
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
 
-  // logits: one row of vocabulary scores. history: the tokens so far (for the repetition penalty).
-  int64_t Sample(absl::Span<const float> logits, absl::Span<const int64_t> history);
-
-  // The tokens Sample may return for these logits (those that survive top-k and top-p), sorted.
-  // Exposed for tests and diagnostics.
-  std::vector<int64_t> Candidates(absl::Span<const float> logits,
-                                  absl::Span<const int64_t> history) const;
+  // logits: one row of vocabulary scores. seen: the tokens the repetition penalty applies to
+  // (ignored when the penalty is 1; otherwise its vocabulary is the row's).
+  int64_t Sample(absl::Span<const float> logits, const TokenSet& seen);
 
  private:
-  // Candidate ids with their unnormalised probabilities, most likely first.
-  std::vector<std::pair<int64_t, double>> Filter(absl::Span<const float> logits,
-                                                 absl::Span<const int64_t> history) const;
+  int64_t Greedy(absl::Span<const float> logits, const TokenSet& seen) const;
+  int64_t SampleTopK(absl::Span<const float> logits, const TokenSet& seen);
+  int64_t SampleNucleus(absl::Span<const float> logits, const TokenSet& seen);
+  // A uniform double in [0, 1) from 53 random bits: the same on every platform, unlike
+  // std::uniform_real_distribution.
+  double Uniform();
 
   SamplingParams params_;
   std::mt19937_64 generator_;
+  // Scratch, sized to the vocabulary on first use.
+  std::vector<float> weights_;
+  std::vector<double> block_mass_, before_mass_;
+  std::vector<std::pair<int64_t, double>> top_;
 };
 
 }  // namespace recur

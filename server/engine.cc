@@ -218,7 +218,7 @@ bool Engine::Iterate() {
       // The batch's state is unknown now: every row in it fails.
       for (Request* request : batch_) Fail(*request, e);
       batch_.clear();
-      batch_state_ = ModelState();
+      batch_state_.Clear();
     }
   }
   LeaveBatch();
@@ -291,7 +291,7 @@ void Engine::Start(Request& request) {
   request.feed = std::move(session.state.pending);
   session.state.pending.clear();
   request.feed.insert(request.feed.end(), request.prompt.begin(), request.prompt.end());
-  for (int64_t token : request.prompt) session.See(token);
+  for (int64_t token : request.prompt) session.state.seen.Insert(token);
   const int64_t previous = request.feed.empty() ? -1 : request.feed.back();
   request.text =
       std::make_unique<TextStream>(*checkpoint_.tokenizer, request.params.stop, previous);
@@ -355,8 +355,10 @@ void Engine::DecodeStep() {
   for (Request* request : batch_) next.push_back(request->next_token);
   auto tokens =
       torch::tensor(next, torch::TensorOptions().dtype(torch::kInt64)).to(options_.device);
-  auto logits =
-      checkpoint_.model->Step(tokens, &batch_state_).to(torch::kCPU, torch::kFloat32).contiguous();
+  auto logits = checkpoint_.model->Step(tokens, &batch_state_.Rows())
+                    .to(torch::kCPU, torch::kFloat32)
+                    .contiguous();
+  batch_state_.Commit();
   metrics_->batch_size.Observe(static_cast<double>(batch_.size()));
   const int64_t vocab = logits.size(1);
   const float* data = logits.data_ptr<float>();
@@ -382,7 +384,7 @@ void Engine::Emit(Request& request, const float* logits) {
   request.last_token = now;
   request.generated += 1;
   request.next_token = token;
-  session.See(token);
+  session.state.seen.Insert(token);
 
   if (checkpoint_.tokenizer->EndsDocument(token)) {
     request.sink->OnText("", {token});
@@ -423,9 +425,8 @@ void Engine::Fail(Request& request, const std::exception& e) {
 void Engine::JoinBatch(const std::vector<Request*>& joining) {
   if (joining.empty()) return;
   std::vector<const ModelState*> states;
-  if (!batch_.empty()) states.push_back(&batch_state_);
   for (Request* request : joining) states.push_back(&request->session().state.model);
-  batch_state_ = ConcatStates(states);
+  batch_state_.Join(states);
   for (Request* request : joining) {
     request->session().state.model = ModelState();  // the batch holds it now
     batch_.push_back(request);
@@ -433,19 +434,16 @@ void Engine::JoinBatch(const std::vector<Request*>& joining) {
 }
 
 void Engine::LeaveBatch() {
-  std::vector<int64_t> keep;
-  std::vector<Request*> staying;
+  std::vector<int64_t> rows;
+  std::vector<ModelState*> into;
   for (size_t i = 0; i < batch_.size(); ++i) {
-    Request* request = batch_[i];
-    if (!request->finished()) {
-      keep.push_back(static_cast<int64_t>(i));
-      staying.push_back(request);
-      continue;
-    }
-    request->session().state.model = SelectRows(batch_state_, {static_cast<int64_t>(i)});
+    if (!batch_[i]->finished()) continue;
+    rows.push_back(static_cast<int64_t>(i));
+    into.push_back(&batch_[i]->session().state.model);
   }
-  if (staying.size() == batch_.size()) return;
-  batch_state_ = staying.empty() ? ModelState() : SelectRows(batch_state_, keep);
+  if (rows.empty()) return;
+  std::vector<Request*> staying;
+  for (int64_t was : batch_state_.Leave(rows, into)) staying.push_back(batch_[was]);
   batch_ = std::move(staying);
 }
 

@@ -28,6 +28,7 @@
 #include "model/checkpoint.h"
 #include "model/model_state.h"
 #include "model/sampling.h"
+#include "server/decode_batch.h"
 #include "server/generation_request.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
@@ -210,7 +211,7 @@ class Engine {
   // Engine-thread only.
   std::vector<std::unique_ptr<Request>> running_;  // admitted, in arrival order
   std::vector<Request*> batch_;                    // the rows of batch_state_, decoding
-  ModelState batch_state_;
+  DecodeBatch batch_state_;
   absl::Time last_ttl_sweep_;
 
   std::thread thread_;

@@ -16,7 +16,8 @@ namespace recur {
 namespace {
 
 constexpr char kFormat[] = "recur-session";
-constexpr char kVersion[] = "1";
+constexpr char kVersion[] = "2";
+constexpr char kListVersion[] = "1";  // `seen` as a list of ids
 
 torch::Tensor LongTensor(const std::vector<int64_t>& ids) {
   return torch::tensor(ids, torch::TensorOptions().dtype(torch::kInt64))
@@ -47,7 +48,9 @@ absl::StatusOr<std::string> EncodeSession(const SessionState& session, const Mod
     tensors.emplace_back(absl::StrCat("layers.", i, ".conv"), session.model.conv[i]);
   }
   tensors.emplace_back("pending", LongTensor(session.pending));
-  tensors.emplace_back("seen", LongTensor(session.seen));
+  const std::vector<uint8_t> seen = session.seen.ToBytes();
+  tensors.emplace_back("seen", torch::tensor(at::ArrayRef<uint8_t>(seen), torch::kUInt8)
+                                   .view({static_cast<int64_t>(seen.size())}));
   return EncodeSafetensors(tensors, {{"format", kFormat},
                                      {"version", kVersion},
                                      {"consumed", absl::StrCat(session.consumed)},
@@ -109,14 +112,23 @@ class Tensors {
   std::map<std::string, torch::Tensor> tensors_;
 };
 
-// The repetition penalty's history lists each token once.
-absl::Status ExpectDistinct(const std::vector<int64_t>& ids, int64_t vocab_size) {
-  std::vector<bool> seen(vocab_size, false);
-  for (int64_t id : ids) {
-    if (seen[id]) return Invalid("'seen' lists token ", id, " twice");
-    seen[id] = true;
+// The repetition penalty's history: a bitmap (version 2) or a list of distinct ids (version 1).
+absl::StatusOr<TokenSet> TakeSeen(Tensors& tensors, int64_t vocab_size, bool as_list) {
+  TokenSet seen(vocab_size);
+  if (as_list) {
+    RECUR_ASSIGN_OR_RETURN(const std::vector<int64_t> ids,
+                           tensors.TakeIds("seen", vocab_size, vocab_size));
+    for (int64_t id : ids) {
+      if (!seen.Insert(id)) return Invalid("'seen' lists token ", id, " twice");
+    }
+    return seen;
   }
-  return absl::OkStatus();
+  RECUR_ASSIGN_OR_RETURN(const torch::Tensor bits,
+                         tensors.Take("seen", torch::kUInt8, {(vocab_size + 7) / 8}));
+  if (!seen.FromBytes({bits.data_ptr<uint8_t>(), static_cast<size_t>(bits.numel())})) {
+    return Invalid("'seen' marks tokens outside the vocabulary");
+  }
+  return seen;
 }
 
 // Every layer's state (S and z or the key/value cache, and the convolution tail) into `model`.
@@ -158,7 +170,8 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
   if (meta("format") != kFormat) {
     return Invalid("not a recur session (format '", Excerpt(meta("format")), "')");
   }
-  if (meta("version") != kVersion) {
+  const bool list_version = meta("version") == kListVersion;
+  if (meta("version") != kVersion && !list_version) {
     return Invalid("unsupported version '", Excerpt(meta("version")), "'");
   }
   auto their_config = ModelConfig::FromJson(meta("config"));
@@ -179,9 +192,7 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
   RECUR_RETURN_IF_ERROR(TakeLayers(tensors, config, session.consumed, device, &session.model));
   RECUR_ASSIGN_OR_RETURN(session.pending,
                          tensors.TakeIds("pending", config.vocab_size, kMaxPendingTokens));
-  RECUR_ASSIGN_OR_RETURN(session.seen,
-                         tensors.TakeIds("seen", config.vocab_size, config.vocab_size));
-  RECUR_RETURN_IF_ERROR(ExpectDistinct(session.seen, config.vocab_size));
+  RECUR_ASSIGN_OR_RETURN(session.seen, TakeSeen(tensors, config.vocab_size, list_version));
   RECUR_RETURN_IF_ERROR(tensors.ExpectEmpty());
   if (session.pending.empty() && session.consumed > 0) {
     return Invalid("a session with text must hold its last token as pending");

@@ -9,10 +9,11 @@
 //   rows of the
 //                                     layer's q/k/v projections [1,K−1,3D], float32
 //   pending                           int64 [P]: tokens seen but not yet fed to the model
-//   seen                              int64 [U]: distinct tokens so far (for the repetition
-//   penalty)
-// and metadata: format "recur-session", version "1", consumed (tokens in the state) and the
-// model's config.json, which must match the importing server's.
+//   seen                              uint8 [ceil(V/8)]: the tokens so far as a bitmap (for the
+//                                     repetition penalty; model/token_set.h)
+// and metadata: format "recur-session", version "2", consumed (tokens in the state) and the
+// model's config.json, which must match the importing server's. Version 1 (recur before the
+// bitmap) listed the distinct tokens as int64 [U] in `seen`; it is still read.
 
 #include <torch/types.h>
 
@@ -24,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "model/config.h"
 #include "model/model_state.h"
+#include "model/token_set.h"
 
 namespace recur {
 
@@ -38,10 +40,12 @@ inline constexpr int64_t kMaxPendingTokens = int64_t{1} << 20;
 struct SessionState {
   ModelState model;  // batch of one
   std::vector<int64_t> pending;
-  std::vector<int64_t> seen;  // distinct token ids, in first-seen order
+  TokenSet seen;  // every token of the text so far, over the model's vocabulary
   int64_t consumed = 0;
 
   int64_t tokens() const { return consumed + static_cast<int64_t>(pending.size()); }
+  // What the session holds: the model's state and the history's bitmap.
+  int64_t Bytes() const { return model.Bytes() + seen.Bytes(); }
 };
 
 absl::StatusOr<std::string> EncodeSession(const SessionState& session, const ModelConfig& config);

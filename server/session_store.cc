@@ -61,13 +61,6 @@ absl::Status NoSession(absl::string_view id) {
 
 }  // namespace
 
-void Session::See(int64_t token) {
-  if (!seen_mask[token]) {
-    seen_mask[token] = true;
-    state.seen.push_back(token);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Lease
 
@@ -98,7 +91,7 @@ void SessionStore::Lease::Return() {
   if (slot_ == nullptr) return;
   // Read the state before taking the lock: it is still this holder's.
   const int64_t tokens = slot_->session.state.tokens();
-  const int64_t bytes = slot_->session.state.model.Bytes();
+  const int64_t bytes = slot_->session.state.Bytes();
   absl::MutexLock lock(&store_->mu_);
   slot_->MarkIdle(tokens, bytes);
   if (slot_->session.id.empty()) {
@@ -143,7 +136,7 @@ absl::StatusOr<SessionStore::Lease> SessionStore::Reserve() {
                                                      " in use); close a session first"));
   }
   auto slot = std::make_shared<Slot>();
-  slot->session.seen_mask.assign(vocab_size_, false);
+  slot->session.state.seen = TokenSet(vocab_size_);
   slot->busy = true;
   ++unnamed_slots_;
   UpdateGauges();
@@ -156,10 +149,8 @@ SessionInfo SessionStore::Open(Lease lease, const std::string& tenant) {
   Session& session = slot->session;
   session.id = NewSessionId();
   session.tenant = tenant;
-  session.seen_mask.assign(vocab_size_, false);
-  for (int64_t token : session.state.seen) session.seen_mask[token] = true;
   const int64_t tokens = session.state.tokens();
-  const int64_t bytes = session.state.model.Bytes();
+  const int64_t bytes = session.state.Bytes();
   absl::MutexLock lock(&mu_);
   slot->MarkIdle(tokens, bytes);
   --unnamed_slots_;

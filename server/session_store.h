@@ -30,15 +30,11 @@
 
 namespace recur {
 
-// What a slot holds: the session's state and what the repetition penalty needs of its history.
+// What a slot holds: the session's state, the repetition penalty's history among it.
 struct Session {
   std::string id;      // empty: an unnamed slot (a one-off request's)
   std::string tenant;  // the owner (server/authenticator.h); "" when the server has no tokens
   SessionState state;
-  std::vector<bool> seen_mask;  // mirrors state.seen, indexed by token id
-
-  // Records `token` in the history (state.seen keeps first-seen order).
-  void See(int64_t token);
 };
 
 struct SessionInfo {

@@ -210,7 +210,9 @@ TEST_F(RequestsTest, StateBytesStayConstantOverTwoThousandTokens) {
   Start();
   auto session = client_->CreateSession();
   ASSERT_TRUE(session.ok());
-  const int64_t per_session = server_->engine().model()->config().StateBytesPerSequence();
+  // The model's sums and the repetition penalty's bitmap, whatever the length.
+  const ModelConfig& config = server_->engine().model()->config();
+  const int64_t per_session = config.StateBytesPerSequence() + (config.vocab_size + 63) / 64 * 8;
   EXPECT_EQ(session->state_bytes(), per_session);
   int64_t generated = 0;
   std::string prompt = "A long story: ";
@@ -267,8 +269,8 @@ TEST_F(RequestsTest, ModelInfoAndHealth) {
   EXPECT_EQ(info->vocab_size(), 257);
   EXPECT_EQ(info->max_sessions(), 7);
   EXPECT_EQ(info->sessions_free(), 7);
-  // L·H·(d·d + d)·4 bytes: 2 layers, 2 heads of width 16.
-  EXPECT_EQ(info->state_bytes_per_session(), 2 * 2 * (16 * 16 + 16) * 4);
+  // L·H·(d·d + d)·4 bytes (2 layers, 2 heads of width 16) and the history's 257 bits in 5 words.
+  EXPECT_EQ(info->state_bytes_per_session(), 2 * 2 * (16 * 16 + 16) * 4 + 5 * 8);
   auto health = client_->Health();
   ASSERT_TRUE(health.ok()) << health.status();
   EXPECT_EQ(*health, "SERVING");

@@ -40,7 +40,8 @@ class SessionCodecTest : public ::testing::TestWithParam<std::tuple<AttentionKin
     model_->Prefill(torch::randint(0, 50, {1, length}, torch::kInt64), &session.model);
     session.consumed = length;
     session.pending = {7};
-    session.seen = {1, 7, 3};
+    session.seen = TokenSet(config_.vocab_size);
+    for (int64_t id : {1, 7, 3}) session.seen.Insert(id);
     return session;
   }
 
@@ -113,12 +114,50 @@ TEST_P(SessionCodecTest, ImportedCountsAreBounded) {
     huge.consumed = kMaxSessionTokens + 1;
     EXPECT_THAT(error(huge), HasSubstr("'consumed'"));
   }
-  SessionState repeated = Session(5);
-  repeated.seen = {1, 7, 1};
-  EXPECT_THAT(error(repeated), HasSubstr("token 1 twice"));
   SessionState long_pending = Session(5);
   long_pending.pending.assign(kMaxPendingTokens + 1, 3);
   EXPECT_THAT(error(long_pending), HasSubstr("'pending'"));
+}
+
+// `bytes` rewritten as version 1 wrote them: `seen` a list of token ids.
+std::string AsVersion1(const std::string& bytes, const std::vector<int64_t>& seen) {
+  auto file = ParseSafetensors(bytes, "test");
+  EXPECT_TRUE(file.ok()) << file.status();
+  NamedTensors tensors(file->tensors.begin(), file->tensors.end());
+  for (auto& [name, tensor] : tensors) {
+    if (name == "seen") tensor = torch::tensor(seen, torch::kInt64).view({-1});
+  }
+  file->metadata["version"] = "1";
+  return *EncodeSafetensors(tensors, file->metadata);
+}
+
+// Version 2 keeps the repetition penalty's history as a bitmap of ceil(V/8) bytes, whatever the
+// session's length; version 1's list of ids is still read.
+TEST_P(SessionCodecTest, HistoryIsABitmapAndTheListFormatIsStillRead) {
+  SessionState session = Session(5);
+  auto bytes = EncodeSession(session, config_);
+  ASSERT_TRUE(bytes.ok());
+  auto file = ParseSafetensors(*bytes, "test");
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->metadata.at("version"), "2");
+  const torch::Tensor bits = file->tensors.at("seen");
+  EXPECT_EQ(bits.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(bits.numel(), (config_.vocab_size + 7) / 8);
+  EXPECT_EQ(bits[0].item<int>(), (1 << 1) | (1 << 3) | (1 << 7));
+
+  auto old = DecodeSession(AsVersion1(*bytes, {7, 1, 3}), config_, torch::kCPU);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->seen, session.seen);
+  auto repeated = DecodeSession(AsVersion1(*bytes, {1, 7, 1}), config_, torch::kCPU);
+  EXPECT_THAT(repeated.status().message(), HasSubstr("token 1 twice"));
+
+  // A bit past the vocabulary (50 tokens: bits 50..55 of the last byte are padding).
+  NamedTensors tensors(file->tensors.begin(), file->tensors.end());
+  for (auto& [name, tensor] : tensors) {
+    if (name == "seen") tensor[6] = 1 << 3;
+  }
+  auto padded = DecodeSession(*EncodeSafetensors(tensors, file->metadata), config_, torch::kCPU);
+  EXPECT_THAT(padded.status().message(), HasSubstr("outside the vocabulary"));
 }
 
 // Metadata is the client's text: an error quotes at most a short excerpt of it (a 100 kB echo

@@ -19,7 +19,9 @@ SessionState SomeState(int64_t tokens) {
   state.model.positions = torch::full({1}, tokens, torch::kInt64);
   state.consumed = tokens;
   state.pending = {3};
-  state.seen = {3, 5};
+  state.seen = TokenSet(kVocab);
+  state.seen.Insert(3);
+  state.seen.Insert(5);
   return state;
 }
 
@@ -121,9 +123,9 @@ TEST(SessionStoreTest, ForkCopiesTheStateDeeply) {
   EXPECT_TRUE(torch::equal((*la)->state.model.linear[0].s, (*lb)->state.model.linear[0].s));
   (*lb)->state.model.linear[0].s.add_(1.0);
   EXPECT_FALSE(torch::equal((*la)->state.model.linear[0].s, (*lb)->state.model.linear[0].s));
-  EXPECT_EQ((*lb)->state.seen, (std::vector<int64_t>{3, 5}));
-  EXPECT_TRUE((*lb)->seen_mask[5]);
-  EXPECT_FALSE((*lb)->seen_mask[4]);
+  EXPECT_EQ((*lb)->state.seen, (*la)->state.seen);
+  EXPECT_TRUE((*lb)->state.seen.Contains(5));
+  EXPECT_FALSE((*lb)->state.seen.Contains(4));
 }
 
 // Another tenant's session does not exist for the caller: every call answers as for an unknown id.
@@ -182,7 +184,7 @@ TEST(SessionStoreTest, StateBytesAreFixedPerSlotOrEachSessionsOwn) {
   Metrics other;
   SessionStore growing(Options(4), kVocab, other);
   const SessionInfo a = OpenSession(growing, 1);
-  const int64_t bytes = SomeState(1).model.Bytes();
+  const int64_t bytes = SomeState(1).Bytes();
   EXPECT_EQ(a.state_bytes, bytes);
   EXPECT_EQ(growing.state_bytes_in_use(), bytes);
   EXPECT_EQ(other.state_bytes.Value(), bytes);

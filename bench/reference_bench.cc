@@ -1,0 +1,361 @@
+// Serving speed at the reference shape (D 256, 4 layers, 4 heads, d_ff 1,024, untied output; the
+// vocabulary varies), every figure of docs/performance.md's "Serving at real vocabularies" in
+// one command:
+//   step    TransformerLM::Step in process at batch 1, 64 and 256, contexts 128 and 32,768,
+//           linear and softmax
+//   sample  one batch of 64 rows through the sampler, against the sorting sampler recur had
+//   load    through gRPC at 1, 8, 64 and 256 streams (temperature 1, top_p 0.95, 64 tokens each),
+//           as a fraction of the in-process step rate at that batch
+// Usage: build/bench/reference_bench [--part step|sample|load|all] [--vocab 257,10000,33278]
+//        [--threads 0] [--csv FILE]
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "base/torch_runtime.h"
+#include "client/load_generator.h"
+#include "model/checkpoint.h"
+#include "model/sampling.h"
+#include "model/tokenizer.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, part, "all", "step, sample, load or all");
+ABSL_FLAG(std::string, vocab, "257,10000,33278", "vocabulary sizes, comma-separated");
+ABSL_FLAG(std::string, csv, "", "also append every figure to this CSV file");
+
+namespace recur {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+// name,vocab,attention,batch,context,value,unit rows for plotting.
+void Record(const std::string& name, int64_t vocab, const std::string& attention, int64_t batch,
+            int64_t context, double value, const std::string& unit) {
+  const std::string path = absl::GetFlag(FLAGS_csv);
+  if (path.empty()) return;
+  std::ofstream out(path, std::ios::app);
+  out << '"' << name << '"' << ',' << vocab << ',' << attention << ',' << batch << ',' << context
+      << ',' << value << ',' << unit << '\n';
+}
+
+// A random model of the reference shape. Its output layer is scaled so that logits spread like a
+// trained model's (a few tokens far ahead), and <eos> never wins, so every request runs its
+// full length.
+Checkpoint ReferenceCheckpoint(int64_t vocab, AttentionKind kind) {
+  ModelConfig config;
+  config.vocab_size = vocab;
+  config.tie_embeddings = false;
+  config.attention = kind;
+  torch::manual_seed(3);
+  Checkpoint checkpoint;
+  checkpoint.config = config;
+  if (vocab == 257) {
+    checkpoint.tokenizer = std::make_shared<ByteTokenizer>();
+  } else {
+    std::vector<std::string> words{"<eos>", "<unk>"};
+    for (int64_t i = 2; i < vocab; ++i) words.push_back(absl::StrCat("w", i));
+    checkpoint.tokenizer = std::make_shared<WordTokenizer>(*WordTokenizer::FromWords(words));
+  }
+  checkpoint.model = TransformerLM(config);
+  torch::NoGradGuard no_grad;
+  checkpoint.model->lm_head->weight.mul_(4);
+  checkpoint.model->lm_head->weight[checkpoint.tokenizer->eos_id()].fill_(0);
+  checkpoint.model->eval();
+  return checkpoint;
+}
+
+std::string Prompt(int64_t vocab, int64_t tokens) {
+  std::string prompt;
+  for (int64_t i = 0; i < tokens; ++i) {
+    absl::StrAppend(&prompt, vocab == 257 ? std::string(1, 'a' + i % 26)
+                                          : absl::StrCat(i == 0 ? "" : " ", "w", 2 + i * 37 % 500));
+  }
+  return prompt;
+}
+
+// The model's state for `batch` rows after `context` tokens (one row prefilled, then copied).
+ModelState StateAt(TransformerLM& model, int64_t batch, int64_t context) {
+  ModelState one = model->NewState(1, torch::kCPU);
+  for (int64_t fed = 0; fed < context; fed += 4096) {
+    const int64_t n = std::min<int64_t>(4096, context - fed);
+    model->Prefill(torch::randint(0, model->config().vocab_size, {1, n}, torch::kInt64), &one);
+  }
+  return ConcatStates(std::vector<const ModelState*>(batch, &one));
+}
+
+// Median seconds of one Step at `batch` rows after `context` tokens.
+double StepSeconds(TransformerLM& model, int64_t batch, int64_t context) {
+  torch::NoGradGuard no_grad;
+  ModelState state = StateAt(model, batch, context);
+  auto tokens = torch::randint(0, model->config().vocab_size, {batch}, torch::kInt64);
+  std::vector<double> times;
+  for (int i = 0; i < 23; ++i) {
+    const auto start = Clock::now();
+    model->Step(tokens, &state);
+    if (i >= 3) times.push_back(Seconds(Clock::now() - start));
+  }
+  return Median(times);
+}
+
+std::vector<int64_t> Vocabularies() {
+  std::vector<int64_t> vocabs;
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_vocab), ',')) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v < 3) {
+      std::fprintf(stderr, "reference_bench: bad --vocab entry '%s'\n", std::string(part).c_str());
+      std::exit(2);
+    }
+    vocabs.push_back(v);
+  }
+  return vocabs;
+}
+
+void StepTable() {
+  std::printf("\n## In-process Step (ms per step, tokens/s)\n\n");
+  std::printf("| vocab | attention | context | batch 1 | batch 64 | batch 256 |\n");
+  std::printf("|---:|---|---:|---:|---:|---:|\n");
+  for (int64_t vocab : Vocabularies()) {
+    for (AttentionKind kind : {AttentionKind::kLinear, AttentionKind::kSoftmax}) {
+      Checkpoint checkpoint = ReferenceCheckpoint(vocab, kind);
+      for (int64_t context : {128, 32768}) {
+        std::string row =
+            absl::StrCat("| ", vocab, " | ", AttentionKindName(kind), " | ", context, " |");
+        for (int64_t batch : {1, 64, 256}) {
+          // Softmax keys and values at 32,768 tokens: 268 MB a row; 64 rows would not fit here.
+          if (kind == AttentionKind::kSoftmax && context > 128 && batch > 1) {
+            absl::StrAppend(&row, " (", batch * 268 / 1000, " GB of K/V) |");
+            continue;
+          }
+          const double s = StepSeconds(checkpoint.model, batch, context);
+          absl::StrAppend(&row, absl::StrFormat(" %.2f ms, %.0f/s |", s * 1e3, batch / s));
+          Record("step_seconds", vocab, std::string(AttentionKindName(kind)), batch, context, s,
+                 "s");
+        }
+        std::printf("%s\n", row.c_str());
+        std::fflush(stdout);
+      }
+    }
+  }
+}
+
+// The sampler recur had before the vectorised one, for the ratio: every row copied to doubles,
+// the whole vocabulary partially sorted (keep = vocabulary unless top_k), softmax and the top-p
+// cut in rank order.
+class SortingSampler {
+ public:
+  explicit SortingSampler(const SamplingParams& p) : p_(p), generator_(p.seed) {}
+
+  int64_t Sample(absl::Span<const float> logits, const TokenSet& seen) {
+    const int64_t vocab = static_cast<int64_t>(logits.size());
+    std::vector<std::pair<int64_t, double>> ranked;
+    ranked.reserve(vocab);
+    for (int64_t i = 0; i < vocab; ++i) {
+      double s = logits[i];
+      if (p_.repetition_penalty != 1.0 && seen.Contains(i)) {
+        s = s > 0 ? s / p_.repetition_penalty : s * p_.repetition_penalty;
+      }
+      ranked.emplace_back(i, s);
+    }
+    auto by_score = [](const auto& a, const auto& b) {
+      return a.second > b.second || (a.second == b.second && a.first < b.first);
+    };
+    if (p_.temperature == 0.0)
+      return std::min_element(ranked.begin(), ranked.end(), by_score)->first;
+    const int64_t keep = p_.top_k > 0 ? std::min(vocab, p_.top_k) : vocab;
+    std::partial_sort(ranked.begin(), ranked.begin() + keep, ranked.end(), by_score);
+    ranked.resize(keep);
+    const double max = ranked.front().second;
+    double total = 0;
+    for (auto& [id, s] : ranked) total += s = std::exp((s - max) / p_.temperature);
+    size_t n = ranked.size();
+    if (p_.top_p < 1.0) {
+      double cumulative = 0;
+      for (n = 0; n < ranked.size();) {
+        cumulative += ranked[n++].second / total;
+        if (cumulative >= p_.top_p) break;
+      }
+    }
+    double kept = 0;
+    for (size_t i = 0; i < n; ++i) kept += ranked[i].second;
+    double target = static_cast<double>(generator_() >> 11) * 0x1.0p-53 * kept;
+    for (size_t i = 0; i < n; ++i) {
+      if (target < ranked[i].second) return ranked[i].first;
+      target -= ranked[i].second;
+    }
+    return ranked[n - 1].first;
+  }
+
+ private:
+  SamplingParams p_;
+  std::mt19937_64 generator_;
+};
+
+// Median seconds to sample every row of `logits` once, with one sampler per row.
+template <typename S>
+double SampleSeconds(const torch::Tensor& logits, const SamplingParams& params,
+                     const std::vector<TokenSet>& seen) {
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  std::vector<S> samplers;
+  for (int64_t r = 0; r < rows; ++r) {
+    SamplingParams p = params;
+    p.seed = r;
+    samplers.emplace_back(p);
+  }
+  std::vector<double> times;
+  int64_t checksum = 0;
+  for (int i = 0; i < 13; ++i) {
+    const auto start = Clock::now();
+    for (int64_t r = 0; r < rows; ++r) {
+      checksum +=
+          samplers[r].Sample({logits.data_ptr<float>() + r * vocab, size_t(vocab)}, seen[r]);
+    }
+    if (i >= 3) times.push_back(Seconds(Clock::now() - start));
+  }
+  if (checksum < 0) std::printf("impossible\n");  // keeps the work observable
+  return Median(times);
+}
+
+void SampleTable() {
+  std::printf("\n## Sampling a batch of 64 rows (ms), against the model's batch-64 step\n\n");
+  std::printf(
+      "| vocab | mode | sorting sampler | recur's sampler | speed-up | share of the step |\n");
+  std::printf("|---:|---|---:|---:|---:|---:|\n");
+  struct Mode {
+    const char* name;
+    SamplingParams params;
+    bool penalised;
+  };
+  SamplingParams top_p;
+  top_p.top_p = 0.95;
+  SamplingParams top_k;
+  top_k.top_k = 40;
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  SamplingParams penalty = top_p;
+  penalty.repetition_penalty = 1.2;
+  const std::vector<Mode> modes = {{"temperature 1, top_p 0.95", top_p, false},
+                                   {"temperature 1", SamplingParams{}, false},
+                                   {"top_k 40", top_k, false},
+                                   {"greedy", greedy, false},
+                                   {"top_p 0.95, penalty 1.2 (200 seen)", penalty, true}};
+  for (int64_t vocab : Vocabularies()) {
+    Checkpoint checkpoint = ReferenceCheckpoint(vocab, AttentionKind::kLinear);
+    const double step = StepSeconds(checkpoint.model, 64, 128);
+    torch::NoGradGuard no_grad;
+    ModelState state = StateAt(checkpoint.model, 64, 128);
+    const torch::Tensor logits =
+        checkpoint.model->Step(torch::randint(0, vocab, {64}, torch::kInt64), &state).contiguous();
+    for (const Mode& mode : modes) {
+      std::vector<TokenSet> seen(64, TokenSet(vocab));
+      if (mode.penalised) {
+        std::mt19937 gen(1);
+        for (TokenSet& s : seen) {
+          for (int i = 0; i < 200; ++i) s.Insert(gen() % vocab);
+        }
+      }
+      const double before = SampleSeconds<SortingSampler>(logits, mode.params, seen);
+      const double after = SampleSeconds<Sampler>(logits, mode.params, seen);
+      std::printf("| %lld | %s | %.3f | %.3f | %.1fx | %.1f %% |\n", static_cast<long long>(vocab),
+                  mode.name, before * 1e3, after * 1e3, before / after, 100 * after / step);
+      Record(absl::StrCat("sample_seconds_sorting/", mode.name), vocab, "linear", 64, 128, before,
+             "s");
+      Record(absl::StrCat("sample_seconds/", mode.name), vocab, "linear", 64, 128, after, "s");
+      std::fflush(stdout);
+    }
+  }
+}
+
+void LoadTable() {
+  std::printf(
+      "\n## Through gRPC (temperature 1, top_p 0.95, 16-token prompts, 64 tokens a stream), "
+      "against the in-process step at the same batch\n\n");
+  std::printf(
+      "| vocab | streams | tokens/s | in-process tokens/s | ratio | inter-token p50 / p99 | p99 / "
+      "step |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (int64_t vocab : Vocabularies()) {
+    Checkpoint checkpoint = ReferenceCheckpoint(vocab, AttentionKind::kLinear);
+    TransformerLM model = checkpoint.model;
+    ServerOptions options;
+    options.address = "127.0.0.1:0";
+    options.engine.max_sessions = 256;
+    options.engine.max_queue = 1024;
+    auto server = RecurServer::Start(std::move(checkpoint), options);
+    if (!server.ok()) {
+      std::fprintf(stderr, "reference_bench: %s\n", server.status().ToString().c_str());
+      std::exit(1);
+    }
+    for (int streams : {1, 8, 64, 256}) {
+      LoadOptions load;
+      load.server = absl::StrCat("127.0.0.1:", (*server)->port());
+      load.concurrency = streams;
+      load.requests = std::max(8, 2 * streams);
+      load.request.set_prompt(Prompt(vocab, 16));
+      load.request.set_max_tokens(64);
+      load.request.mutable_sampling()->set_temperature(1.0);
+      load.request.mutable_sampling()->set_top_p(0.95);
+      const LoadReport r = RunLoad(load);
+      if (r.failed > 0) {
+        std::fprintf(stderr, "reference_bench: %lld failed: %s\n", static_cast<long long>(r.failed),
+                     r.first_error.c_str());
+      }
+      // The model alone at this batch, measured now beside the server (idle between loads).
+      const double step = StepSeconds(model, streams, 128);
+      const double in_process = streams / step;
+      std::printf("| %lld | %d | %.0f | %.0f | %.0f %% | %.2f / %.2f ms | %.2fx |\n",
+                  static_cast<long long>(vocab), streams, r.tokens_per_second, in_process,
+                  100 * r.tokens_per_second / in_process, r.inter_token_p50 * 1e3,
+                  r.inter_token_p99 * 1e3, r.inter_token_p99 / step);
+      Record("grpc_tokens_per_second", vocab, "linear", streams, 128, r.tokens_per_second, "1/s");
+      Record("in_process_tokens_per_second", vocab, "linear", streams, 128, in_process, "1/s");
+      Record("inter_token_p50", vocab, "linear", streams, 128, r.inter_token_p50, "s");
+      Record("inter_token_p99", vocab, "linear", streams, 128, r.inter_token_p99, "s");
+      std::fflush(stdout);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace recur
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  // --threads (base/torch_runtime.h), as recur-server takes it: a core reserved for gRPC.
+  if (absl::Status s = recur::ApplyThreadsFlag(/*reserved_cores=*/1); !s.ok()) {
+    std::fprintf(stderr, "reference_bench: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  const std::string part = absl::GetFlag(FLAGS_part);
+  if (part != "step" && part != "sample" && part != "load" && part != "all") {
+    std::fprintf(stderr, "reference_bench: --part must be step, sample, load or all\n");
+    return 2;
+  }
+  std::printf("# reference_bench (%d LibTorch threads)\n", at::get_num_threads());
+  if (part == "sample" || part == "all") recur::SampleTable();
+  if (part == "step" || part == "all") recur::StepTable();
+  if (part == "load" || part == "all") recur::LoadTable();
+  return 0;
+}
