@@ -288,14 +288,20 @@ void SampleTable() {
   }
 }
 
+// Sum and count of a histogram so far.
+std::pair<double, double> SumAndCount(prometheus::Histogram& histogram) {
+  const prometheus::ClientMetric metric = histogram.Collect();
+  return {metric.histogram.sample_sum, static_cast<double>(metric.histogram.sample_count)};
+}
+
 void LoadTable() {
   std::printf(
       "\n## Through gRPC (temperature 1, top_p 0.95, 16-token prompts, 64 tokens a stream), "
       "against the in-process step at the same batch\n\n");
   std::printf(
       "| vocab | streams | tokens/s | in-process tokens/s | ratio | inter-token p50 / p99 | p99 / "
-      "step |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+      "step | server step: model / output |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int64_t vocab : Vocabularies()) {
     Checkpoint checkpoint = ReferenceCheckpoint(vocab, AttentionKind::kLinear);
     TransformerLM model = checkpoint.model;
@@ -317,7 +323,15 @@ void LoadTable() {
       load.request.set_max_tokens(64);
       load.request.mutable_sampling()->set_temperature(1.0);
       load.request.mutable_sampling()->set_top_p(0.95);
+      Metrics& metrics = (*server)->metrics();
+      const auto model_before = SumAndCount(metrics.decode_model_seconds);
+      const auto output_before = SumAndCount(metrics.decode_output_seconds);
       const LoadReport r = RunLoad(load);
+      const auto model_after = SumAndCount(metrics.decode_model_seconds);
+      const auto output_after = SumAndCount(metrics.decode_output_seconds);
+      const double steps = std::max(1.0, model_after.second - model_before.second);
+      const double model_ms = 1e3 * (model_after.first - model_before.first) / steps;
+      const double output_ms = 1e3 * (output_after.first - output_before.first) / steps;
       if (r.failed > 0) {
         std::fprintf(stderr, "reference_bench: %lld failed: %s\n", static_cast<long long>(r.failed),
                      r.first_error.c_str());
@@ -325,10 +339,13 @@ void LoadTable() {
       // The model alone at this batch, measured now beside the server (idle between loads).
       const double step = StepSeconds(model, streams, 128);
       const double in_process = streams / step;
-      std::printf("| %lld | %d | %.0f | %.0f | %.0f %% | %.2f / %.2f ms | %.2fx |\n",
-                  static_cast<long long>(vocab), streams, r.tokens_per_second, in_process,
-                  100 * r.tokens_per_second / in_process, r.inter_token_p50 * 1e3,
-                  r.inter_token_p99 * 1e3, r.inter_token_p99 / step);
+      std::printf(
+          "| %lld | %d | %.0f | %.0f | %.0f %% | %.2f / %.2f ms | %.2fx | %.2f / %.3f ms |\n",
+          static_cast<long long>(vocab), streams, r.tokens_per_second, in_process,
+          100 * r.tokens_per_second / in_process, r.inter_token_p50 * 1e3, r.inter_token_p99 * 1e3,
+          r.inter_token_p99 / step, model_ms, output_ms);
+      Record("server_model_seconds", vocab, "linear", streams, 128, model_ms / 1e3, "s");
+      Record("server_output_seconds", vocab, "linear", streams, 128, output_ms / 1e3, "s");
       Record("grpc_tokens_per_second", vocab, "linear", streams, 128, r.tokens_per_second, "1/s");
       Record("in_process_tokens_per_second", vocab, "linear", streams, 128, in_process, "1/s");
       Record("inter_token_p50", vocab, "linear", streams, 128, r.inter_token_p50, "s");

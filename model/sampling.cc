@@ -114,6 +114,17 @@ RECUR_VECTOR_CLONES float MaxOf(const float* x, int64_t n) {
   return best;
 }
 
+// The maximum of every kLanes-long chunk of x[0, n) into chunk_max (the last may be shorter).
+RECUR_VECTOR_CLONES void ChunkMaxes(const float* x, int64_t n, float* chunk_max) {
+  int64_t c = 0;
+  for (; (c + 1) * kLanes <= n; ++c) {
+    float best = x[c * kLanes];
+    for (int l = 1; l < kLanes; ++l) best = x[c * kLanes + l] > best ? x[c * kLanes + l] : best;
+    chunk_max[c] = best;
+  }
+  if (c * kLanes < n) chunk_max[c] = *std::max_element(x + c * kLanes, x + n);
+}
+
 // w[i] = exp((x[i] − max) · inv_t) in place, and each block's sum into block_mass; returns the
 // total.
 RECUR_VECTOR_CLONES double ExpWeights(float* w, int64_t n, float max, float inv_t,
@@ -194,16 +205,30 @@ int64_t Sampler::Sample(absl::Span<const float> logits, const TokenSet& seen) {
   return SampleNucleus(logits, seen);
 }
 
-int64_t Sampler::Greedy(absl::Span<const float> logits, const TokenSet& seen) const {
+int64_t Sampler::Chunks(absl::Span<const float> logits) {
+  const int64_t n = static_cast<int64_t>(logits.size());
+  chunk_max_.resize((n + kLanes - 1) / kLanes);
+  ChunkMaxes(logits.data(), n, chunk_max_.data());
+  return static_cast<int64_t>(chunk_max_.size());
+}
+
+int64_t Sampler::Greedy(absl::Span<const float> logits, const TokenSet& seen) {
+  const int64_t n = static_cast<int64_t>(logits.size());
   const bool penalise = params_.repetition_penalty != 1.0;
+  // A penalty ≥ 1 only lowers scores: a chunk whose raw maximum cannot win is skipped.
+  const bool skip = params_.repetition_penalty >= 1.0;
+  const int64_t chunks = Chunks(logits);
   int64_t best = 0;
   double best_score = -std::numeric_limits<double>::infinity();
-  for (int64_t i = 0; i < static_cast<int64_t>(logits.size()); ++i) {
-    double score = logits[i];
-    if (penalise && seen.Contains(i)) score = Penalised(score, params_.repetition_penalty);
-    if (score > best_score) {
-      best = i;
-      best_score = score;
+  for (int64_t c = 0; c < chunks; ++c) {
+    if (skip && chunk_max_[c] <= best_score) continue;
+    for (int64_t i = c * kLanes; i < std::min(n, (c + 1) * kLanes); ++i) {
+      double score = logits[i];
+      if (penalise && seen.Contains(i)) score = Penalised(score, params_.repetition_penalty);
+      if (score > best_score) {
+        best = i;
+        best_score = score;
+      }
     }
   }
   return best;
@@ -216,18 +241,27 @@ int64_t Sampler::SampleTopK(absl::Span<const float> logits, const TokenSet& seen
   auto ranks_before = [](const std::pair<int64_t, double>& a, const std::pair<int64_t, double>& b) {
     return a.second > b.second || (a.second == b.second && a.first < b.first);
   };
-  // One pass keeping the k best in a heap whose root is the worst of them.
+  // One pass keeping the k best in a heap whose root is the worst of them. Ids rise along the
+  // pass, so a later token must score strictly more than the root to enter: once the heap is
+  // full, a chunk whose raw maximum is not above the root is skipped (a penalty ≥ 1 only lowers
+  // scores).
+  const int64_t n = static_cast<int64_t>(logits.size());
+  const bool skip = params_.repetition_penalty >= 1.0;
+  const int64_t chunks = Chunks(logits);
   top_.clear();
-  for (int64_t i = 0; i < static_cast<int64_t>(logits.size()); ++i) {
-    double score = logits[i];
-    if (penalise && seen.Contains(i)) score = Penalised(score, params_.repetition_penalty);
-    if (top_.size() < k) {
-      top_.emplace_back(i, score);
-      std::push_heap(top_.begin(), top_.end(), ranks_before);
-    } else if (ranks_before({i, score}, top_.front())) {
-      std::pop_heap(top_.begin(), top_.end(), ranks_before);
-      top_.back() = {i, score};
-      std::push_heap(top_.begin(), top_.end(), ranks_before);
+  for (int64_t c = 0; c < chunks; ++c) {
+    if (skip && top_.size() == k && chunk_max_[c] <= top_.front().second) continue;
+    for (int64_t i = c * kLanes; i < std::min(n, (c + 1) * kLanes); ++i) {
+      double score = logits[i];
+      if (penalise && seen.Contains(i)) score = Penalised(score, params_.repetition_penalty);
+      if (top_.size() < k) {
+        top_.emplace_back(i, score);
+        std::push_heap(top_.begin(), top_.end(), ranks_before);
+      } else if (ranks_before({i, score}, top_.front())) {
+        std::pop_heap(top_.begin(), top_.end(), ranks_before);
+        top_.back() = {i, score};
+        std::push_heap(top_.begin(), top_.end(), ranks_before);
+      }
     }
   }
   std::sort(top_.begin(), top_.end(), ranks_before);

@@ -56,7 +56,9 @@ class Sampler {
   int64_t Sample(absl::Span<const float> logits, const TokenSet& seen);
 
  private:
-  int64_t Greedy(absl::Span<const float> logits, const TokenSet& seen) const;
+  int64_t Greedy(absl::Span<const float> logits, const TokenSet& seen);
+  // Fills chunk_max_ with the maximum of every 16 logits; returns the number of chunks.
+  int64_t Chunks(absl::Span<const float> logits);
   int64_t SampleTopK(absl::Span<const float> logits, const TokenSet& seen);
   int64_t SampleNucleus(absl::Span<const float> logits, const TokenSet& seen);
   // A uniform double in [0, 1) from 53 random bits: the same on every platform, unlike
@@ -68,6 +70,7 @@ class Sampler {
   // Scratch, sized to the vocabulary on first use.
   std::vector<float> weights_;
   std::vector<double> block_mass_, before_mass_;
+  std::vector<float> chunk_max_;
   std::vector<std::pair<int64_t, double>> top_;
 };
 

@@ -353,12 +353,14 @@ void Engine::DecodeStep() {
   std::vector<int64_t> next;
   next.reserve(batch_.size());
   for (Request* request : batch_) next.push_back(request->next_token);
+  const absl::Time start = absl::Now();
   auto tokens =
       torch::tensor(next, torch::TensorOptions().dtype(torch::kInt64)).to(options_.device);
   auto logits = checkpoint_.model->Step(tokens, &batch_state_.Rows())
                     .to(torch::kCPU, torch::kFloat32)
                     .contiguous();
   batch_state_.Commit();
+  const absl::Time stepped = absl::Now();
   metrics_->batch_size.Observe(static_cast<double>(batch_.size()));
   const int64_t vocab = logits.size(1);
   const float* data = logits.data_ptr<float>();
@@ -366,6 +368,8 @@ void Engine::DecodeStep() {
     batch_[i]->session().state.consumed += 1;
     Emit(*batch_[i], data + i * vocab);
   }
+  metrics_->decode_model_seconds.Observe(absl::ToDoubleSeconds(stepped - start));
+  metrics_->decode_output_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - stepped));
 }
 
 void Engine::Emit(Request& request, const float* logits) {

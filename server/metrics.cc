@@ -52,6 +52,12 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
                                      LatencyBuckets())),
       batch_size(MakeHistogram(*registry, "recur_batch_size", "Sequences per batched decode step.",
                                {1, 2, 4, 8, 16, 32, 64, 128, 256, 512})),
+      decode_model_seconds(MakeHistogram(*registry, "recur_decode_model_seconds",
+                                         "The model's part of one batched decode step.",
+                                         LatencyBuckets())),
+      decode_output_seconds(MakeHistogram(
+          *registry, "recur_decode_output_seconds",
+          "Sampling, stop checks and detokenising for one batched decode step.", LatencyBuckets())),
       prompt_tokens(
           MakeCounter(*registry, "recur_prompt_tokens_total", "Prompt tokens fed to the model.")),
       generated_tokens(MakeCounter(*registry, "recur_generated_tokens_total", "Tokens generated.")),

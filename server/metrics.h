@@ -29,6 +29,10 @@ class Metrics {
   prometheus::Histogram& inter_token_latency;  // seconds between consecutive tokens of a stream
   prometheus::Histogram& request_duration;     // seconds from arrival to the last message
   prometheus::Histogram& batch_size;           // sequences per batched decode step
+  // One batched decode step, in two parts: the model (tokens in, logits on the host) and the
+  // rest (sampling, repetition penalty, stop sequences, detokenising, handing text to streams).
+  prometheus::Histogram& decode_model_seconds;
+  prometheus::Histogram& decode_output_seconds;
   prometheus::Counter& prompt_tokens;
   prometheus::Counter& generated_tokens;
   prometheus::Gauge& active_sessions;   // slots in use: sessions and one-off requests

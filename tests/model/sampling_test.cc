@@ -166,13 +166,22 @@ TEST(SamplingTest, GreedyIsArgmax) {
 // reference, draw for draw, at a real vocabulary with a repetition penalty.
 TEST(SamplingTest, GreedyAndTopKMatchTheReferenceDrawForDraw) {
   const int64_t vocab = 10'000;
-  for (const auto& [top_k, top_p, temperature] : std::vector<std::tuple<int64_t, double, double>>{
-           {1, 1.0, 1.0}, {40, 1.0, 1.0}, {40, 0.9, 0.7}, {1000, 0.5, 1.5}, {1, 1.0, 0.0}}) {
+  // {top_k, top_p, temperature, repetition penalty}: penalties above 1 (chunks skipped), below 1
+  // (every token scanned) and off.
+  for (const auto& [top_k, top_p, temperature, penalty] :
+       std::vector<std::tuple<int64_t, double, double, double>>{{1, 1.0, 1.0, 1.3},
+                                                                {40, 1.0, 1.0, 1.0},
+                                                                {40, 0.9, 0.7, 1.3},
+                                                                {40, 0.9, 0.7, 0.8},
+                                                                {1000, 0.5, 1.5, 1.3},
+                                                                {1, 1.0, 0.0, 1.3},
+                                                                {0, 1.0, 0.0, 1.0},
+                                                                {0, 1.0, 0.0, 0.8}}) {
     SamplingParams p;
     p.top_k = top_k;
     p.top_p = top_p;
     p.temperature = temperature;
-    p.repetition_penalty = 1.3;
+    p.repetition_penalty = penalty;
     p.seed = 99;
     Sampler sampler(p);
     Uniforms u(p.seed);
