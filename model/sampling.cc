@@ -101,17 +101,28 @@ inline __attribute__((always_inline)) double SumAbove(const float* w, int64_t n,
   return total;
 }
 
-RECUR_VECTOR_CLONES float MaxOf(const float* x, int64_t n) {
+// The maximum of x[0, n); with `copy`, x is copied there on the way (one pass for both).
+inline __attribute__((always_inline)) float MaxLanes(const float* x, int64_t n, float* copy) {
   float acc[kLanes];
   std::fill(acc, acc + kLanes, -std::numeric_limits<float>::infinity());
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
+    for (int l = 0; l < kLanes; ++l) {
+      if (copy != nullptr) copy[i + l] = x[i + l];
+      acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
+    }
   }
+  if (copy != nullptr) std::copy(x + i, x + n, copy + i);
   float best = -std::numeric_limits<float>::infinity();
   for (int l = 0; l < kLanes; ++l) best = std::max(best, acc[l]);
   for (; i < n; ++i) best = std::max(best, x[i]);
   return best;
+}
+
+RECUR_VECTOR_CLONES float MaxOf(const float* x, int64_t n) { return MaxLanes(x, n, nullptr); }
+
+RECUR_VECTOR_CLONES float CopyAndMax(const float* x, int64_t n, float* copy) {
+  return MaxLanes(x, n, copy);
 }
 
 // The maximum of every kLanes-long chunk of x[0, n) into chunk_max (the last may be shorter).
@@ -125,16 +136,17 @@ RECUR_VECTOR_CLONES void ChunkMaxes(const float* x, int64_t n, float* chunk_max)
   if (c * kLanes < n) chunk_max[c] = *std::max_element(x + c * kLanes, x + n);
 }
 
-// w[i] = exp((x[i] − max) · inv_t) in place, and each block's sum into block_mass; returns the
-// total.
+// w[i] = exp((x[i] − max) · inv_t) in place, each block's sum into block_mass and its largest
+// weight into block_max; returns the total.
 RECUR_VECTOR_CLONES double ExpWeights(float* w, int64_t n, float max, float inv_t,
-                                      double* block_mass) {
+                                      double* block_mass, float* block_max) {
   double total = 0;
   for (int64_t b = 0; b < Blocks(n); ++b) {
     float* block = w + b * kBlock;
     const int64_t length = std::min(kBlock, n - b * kBlock);
     for (int64_t i = 0; i < length; ++i) block[i] = ExpNonPositive((block[i] - max) * inv_t);
     block_mass[b] = SumLanes(block, length);
+    block_max[b] = MaxLanes(block, length, nullptr);
     total += block_mass[b];
   }
   return total;
@@ -145,14 +157,21 @@ bool RanksBefore(const float* w, int64_t i, int64_t j) {
   return w[i] > w[j] || (w[i] == w[j] && i < j);
 }
 
-// The mass of the tokens ranked before j, per block into block_mass, and in all.
-RECUR_VECTOR_CLONES double MassBefore(const float* w, int64_t n, int64_t j, double* block_mass) {
+// The mass of the tokens ranked before j, per block into block_mass, and in all. A block whose
+// largest weight is below w_j holds none of them and is not read: a likely token is checked in
+// a few blocks.
+RECUR_VECTOR_CLONES double MassBefore(const float* w, int64_t n, int64_t j, const float* block_max,
+                                      double* block_mass) {
   const float wj = w[j];
   const int64_t j_block = j / kBlock;
   double total = 0;
   for (int64_t b = 0; b < Blocks(n); ++b) {
     const float* block = w + b * kBlock;
     const int64_t length = std::min(kBlock, n - b * kBlock);
+    if (block_max[b] < wj || (b > j_block && block_max[b] == wj)) {
+      block_mass[b] = 0;
+      continue;
+    }
     if (b != j_block) {
       // Equal weights rank before j only below its id, i.e. in earlier blocks.
       block_mass[b] = SumAbove(block, length, wj, /*inclusive=*/b < j_block);
@@ -296,16 +315,19 @@ int64_t Sampler::SampleTopK(absl::Span<const float> logits, const TokenSet& seen
 
 int64_t Sampler::SampleNucleus(absl::Span<const float> logits, const TokenSet& seen) {
   const int64_t n = static_cast<int64_t>(logits.size());
-  weights_.assign(logits.begin(), logits.end());
+  weights_.resize(n);
   block_mass_.resize(Blocks(n));
+  block_max_.resize(Blocks(n));
   before_mass_.resize(Blocks(n));
-  if (params_.repetition_penalty != 1.0) {
-    const float penalty = static_cast<float>(params_.repetition_penalty);
-    seen.ForEach([&](int64_t id) { weights_[id] = Penalised(weights_[id], penalty); });
-  }
   float* w = weights_.data();
+  float max = CopyAndMax(logits.data(), n, w);
+  if (params_.repetition_penalty != 1.0 && !seen.empty()) {
+    const float penalty = static_cast<float>(params_.repetition_penalty);
+    seen.ForEach([&](int64_t id) { w[id] = Penalised(w[id], penalty); });
+    max = MaxOf(w, n);
+  }
   const float inv_t = static_cast<float>(1.0 / params_.temperature);
-  const double total = ExpWeights(w, n, MaxOf(w, n), inv_t, block_mass_.data());
+  const double total = ExpWeights(w, n, max, inv_t, block_mass_.data(), block_max_.data());
   // Non-finite logits (a broken model) leave no distribution to draw from.
   if (!(total > 0) || !std::isfinite(total)) return Greedy(logits, seen);
 
@@ -315,7 +337,7 @@ int64_t Sampler::SampleNucleus(absl::Span<const float> logits, const TokenSet& s
   while (true) {
     const int64_t j = Draw(w, n, mass_per_block, Uniform() * mass, pivot);
     if (params_.top_p >= 1.0) return j;
-    const double before = MassBefore(w, n, j, before_mass_.data());
+    const double before = MassBefore(w, n, j, block_max_.data(), before_mass_.data());
     // In the nucleus: the tokens ranked before j hold less than top_p of the mass.
     if (before < params_.top_p * total) return j;
     pivot = j;

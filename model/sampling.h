@@ -70,6 +70,7 @@ class Sampler {
   // Scratch, sized to the vocabulary on first use.
   std::vector<float> weights_;
   std::vector<double> block_mass_, before_mass_;
+  std::vector<float> block_max_;
   std::vector<float> chunk_max_;
   std::vector<std::pair<int64_t, double>> top_;
 };
