@@ -28,6 +28,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "base/torch_runtime.h"
 #include "client/load_generator.h"
@@ -51,13 +52,13 @@ double Median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
-// name,vocab,attention,batch,context,value,unit rows for plotting.
+// name,vocab,attention,batch,context,value,unit rows for plotting (commas in names become ';').
 void Record(const std::string& name, int64_t vocab, const std::string& attention, int64_t batch,
             int64_t context, double value, const std::string& unit) {
   const std::string path = absl::GetFlag(FLAGS_csv);
   if (path.empty()) return;
   std::ofstream out(path, std::ios::app);
-  out << '"' << name << '"' << ',' << vocab << ',' << attention << ',' << batch << ',' << context
+  out << absl::StrReplaceAll(name, {{",", ";"}}) << ',' << vocab << ',' << attention << ',' << batch << ',' << context
       << ',' << value << ',' << unit << '\n';
 }
 
