@@ -35,11 +35,14 @@
 #include "model/checkpoint.h"
 #include "model/sampling.h"
 #include "model/tokenizer.h"
+#include "model/weight_format.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, part, "all", "step, sample, load or all");
 ABSL_FLAG(std::string, vocab, "257,10000,33278", "vocabulary sizes, comma-separated");
 ABSL_FLAG(std::string, csv, "", "also append every figure to this CSV file");
+ABSL_FLAG(std::string, weights, "fp32",
+          "weight formats, comma-separated: step measures each; sample and load use the first");
 
 namespace recur {
 namespace {
@@ -58,8 +61,21 @@ void Record(const std::string& name, int64_t vocab, const std::string& attention
   const std::string path = absl::GetFlag(FLAGS_csv);
   if (path.empty()) return;
   std::ofstream out(path, std::ios::app);
-  out << absl::StrReplaceAll(name, {{",", ";"}}) << ',' << vocab << ',' << attention << ',' << batch << ',' << context
-      << ',' << value << ',' << unit << '\n';
+  out << absl::StrReplaceAll(name, {{",", ";"}}) << ',' << vocab << ',' << attention << ',' << batch
+      << ',' << context << ',' << value << ',' << unit << '\n';
+}
+
+std::vector<WeightFormat> WeightFormats() {
+  std::vector<WeightFormat> formats;
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_weights), ',')) {
+    auto format = ParseWeightFormat(part);
+    if (!format.ok()) {
+      std::fprintf(stderr, "reference_bench: %s\n", format.status().ToString().c_str());
+      std::exit(2);
+    }
+    formats.push_back(*format);
+  }
+  return formats;
 }
 
 // A random model of the reference shape. Its output layer is scaled so that logits spread like a
@@ -85,6 +101,7 @@ Checkpoint ReferenceCheckpoint(int64_t vocab, AttentionKind kind) {
   checkpoint.model->lm_head->weight.mul_(4);
   checkpoint.model->lm_head->weight[checkpoint.tokenizer->eos_id()].fill_(0);
   checkpoint.model->eval();
+  SetWeightFormat(checkpoint.model, WeightFormats().front());
   return checkpoint;
 }
 
@@ -121,6 +138,25 @@ double StepSeconds(TransformerLM& model, int64_t batch, int64_t context) {
   return Median(times);
 }
 
+// One row of the step table: batch 1, 64 and 256 after `context` tokens.
+void StepRow(TransformerLM& model, int64_t vocab, AttentionKind kind, const std::string& form,
+             int64_t context) {
+  std::string row = absl::StrCat("| ", vocab, " | ", absl::StrReplaceAll(form, {{"/", " | "}}),
+                                 " | ", context, " |");
+  for (int64_t batch : {1, 64, 256}) {
+    // Softmax keys and values at 32,768 tokens: 268 MB a row; 64 rows would not fit here.
+    if (kind == AttentionKind::kSoftmax && context > 128 && batch > 1) {
+      absl::StrAppend(&row, " (", batch * 268 / 1000, " GB of K/V) |");
+      continue;
+    }
+    const double s = StepSeconds(model, batch, context);
+    absl::StrAppend(&row, absl::StrFormat(" %.2f ms, %.0f/s |", s * 1e3, batch / s));
+    Record("step_seconds", vocab, form, batch, context, s, "s");
+  }
+  std::printf("%s\n", row.c_str());
+  std::fflush(stdout);
+}
+
 std::vector<int64_t> Vocabularies() {
   std::vector<int64_t> vocabs;
   for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_vocab), ',')) {
@@ -136,27 +172,18 @@ std::vector<int64_t> Vocabularies() {
 
 void StepTable() {
   std::printf("\n## In-process Step (ms per step, tokens/s)\n\n");
-  std::printf("| vocab | attention | context | batch 1 | batch 64 | batch 256 |\n");
-  std::printf("|---:|---|---:|---:|---:|---:|\n");
+  std::printf("| vocab | attention | weights | context | batch 1 | batch 64 | batch 256 |\n");
+  std::printf("|---:|---|---|---:|---:|---:|---:|\n");
   for (int64_t vocab : Vocabularies()) {
     for (AttentionKind kind : {AttentionKind::kLinear, AttentionKind::kSoftmax}) {
-      Checkpoint checkpoint = ReferenceCheckpoint(vocab, kind);
-      for (int64_t context : {128, 32768}) {
-        std::string row =
-            absl::StrCat("| ", vocab, " | ", AttentionKindName(kind), " | ", context, " |");
-        for (int64_t batch : {1, 64, 256}) {
-          // Softmax keys and values at 32,768 tokens: 268 MB a row; 64 rows would not fit here.
-          if (kind == AttentionKind::kSoftmax && context > 128 && batch > 1) {
-            absl::StrAppend(&row, " (", batch * 268 / 1000, " GB of K/V) |");
-            continue;
-          }
-          const double s = StepSeconds(checkpoint.model, batch, context);
-          absl::StrAppend(&row, absl::StrFormat(" %.2f ms, %.0f/s |", s * 1e3, batch / s));
-          Record("step_seconds", vocab, std::string(AttentionKindName(kind)), batch, context, s,
-                 "s");
+      for (WeightFormat format : WeightFormats()) {
+        Checkpoint checkpoint = ReferenceCheckpoint(vocab, kind);
+        SetWeightFormat(checkpoint.model, format);
+        const std::string form =
+            absl::StrCat(AttentionKindName(kind), "/", WeightFormatName(format));
+        for (int64_t context : {128, 32768}) {
+          StepRow(checkpoint.model, vocab, kind, form, context);
         }
-        std::printf("%s\n", row.c_str());
-        std::fflush(stdout);
       }
     }
   }

@@ -19,6 +19,16 @@ using torch::indexing::Slice;
 namespace {
 constexpr char kShortConvolutionName[] = "conv";
 constexpr char kDecayLogitName[] = "decay_logit";
+
+// A linear layer whose weight may be stored in bfloat16 (model/weight_format.h): the product runs
+// in the weight's type, the result comes back in x's, and the bias (float32) is added after.
+torch::Tensor Apply(const torch::nn::Linear& layer, const torch::Tensor& x) {
+  const torch::Tensor& weight = layer->weight;
+  if (weight.scalar_type() == x.scalar_type()) return torch::linear(x, weight, layer->bias);
+  torch::Tensor y = torch::linear(x.to(weight.scalar_type()), weight).to(x.scalar_type());
+  return layer->bias.defined() ? y + layer->bias : y;
+}
+
 }  // namespace
 
 bool IsShortConvolutionWeight(const std::string& parameter_name) {
@@ -43,7 +53,7 @@ torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::T
                                           LinearAttentionState* linear, KeyValueCache* kv,
                                           torch::Tensor* conv_tail) {
   const int64_t b = x.size(0), n = x.size(1), h = config.num_heads, d = config.head_dim();
-  auto projected = qkv(x);  // [B, N, 3D]
+  auto projected = Apply(qkv, x);  // [B, N, 3D]
   if (conv.defined()) projected = CausalShortConvolution(projected, conv, conv_tail);
   // [B, N, 3D] → three [B, H, N, d].
   auto parts = projected.view({b, n, 3, h, d}).permute({2, 0, 3, 1, 4});
@@ -63,7 +73,7 @@ torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::T
     y = kv != nullptr ? CachedSoftmaxAttention(q, k, v, positions, kv)
                       : CausalSoftmaxAttention(q, k, v);
   }
-  return out(y.transpose(1, 2).reshape({b, n, h * d}));
+  return Apply(out, y.transpose(1, 2).reshape({b, n, h * d}));
 }
 
 TransformerBlockImpl::TransformerBlockImpl(const ModelConfig& c) {
@@ -79,7 +89,7 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch:
                                             LinearAttentionState* linear, KeyValueCache* kv,
                                             torch::Tensor* conv_tail) {
   auto h = x + dropout(attention(norm1(x), positions, linear, kv, conv_tail));
-  return h + dropout(ff_out(dropout(F::gelu(ff_in(norm2(h))))));
+  return h + dropout(Apply(ff_out, dropout(F::gelu(Apply(ff_in, norm2(h))))));
 }
 
 torch::Tensor EmbeddingDropout(const torch::Tensor& weight, double p) {
@@ -194,7 +204,8 @@ torch::Tensor TransformerLMImpl::Embed(const torch::Tensor& tokens) {
 }
 
 torch::Tensor TransformerLMImpl::Logits(const torch::Tensor& hidden) {
-  return config_.tie_embeddings ? torch::matmul(hidden, embedding->weight.t()) : lm_head(hidden);
+  return config_.tie_embeddings ? torch::matmul(hidden, embedding->weight.t())
+                                : Apply(lm_head, hidden);
 }
 
 torch::Tensor TransformerLMImpl::Forward(const torch::Tensor& tokens) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "glog/logging.h"
+#include "model/weight_format.h"
 #include "server/text_stream.h"
 
 namespace recur {
@@ -584,6 +585,7 @@ EngineInfo Engine::Info() {
   info.config = checkpoint_.config;
   info.tokenizer_kind = std::string(checkpoint_.tokenizer->kind());
   info.parameters = checkpoint_.model->ParameterCount();
+  info.weights = std::string(WeightFormatName(WeightFormatOf(checkpoint_.model)));
   info.state_bytes_per_session = checkpoint_.config.SlotBytes();
   info.kv_cache_bytes_per_token = checkpoint_.config.attention == AttentionKind::kSoftmax
                                       ? checkpoint_.config.KvCacheBytesPerToken()

@@ -115,6 +115,7 @@ struct EngineInfo {
   int64_t max_context_tokens = 0;  // softmax; 0 for linear attention
   int64_t kv_cache_budget_bytes = 0;
   int64_t kv_cache_bytes_in_use = 0;
+  std::string weights;  // WeightFormatName of the model's linear layers
 };
 
 class Engine {

@@ -335,6 +335,7 @@ grpc::ServerUnaryReactor* RecurServiceImpl::GetModelInfo(grpc::CallbackServerCon
   response->set_max_context_tokens(info.max_context_tokens);
   response->set_kv_cache_budget_bytes(info.kv_cache_budget_bytes);
   response->set_kv_cache_bytes_in_use(info.kv_cache_bytes_in_use);
+  response->set_weights(info.weights);
   return Reply(context, absl::OkStatus());
 }
 

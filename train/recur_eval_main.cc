@@ -14,10 +14,14 @@
 #include "base/program.h"
 #include "base/torch_runtime.h"
 #include "model/checkpoint.h"
+#include "model/weight_format.h"
 #include "train/corpus.h"
 #include "train/evaluation.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train (required)");
+ABSL_FLAG(std::string, weights, "fp32",
+          "How the linear layers' weights are held: fp32 or bf16 (to measure what serving in "
+          "bf16 costs in perplexity)");
 ABSL_FLAG(std::string, dataset, "text",
           "ptb, wikitext2, enwik8 or text: the data the checkpoint was trained on");
 ABSL_FLAG(std::string, data_dir, "", "Data directory (ptb, wikitext2) or file (enwik8, text)");
@@ -64,6 +68,9 @@ int main(int argc, char** argv) {
 
   auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), *device);
   if (!checkpoint.ok()) return recur::Fail(checkpoint.status());
+  auto weights = recur::ParseWeightFormat(absl::GetFlag(FLAGS_weights));
+  if (!weights.ok()) return recur::Fail(weights.status());
+  recur::SetWeightFormat(checkpoint->model, *weights);
   auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), absl::GetFlag(FLAGS_data_dir));
   if (!corpus.ok()) return recur::Fail(corpus.status());
   // Word ids are only meaningful under the vocabulary the model was trained with.

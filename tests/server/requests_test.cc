@@ -266,6 +266,7 @@ TEST_F(RequestsTest, ModelInfoAndHealth) {
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->attention(), "linear");
   EXPECT_EQ(info->tokenizer(), "byte");
+  EXPECT_EQ(info->weights(), "fp32");
   EXPECT_EQ(info->vocab_size(), 257);
   EXPECT_EQ(info->max_sessions(), 7);
   EXPECT_EQ(info->sessions_free(), 7);
