@@ -31,7 +31,8 @@ std::vector<const torch::Tensor*> Tensors(const ModelState& state) {
 
 void DecodeBatch::Reserve(int64_t rows, const ModelState& like) {
   if (rows <= capacity_) return;
-  const int64_t capacity = std::max<int64_t>({rows, 2 * capacity_, 8});
+  const int64_t doubled = std::max<int64_t>(2 * capacity_, 8);
+  const int64_t capacity = std::max(rows, std::min(doubled, max_rows_));
   ModelState grown = like;  // the layout; every tensor replaced below
   std::vector<torch::Tensor*> target = Tensors(grown);
   const std::vector<const torch::Tensor*> shape = Tensors(like);

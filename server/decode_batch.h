@@ -4,7 +4,8 @@
 // The rows of the engine's batched decode step (server/engine.h).
 //
 // Linear attention, whose state has a constant size, keeps the batch in place: one buffer per
-// state tensor, `capacity` rows long (allocated when the batch first outgrows it, doubling), of
+// state tensor, `capacity` rows long (allocated when the batch first outgrows it, doubling up to
+// `max_rows`, and kept: the memory of the busiest moment's decoding sessions), of
 // which the first size() are live. A joining session's state is copied into the next free row; a
 // leaving row is copied out to its session and the last row moves into its place. So a join or a
 // leave copies one row, and a step neither allocates state nor copies the batch:
@@ -25,6 +26,9 @@ namespace recur {
 
 class DecodeBatch {
  public:
+  // `max_rows`: the most rows the batch will hold (the engine's slots), which caps the buffers.
+  explicit DecodeBatch(int64_t max_rows) : max_rows_(max_rows) {}
+
   int64_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
 
@@ -45,6 +49,7 @@ class DecodeBatch {
   void Reserve(int64_t rows, const ModelState& like);
   void RefreshViews();
 
+  const int64_t max_rows_;
   bool in_place_ = true;
   int64_t size_ = 0;
   int64_t capacity_ = 0;

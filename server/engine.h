@@ -212,7 +212,7 @@ class Engine {
   // Engine-thread only.
   std::vector<std::unique_ptr<Request>> running_;  // admitted, in arrival order
   std::vector<Request*> batch_;                    // the rows of batch_state_, decoding
-  DecodeBatch batch_state_;
+  DecodeBatch batch_state_{options_.max_sessions};
   absl::Time last_ttl_sweep_;
 
   std::thread thread_;

@@ -56,7 +56,7 @@ TEST_P(DecodeBatchTest, RowsJoiningAndLeavingStepAsIfAlone) {
   // Which sessions are in the batch at each step: joins at steps 0, 1 and 3, leaves at 2 and 4.
   const std::vector<std::vector<int>> plan = {{0, 1, 2},          {0, 1, 2, 3, 4}, {1, 2, 3, 4},
                                               {1, 2, 3, 4, 5, 6}, {1, 3, 6},       {1, 3, 6}};
-  DecodeBatch batch;
+  DecodeBatch batch(/*max_rows=*/8);
   std::vector<int> members;  // session at each row
   for (size_t step = 0; step < plan.size(); ++step) {
     std::vector<int64_t> leaving;
@@ -119,7 +119,7 @@ TEST_P(LinearDecodeBatchTest, StateStaysInItsBuffers) {
   torch::NoGradGuard no_grad;
   std::vector<ModelState> states;
   for (int i = 0; i < 6; ++i) states.push_back(Prefilled(2));
-  DecodeBatch batch;
+  DecodeBatch batch(/*max_rows=*/8);
   batch.Join({&states[0], &states[1]});
   const void* buffer = batch.Rows().linear[0].s.data_ptr();
   for (int step = 0; step < 3; ++step) {
