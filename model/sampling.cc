@@ -273,6 +273,8 @@ int64_t Sampler::SampleTopK(absl::Span<const float> logits, const TokenSet& seen
     for (int64_t i = c * kLanes; i < std::min(n, (c + 1) * kLanes); ++i) {
       double score = logits[i];
       if (penalise && seen.Contains(i)) score = Penalised(score, params_.repetition_penalty);
+      // NaN (a broken model) ranks last, keeping the heap's order total.
+      if (std::isnan(score)) score = -std::numeric_limits<double>::infinity();
       if (top_.size() < k) {
         top_.emplace_back(i, score);
         std::push_heap(top_.begin(), top_.end(), ranks_before);
@@ -336,6 +338,8 @@ int64_t Sampler::SampleNucleus(absl::Span<const float> logits, const TokenSet& s
   const double* mass_per_block = block_mass_.data();
   while (true) {
     const int64_t j = Draw(w, n, mass_per_block, Uniform() * mass, pivot);
+    // No weight left to draw: not for finite logits, but a broken row must not index out.
+    if (j < 0) return Greedy(logits, seen);
     if (params_.top_p >= 1.0) return j;
     const double before = MassBefore(w, n, j, block_max_.data(), before_mass_.data());
     // In the nucleus: the tokens ranked before j hold less than top_p of the mass.

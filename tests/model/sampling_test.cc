@@ -308,9 +308,12 @@ TEST(SamplingTest, NonFiniteLogitsStillGiveAToken) {
        {std::vector<float>{nan, nan, nan}, std::vector<float>{0.0f, inf, 1.0f},
         std::vector<float>{-inf, -inf, -inf}}) {
     for (const double top_p : {1.0, 0.5}) {
-      SamplingParams p;
-      p.top_p = top_p;
-      for (int64_t id : Draw(p, 5, logits)) EXPECT_TRUE(id >= 0 && id < 3) << id;
+      for (const int64_t top_k : {0, 2}) {
+        SamplingParams p;
+        p.top_p = top_p;
+        p.top_k = top_k;
+        for (int64_t id : Draw(p, 5, logits)) EXPECT_TRUE(id >= 0 && id < 3) << id;
+      }
     }
   }
 }
