@@ -16,15 +16,18 @@
 
 namespace recur {
 
-enum class WeightFormat { kFloat32, kBFloat16 };  // "fp32", "bf16"
+// kBFloat16Output: only an untied output layer in bfloat16, the largest product of a decode step
+// at real vocabularies and the one where bfloat16 pays even for one row.
+enum class WeightFormat { kFloat32, kBFloat16, kBFloat16Output };  // "fp32", "bf16", "bf16-output"
 
 absl::string_view WeightFormatName(WeightFormat format);
-// "fp32" or "bf16"; INVALID_ARGUMENT naming the choices otherwise.
+// "fp32", "bf16" or "bf16-output"; INVALID_ARGUMENT naming the choices otherwise.
 absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name);
 
 // Converts the model's linear-layer weights to `format` in place.
 void SetWeightFormat(TransformerLM& model, WeightFormat format);
-// The format the model's linear layers are stored in.
+// The format the model's linear layers are stored in (the output layer's alone decides
+// kBFloat16Output).
 WeightFormat WeightFormatOf(const TransformerLM& model);
 
 // Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16); elsewhere oneDNN

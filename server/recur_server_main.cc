@@ -19,8 +19,9 @@
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train (required)");
 ABSL_FLAG(std::string, weights, "fp32",
-          "How the linear layers' weights are held: fp32, or bf16 (half the bytes, oneDNN's "
-          "bfloat16 products; fastest on CPUs with AVX512-BF16; docs/performance.md)");
+          "How the linear layers' weights are held: fp32, bf16 (half the bytes, oneDNN's "
+          "bfloat16 products; fastest on CPUs with AVX512-BF16) or bf16-output (only the output "
+          "layer; docs/performance.md)");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface)");
 ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 picks a free one)");
 ABSL_FLAG(int32_t, metrics_port, 9090,

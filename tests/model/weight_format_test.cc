@@ -22,10 +22,11 @@ ModelConfig Untied(AttentionKind attention) {
 }
 
 TEST(WeightFormatTest, NamesRoundTripAndUnknownOnesAreRefused) {
-  for (WeightFormat format : {WeightFormat::kFloat32, WeightFormat::kBFloat16}) {
+  for (WeightFormat format :
+       {WeightFormat::kFloat32, WeightFormat::kBFloat16, WeightFormat::kBFloat16Output}) {
     EXPECT_EQ(*ParseWeightFormat(WeightFormatName(format)), format);
   }
-  EXPECT_THAT(ParseWeightFormat("int4").status().message(), HasSubstr("fp32 or bf16"));
+  EXPECT_THAT(ParseWeightFormat("int4").status().message(), HasSubstr("fp32, bf16 or bf16-output"));
 }
 
 // bf16 changes only the linear layers' weights; the logits stay close to float32's (relative to
@@ -65,6 +66,11 @@ TEST(WeightFormatTest, Bf16LinearLayersKeepLogitsCloseAndStateFloat32) {
     }
     for (const auto& layer : b.linear) EXPECT_EQ(layer.s.scalar_type(), torch::kFloat32);
     for (const auto& cache : b.kv) EXPECT_EQ(cache.k.scalar_type(), torch::kFloat32);
+    SetWeightFormat(bf16, WeightFormat::kBFloat16Output);  // only the output layer
+    EXPECT_EQ(WeightFormatOf(bf16), WeightFormat::kBFloat16Output);
+    EXPECT_EQ(bf16->lm_head->weight.scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(bf16->blocks[0]->as<TransformerBlock>()->ff_in->weight.scalar_type(),
+              torch::kFloat32);
     SetWeightFormat(bf16, WeightFormat::kFloat32);  // and back
     EXPECT_EQ(WeightFormatOf(bf16), WeightFormat::kFloat32);
   }
