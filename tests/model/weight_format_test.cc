@@ -4,20 +4,16 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "tests/test_util.h"
+
 namespace recur {
 namespace {
 
 using ::testing::HasSubstr;
 
 ModelConfig Untied(AttentionKind attention) {
-  ModelConfig config;
-  config.vocab_size = 300;
-  config.d_model = 64;
-  config.num_layers = 2;
-  config.num_heads = 2;
-  config.d_ff = 128;
+  ModelConfig config = testing::SmallModelConfig(attention, /*vocab_size=*/300);
   config.tie_embeddings = false;
-  config.attention = attention;
   return config;
 }
 

@@ -17,12 +17,7 @@ namespace {
 class DecodeBatchTest : public ::testing::TestWithParam<std::tuple<AttentionKind, int64_t>> {
  protected:
   DecodeBatchTest() {
-    config_.vocab_size = 30;
-    config_.d_model = 16;
-    config_.num_layers = 2;
-    config_.num_heads = 2;
-    config_.d_ff = 32;
-    config_.attention = std::get<0>(GetParam());
+    config_ = testing::SmallModelConfig(std::get<0>(GetParam()), /*vocab_size=*/30);
     config_.short_conv = std::get<1>(GetParam());
     torch::manual_seed(2);
     model_ = TransformerLM(config_);
