@@ -81,7 +81,8 @@ std::vector<WeightFormat> WeightFormats() {
 // A random model of the reference shape. Its output layer is scaled so that logits spread like a
 // trained model's (a few tokens far ahead), and <eos> never wins, so every request runs its
 // full length.
-Checkpoint ReferenceCheckpoint(int64_t vocab, AttentionKind kind) {
+Checkpoint ReferenceCheckpoint(int64_t vocab, AttentionKind kind,
+                               WeightFormat format = WeightFormats().front()) {
   ModelConfig config;
   config.vocab_size = vocab;
   config.tie_embeddings = false;
@@ -101,7 +102,7 @@ Checkpoint ReferenceCheckpoint(int64_t vocab, AttentionKind kind) {
   checkpoint.model->lm_head->weight.mul_(4);
   checkpoint.model->lm_head->weight[checkpoint.tokenizer->eos_id()].fill_(0);
   checkpoint.model->eval();
-  SetWeightFormat(checkpoint.model, WeightFormats().front());
+  SetWeightFormat(checkpoint.model, format);
   return checkpoint;
 }
 
@@ -177,8 +178,8 @@ void StepTable() {
   for (int64_t vocab : Vocabularies()) {
     for (AttentionKind kind : {AttentionKind::kLinear, AttentionKind::kSoftmax}) {
       for (WeightFormat format : WeightFormats()) {
-        Checkpoint checkpoint = ReferenceCheckpoint(vocab, kind);
-        SetWeightFormat(checkpoint.model, format);
+        // Converted once from the float32 weights (bf16 → fp32 would keep bf16's rounding).
+        Checkpoint checkpoint = ReferenceCheckpoint(vocab, kind, format);
         const std::string form =
             absl::StrCat(AttentionKindName(kind), "/", WeightFormatName(format));
         for (int64_t context : {128, 32768}) {

@@ -111,8 +111,9 @@ std::vector<int64_t> DecodeBatch::Leave(const std::vector<int64_t>& rows,
     }
     order.pop_back();
     --size_;
-    RefreshViews();
   }
+  // The views kept the old length while rows left; every row read was below it.
+  RefreshViews();
   return order;
 }
 
