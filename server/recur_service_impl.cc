@@ -60,13 +60,17 @@ void ToProto(const SessionInfo& info, v1::Session* session) {
 }
 
 // One Generate stream. The engine pushes messages from its thread; the reactor writes them one at
-// a time (gRPC allows one write in flight) and finishes the RPC after the last. The reactor is
-// deleted by gRPC in OnDone; the engine may still hold the sink, so the two are separate objects.
+// a time (gRPC allows one write in flight) and finishes the RPC after the last. A write that
+// follows a quiet stream starts on the write thread, one that follows a finished write starts in
+// gRPC's completion (OnWriteDone): never on the engine's thread. The reactor is deleted by gRPC in
+// OnDone; the engine may still hold the sink, so the two are separate objects.
 class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
-  class Sink : public GenerationSink {
+  class Sink : public GenerationSink, public std::enable_shared_from_this<Sink> {
    public:
-    explicit Sink(GenerateReactor* reactor) : reactor_(reactor) {}
+    // `writer` outlives every attached sink: the service owns it, and gRPC finishes every call
+    // before the service goes.
+    Sink(GenerateReactor* reactor, WriteThread& writer) : reactor_(reactor), writer_(writer) {}
 
     void OnText(std::string text, std::vector<int64_t> token_ids) override {
       v1::GenerateResponse message;
@@ -108,21 +112,23 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
    private:
     void Push(v1::GenerateResponse message, std::optional<grpc::Status> final_status) {
-      {
-        absl::MutexLock lock(&mu_);
-        // While a write is in flight, text messages queue up merged into one: a slow client gets
-        // fewer, larger messages instead of an ever longer queue.
-        if (!pending_.empty() && !final_status &&
-            pending_.back().finish_reason() == v1::FINISH_REASON_UNSPECIFIED && writing_) {
-          auto& last = pending_.back();
-          last.mutable_text()->append(message.text());
-          for (int64_t id : message.token_ids()) last.add_token_ids(id);
-        } else {
-          pending_.push_back(std::move(message));
-        }
-        if (final_status) final_status_ = *final_status;
+      absl::MutexLock lock(&mu_);
+      // While a write is in flight or about to start, text messages queue up merged into one: a
+      // slow client gets fewer, larger messages instead of an ever longer queue.
+      if (!pending_.empty() && !final_status &&
+          pending_.back().finish_reason() == v1::FINISH_REASON_UNSPECIFIED &&
+          (writing_ || pump_scheduled_)) {
+        auto& last = pending_.back();
+        last.mutable_text()->append(message.text());
+        for (int64_t id : message.token_ids()) last.add_token_ids(id);
+      } else {
+        pending_.push_back(std::move(message));
       }
-      Pump();
+      if (final_status) final_status_ = *final_status;
+      // A write in flight pumps again when it completes; otherwise the write thread starts one.
+      if (reactor_ == nullptr || writing_ || finished_ || pump_scheduled_) return;
+      pump_scheduled_ = true;
+      writer_.Schedule([self = shared_from_this()] { self->Pump(); });
     }
 
     // Starts the next write, or finishes the RPC after the last; at most one of either at a time.
@@ -132,6 +138,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       std::optional<grpc::Status> finish;
       {
         absl::MutexLock lock(&mu_);
+        pump_scheduled_ = false;
         if (reactor_ == nullptr || writing_ || finished_) return;
         const bool cancelled = final_status_ && final_status_->error_code() == grpc::CANCELLED;
         if (!broken_ && !cancelled && !pending_.empty()) {
@@ -157,6 +164,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
     absl::Mutex mu_;
     GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);
+    WriteThread& writer_;
+    bool pump_scheduled_ ABSL_GUARDED_BY(mu_) = false;  // a Pump is queued on the write thread
     std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
     v1::GenerateResponse current_;  // the message being written
     bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -167,8 +176,9 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
   // `tenant`: the caller's, or why it was not authenticated.
   GenerateReactor(grpc::CallbackServerContext* context, Engine& engine, Metrics& metrics,
-                  const v1::GenerateRequest& message, absl::StatusOr<std::string> tenant)
-      : context_(context), metrics_(metrics), sink_(std::make_shared<Sink>(this)) {
+                  WriteThread& writer, const v1::GenerateRequest& message,
+                  absl::StatusOr<std::string> tenant)
+      : context_(context), metrics_(metrics), sink_(std::make_shared<Sink>(this, writer)) {
     if (!tenant.ok()) {
       Done(ToGrpcStatus(tenant.status()));
       return;
@@ -235,7 +245,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* RecurServiceImpl::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return new GenerateReactor(context, engine_, metrics_, *request, Caller(*context));
+  return new GenerateReactor(context, engine_, metrics_, writer_, *request, Caller(*context));
 }
 
 absl::StatusOr<std::string> RecurServiceImpl::Caller(

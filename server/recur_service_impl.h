@@ -12,6 +12,7 @@
 #include "server/authenticator.h"
 #include "server/engine.h"
 #include "server/metrics.h"
+#include "server/write_thread.h"
 
 namespace recur {
 
@@ -54,6 +55,7 @@ class RecurServiceImpl final : public v1::Recur::CallbackService {
   Engine& engine_;
   Metrics& metrics_;
   const Authenticator& authenticator_;
+  WriteThread writer_;  // where the Generate streams start their writes
 };
 
 }  // namespace recur
