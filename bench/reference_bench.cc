@@ -40,6 +40,7 @@
 
 ABSL_FLAG(std::string, part, "all", "step, sample, load or all");
 ABSL_FLAG(std::string, vocab, "257,10000,33278", "vocabulary sizes, comma-separated");
+ABSL_FLAG(std::string, streams, "1,8,64,256", "--part load: concurrent streams, comma-separated");
 ABSL_FLAG(std::string, csv, "", "also append every figure to this CSV file");
 ABSL_FLAG(std::string, weights, "fp32",
           "weight formats, comma-separated: step measures each; sample and load use the first");
@@ -158,17 +159,23 @@ void StepRow(TransformerLM& model, int64_t vocab, AttentionKind kind, const std:
   std::fflush(stdout);
 }
 
-std::vector<int64_t> Vocabularies() {
-  std::vector<int64_t> vocabs;
-  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_vocab), ',')) {
+// The comma-separated integers of a list flag, each at least `least`.
+std::vector<int64_t> IntegerList(const std::string& flag, const std::string& value, int64_t least) {
+  std::vector<int64_t> values;
+  for (absl::string_view part : absl::StrSplit(value, ',')) {
     int64_t v = 0;
-    if (!absl::SimpleAtoi(part, &v) || v < 3) {
-      std::fprintf(stderr, "reference_bench: bad --vocab entry '%s'\n", std::string(part).c_str());
+    if (!absl::SimpleAtoi(part, &v) || v < least) {
+      std::fprintf(stderr, "reference_bench: bad --%s entry '%s'\n", flag.c_str(),
+                   std::string(part).c_str());
       std::exit(2);
     }
-    vocabs.push_back(v);
+    values.push_back(v);
   }
-  return vocabs;
+  return values;
+}
+
+std::vector<int64_t> Vocabularies() {
+  return IntegerList("vocab", absl::GetFlag(FLAGS_vocab), 3);
 }
 
 void StepTable() {
@@ -343,11 +350,11 @@ void LoadTable() {
       std::fprintf(stderr, "reference_bench: %s\n", server.status().ToString().c_str());
       std::exit(1);
     }
-    for (int streams : {1, 8, 64, 256}) {
+    for (int64_t streams : IntegerList("streams", absl::GetFlag(FLAGS_streams), 1)) {
       LoadOptions load;
       load.server = absl::StrCat("127.0.0.1:", (*server)->port());
-      load.concurrency = streams;
-      load.requests = std::max(8, 2 * streams);
+      load.concurrency = static_cast<int>(streams);
+      load.requests = static_cast<int>(std::max<int64_t>(8, 2 * streams));
       load.request.set_prompt(Prompt(vocab, 16));
       load.request.set_max_tokens(64);
       load.request.mutable_sampling()->set_temperature(1.0);
@@ -369,8 +376,8 @@ void LoadTable() {
       const double step = StepSeconds(model, streams, 128);
       const double in_process = streams / step;
       std::printf(
-          "| %lld | %d | %.0f | %.0f | %.0f %% | %.2f / %.2f ms | %.2fx | %.2f / %.3f ms |\n",
-          static_cast<long long>(vocab), streams, r.tokens_per_second, in_process,
+          "| %lld | %lld | %.0f | %.0f | %.0f %% | %.2f / %.2f ms | %.2fx | %.2f / %.3f ms |\n",
+          static_cast<long long>(vocab), static_cast<long long>(streams), r.tokens_per_second, in_process,
           100 * r.tokens_per_second / in_process, r.inter_token_p50 * 1e3, r.inter_token_p99 * 1e3,
           r.inter_token_p99 / step, model_ms, output_ms);
       Record("server_model_seconds", vocab, "linear", streams, 128, model_ms / 1e3, "s");
