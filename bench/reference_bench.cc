@@ -174,9 +174,7 @@ std::vector<int64_t> IntegerList(const std::string& flag, const std::string& val
   return values;
 }
 
-std::vector<int64_t> Vocabularies() {
-  return IntegerList("vocab", absl::GetFlag(FLAGS_vocab), 3);
-}
+std::vector<int64_t> Vocabularies() { return IntegerList("vocab", absl::GetFlag(FLAGS_vocab), 3); }
 
 void StepTable() {
   std::printf("\n## In-process Step (ms per step, tokens/s)\n\n");
@@ -377,9 +375,9 @@ void LoadTable() {
       const double in_process = streams / step;
       std::printf(
           "| %lld | %lld | %.0f | %.0f | %.0f %% | %.2f / %.2f ms | %.2fx | %.2f / %.3f ms |\n",
-          static_cast<long long>(vocab), static_cast<long long>(streams), r.tokens_per_second, in_process,
-          100 * r.tokens_per_second / in_process, r.inter_token_p50 * 1e3, r.inter_token_p99 * 1e3,
-          r.inter_token_p99 / step, model_ms, output_ms);
+          static_cast<long long>(vocab), static_cast<long long>(streams), r.tokens_per_second,
+          in_process, 100 * r.tokens_per_second / in_process, r.inter_token_p50 * 1e3,
+          r.inter_token_p99 * 1e3, r.inter_token_p99 / step, model_ms, output_ms);
       Record("server_model_seconds", vocab, "linear", streams, 128, model_ms / 1e3, "s");
       Record("server_output_seconds", vocab, "linear", streams, 128, output_ms / 1e3, "s");
       Record("grpc_tokens_per_second", vocab, "linear", streams, 128, r.tokens_per_second, "1/s");
