@@ -69,7 +69,7 @@ void Record(const std::string& name, int64_t vocab, const std::string& attention
 std::vector<WeightFormat> WeightFormats() {
   std::vector<WeightFormat> formats;
   for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_weights), ',')) {
-    auto format = ParseWeightFormat(part);
+    auto format = ParseWeightFormat(part, torch::kCPU);
     if (!format.ok()) {
       std::fprintf(stderr, "reference_bench: %s\n", format.status().ToString().c_str());
       std::exit(2);
@@ -103,7 +103,10 @@ Checkpoint ReferenceCheckpoint(int64_t vocab, AttentionKind kind,
   checkpoint.model->lm_head->weight.mul_(4);
   checkpoint.model->lm_head->weight[checkpoint.tokenizer->eos_id()].fill_(0);
   checkpoint.model->eval();
-  SetWeightFormat(checkpoint.model, format);
+  if (auto s = SetWeightFormat(checkpoint.model, format); !s.ok()) {
+    std::fprintf(stderr, "reference_bench: %s\n", s.ToString().c_str());
+    std::exit(1);
+  }
   return checkpoint;
 }
 

@@ -20,15 +20,6 @@ namespace {
 constexpr char kShortConvolutionName[] = "conv";
 constexpr char kDecayLogitName[] = "decay_logit";
 
-// A linear layer whose weight may be stored in bfloat16 (model/weight_format.h): the product runs
-// in the weight's type, the result comes back in x's, and the bias (float32) is added after.
-torch::Tensor Apply(const torch::nn::Linear& layer, const torch::Tensor& x) {
-  const torch::Tensor& weight = layer->weight;
-  if (weight.scalar_type() == x.scalar_type()) return torch::linear(x, weight, layer->bias);
-  torch::Tensor y = torch::linear(x.to(weight.scalar_type()), weight).to(x.scalar_type());
-  return layer->bias.defined() ? y + layer->bias : y;
-}
-
 }  // namespace
 
 bool IsShortConvolutionWeight(const std::string& parameter_name) {
@@ -36,11 +27,11 @@ bool IsShortConvolutionWeight(const std::string& parameter_name) {
 }
 
 AttentionLayerImpl::AttentionLayerImpl(const ModelConfig& c) : config(c) {
-  qkv = register_module("qkv", torch::nn::Linear(c.d_model, 3 * c.d_model));
+  qkv = register_module("qkv", LinearLayer(c.d_model, 3 * c.d_model));
   if (c.short_conv > 0) {
     conv = register_parameter(kShortConvolutionName, torch::zeros({c.short_conv, 3 * c.d_model}));
   }
-  out = register_module("out", torch::nn::Linear(c.d_model, c.d_model));
+  out = register_module("out", LinearLayer(c.d_model, c.d_model));
   if (c.state_decay == StateDecay::kMultiscale) {
     decay = register_buffer("decay", MultiScaleDecay(c.num_heads, torch::kCPU));
   } else if (c.state_decay == StateDecay::kLearned) {
@@ -53,7 +44,7 @@ torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::T
                                           LinearAttentionState* linear, KeyValueCache* kv,
                                           torch::Tensor* conv_tail) {
   const int64_t b = x.size(0), n = x.size(1), h = config.num_heads, d = config.head_dim();
-  auto projected = Apply(qkv, x);  // [B, N, 3D]
+  auto projected = qkv(x);  // [B, N, 3D]
   if (conv.defined()) projected = CausalShortConvolution(projected, conv, conv_tail);
   // [B, N, 3D] → three [B, H, N, d].
   auto parts = projected.view({b, n, 3, h, d}).permute({2, 0, 3, 1, 4});
@@ -73,15 +64,15 @@ torch::Tensor AttentionLayerImpl::forward(const torch::Tensor& x, const torch::T
     y = kv != nullptr ? CachedSoftmaxAttention(q, k, v, positions, kv)
                       : CausalSoftmaxAttention(q, k, v);
   }
-  return Apply(out, y.transpose(1, 2).reshape({b, n, h * d}));
+  return out(y.transpose(1, 2).reshape({b, n, h * d}));
 }
 
 TransformerBlockImpl::TransformerBlockImpl(const ModelConfig& c) {
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
   attention = register_module("attention", AttentionLayer(c));
   norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
-  ff_in = register_module("ff_in", torch::nn::Linear(c.d_model, c.d_ff));
-  ff_out = register_module("ff_out", torch::nn::Linear(c.d_ff, c.d_model));
+  ff_in = register_module("ff_in", LinearLayer(c.d_model, c.d_ff));
+  ff_out = register_module("ff_out", LinearLayer(c.d_ff, c.d_model));
   dropout = register_module("dropout", torch::nn::Dropout(c.dropout));
 }
 
@@ -89,7 +80,7 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch:
                                             LinearAttentionState* linear, KeyValueCache* kv,
                                             torch::Tensor* conv_tail) {
   auto h = x + dropout(attention(norm1(x), positions, linear, kv, conv_tail));
-  return h + dropout(Apply(ff_out, dropout(F::gelu(Apply(ff_in, norm2(h))))));
+  return h + dropout(ff_out(dropout(F::gelu(ff_in(norm2(h))))));
 }
 
 torch::Tensor EmbeddingDropout(const torch::Tensor& weight, double p) {
@@ -108,9 +99,8 @@ TransformerLMImpl::TransformerLMImpl(const ModelConfig& config) : config_(config
   final_norm = register_module("final_norm",
                                torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
   if (!config.tie_embeddings) {
-    lm_head = register_module(
-        "lm_head",
-        torch::nn::Linear(torch::nn::LinearOptions(config.d_model, config.vocab_size).bias(false)));
+    lm_head =
+        register_module("lm_head", LinearLayer(config.d_model, config.vocab_size, /*bias=*/false));
   }
   dropout = register_module("dropout", torch::nn::Dropout(config.dropout));
 
@@ -204,8 +194,7 @@ torch::Tensor TransformerLMImpl::Embed(const torch::Tensor& tokens) {
 }
 
 torch::Tensor TransformerLMImpl::Logits(const torch::Tensor& hidden) {
-  return config_.tie_embeddings ? torch::matmul(hidden, embedding->weight.t())
-                                : Apply(lm_head, hidden);
+  return config_.tie_embeddings ? torch::matmul(hidden, embedding->weight.t()) : lm_head(hidden);
 }
 
 torch::Tensor TransformerLMImpl::Forward(const torch::Tensor& tokens) {

@@ -15,13 +15,13 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
 #include <string>
 
 #include "model/config.h"
+#include "model/linear_layer.h"
 #include "model/model_state.h"
 
 namespace recur {
@@ -38,14 +38,14 @@ struct AttentionLayerImpl : torch::nn::Module {
                         torch::Tensor* conv_tail = nullptr);
 
   ModelConfig config;
-  torch::nn::Linear qkv{nullptr};
+  LinearLayer qkv{nullptr};
   torch::Tensor conv;  // [K, 3D] short-convolution weights over q, k, v; undefined without one
   // [H] each head's state decay γ with state_decay "multiscale" (a buffer: follows the module's
   // device, not saved); undefined otherwise.
   torch::Tensor decay;
   // [H] logit of each head's γ with state_decay "learned" (a parameter, saved with the others).
   torch::Tensor decay_logit;
-  torch::nn::Linear out{nullptr};
+  LinearLayer out{nullptr};
 };
 TORCH_MODULE(AttentionLayer);
 
@@ -63,8 +63,8 @@ struct TransformerBlockImpl : torch::nn::Module {
   torch::nn::LayerNorm norm1{nullptr};
   AttentionLayer attention{nullptr};
   torch::nn::LayerNorm norm2{nullptr};
-  torch::nn::Linear ff_in{nullptr};
-  torch::nn::Linear ff_out{nullptr};
+  LinearLayer ff_in{nullptr};
+  LinearLayer ff_out{nullptr};
   torch::nn::Dropout dropout{nullptr};
 };
 TORCH_MODULE(TransformerBlock);
@@ -101,7 +101,7 @@ struct TransformerLMImpl : torch::nn::Module {
   torch::nn::Embedding embedding{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::LayerNorm final_norm{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // null when the embedding is tied
+  LinearLayer lm_head{nullptr};  // null when the embedding is tied
   torch::nn::Dropout dropout{nullptr};
 
  private:

@@ -4,8 +4,11 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
+#include "model/linear_layer.h"
 
 namespace recur {
 
@@ -15,41 +18,74 @@ absl::string_view WeightFormatName(WeightFormat format) {
       return "bf16";
     case WeightFormat::kBFloat16Output:
       return "bf16-output";
+    case WeightFormat::kInt8:
+      return "int8";
     case WeightFormat::kFloat32:
       break;
   }
   return "fp32";
 }
 
-absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name) {
-  if (name == "fp32") return WeightFormat::kFloat32;
-  if (name == "bf16") return WeightFormat::kBFloat16;
-  if (name == "bf16-output") return WeightFormat::kBFloat16Output;
+absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name,
+                                               const torch::Device& device) {
+  for (WeightFormat format : {WeightFormat::kFloat32, WeightFormat::kBFloat16,
+                              WeightFormat::kBFloat16Output, WeightFormat::kInt8}) {
+    if (name == WeightFormatName(format)) return format;
+  }
+  if (name == "auto") return ChooseWeightFormat(device);
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown weight format '", name, "' (fp32, bf16 or bf16-output)"));
+      absl::StrCat("unknown weight format '", name, "' (auto, fp32, bf16, bf16-output or int8)"));
 }
 
-void SetWeightFormat(TransformerLM& model, WeightFormat format) {
-  torch::NoGradGuard no_grad;
-  auto convert = [](torch::nn::LinearImpl& linear, torch::ScalarType dtype) {
-    linear.weight.set_data(linear.weight.data().to(dtype));
-  };
-  const torch::ScalarType layers =
-      format == WeightFormat::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
+WeightFormat ChooseWeightFormat(const torch::Device& device) {
+  return device.is_cpu() && CpuHasNativeBFloat16() ? WeightFormat::kBFloat16Output
+                                                   : WeightFormat::kFloat32;
+}
+
+namespace {
+
+// The untied output layer; null when the embedding is tied.
+const LinearLayerImpl* OutputLayer(const TransformerLM& model) {
+  return model->lm_head.is_empty() ? nullptr : model->lm_head.get();
+}
+
+// Every linear layer of the model, the output layer among them when untied.
+std::vector<LinearLayerImpl*> LinearLayers(TransformerLM& model) {
+  std::vector<LinearLayerImpl*> layers;
   for (const auto& module : model->modules(/*include_self=*/false)) {
-    if (auto* linear = module->as<torch::nn::Linear>()) convert(*linear, layers);
+    if (auto* linear = module->as<LinearLayer>()) layers.push_back(linear);
   }
-  if (format == WeightFormat::kBFloat16Output && !model->lm_head.is_empty()) {
-    convert(*model->lm_head, torch::kBFloat16);
+  return layers;
+}
+
+}  // namespace
+
+absl::Status SetWeightFormat(TransformerLM& model, WeightFormat format) {
+  if (WeightFormatOf(model) == format) return absl::OkStatus();
+  if (WeightFormatOf(model) == WeightFormat::kInt8) {
+    return absl::FailedPreconditionError("a model in int8 cannot change its weight format");
   }
+  torch::NoGradGuard no_grad;
+  std::vector<LinearLayerImpl*> layers = LinearLayers(model);
+  for (LinearLayerImpl* layer : layers) {
+    if (format == WeightFormat::kInt8) {
+      RECUR_RETURN_IF_ERROR(layer->QuantizeInt8());
+      continue;
+    }
+    const bool bf16 = format == WeightFormat::kBFloat16 ||
+                      (format == WeightFormat::kBFloat16Output && layer == OutputLayer(model));
+    layer->weight.set_data(layer->weight.data().to(bf16 ? torch::kBFloat16 : torch::kFloat32));
+  }
+  return absl::OkStatus();
 }
 
 WeightFormat WeightFormatOf(const TransformerLM& model) {
-  const torch::nn::Module* output = model->lm_head.is_empty() ? nullptr : model->lm_head.get();
+  const torch::nn::Module* output = OutputLayer(model);
   bool output_bf16 = false;
   for (const auto& module : model->modules(/*include_self=*/false)) {
-    const auto* linear = module->as<torch::nn::Linear>();
+    const auto* linear = module->as<LinearLayer>();
     if (linear == nullptr) continue;
+    if (linear->is_int8()) return WeightFormat::kInt8;
     const bool bf16 = linear->weight.scalar_type() == torch::kBFloat16;
     if (module.get() == output) {
       output_bf16 = bf16;

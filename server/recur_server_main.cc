@@ -18,10 +18,11 @@
 #include "server/server.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train (required)");
-ABSL_FLAG(std::string, weights, "fp32",
-          "How the linear layers' weights are held: fp32, bf16 (half the bytes, oneDNN's "
-          "bfloat16 products; fastest on CPUs with AVX512-BF16) or bf16-output (only the output "
-          "layer; docs/performance.md)");
+ABSL_FLAG(std::string, weights, "auto",
+          "How the linear layers' weights are held: auto (bf16-output on CPUs with AVX512-BF16 "
+          "or AMX, else fp32), fp32, bf16 (half the bytes, oneDNN's bfloat16 products), "
+          "bf16-output (only the output layer) or int8 (per-row quantised; pays only at large "
+          "batches); docs/performance.md");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface)");
 ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 picks a free one)");
 ABSL_FLAG(int32_t, metrics_port, 9090,
@@ -104,14 +105,18 @@ int main(int argc, char** argv) {
   if (!device.ok()) return recur::Fail(device.status());
   auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), *device);
   if (!checkpoint.ok()) return recur::Fail(checkpoint.status());
-  auto weights = recur::ParseWeightFormat(absl::GetFlag(FLAGS_weights));
+  auto weights = recur::ParseWeightFormat(absl::GetFlag(FLAGS_weights), *device);
   if (!weights.ok()) return recur::Fail(weights.status());
-  if (*weights == recur::WeightFormat::kBFloat16 && device->is_cpu() &&
-      !recur::CpuHasNativeBFloat16()) {
-    LOG(WARNING) << "--weights bf16: this CPU has no AVX512-BF16, so bfloat16 products are "
-                    "emulated and slower than fp32";
+  const bool bf16 = *weights == recur::WeightFormat::kBFloat16 ||
+                    *weights == recur::WeightFormat::kBFloat16Output;
+  if (bf16 && device->is_cpu() && !recur::CpuHasNativeBFloat16()) {
+    LOG(WARNING) << "--weights " << recur::WeightFormatName(*weights)
+                 << ": this CPU has no AVX512-BF16, so bfloat16 products are emulated and slower "
+                    "than fp32";
   }
-  recur::SetWeightFormat(checkpoint->model, *weights);
+  if (auto s = recur::SetWeightFormat(checkpoint->model, *weights); !s.ok()) {
+    return recur::Fail(s);
+  }
 
   recur::ServerOptions options;
   options.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
@@ -147,8 +152,9 @@ int main(int argc, char** argv) {
   auto server = recur::RecurServer::Start(*std::move(checkpoint), options);
   if (!server.ok()) return recur::Fail(server.status());
   LOG(INFO) << "recur-server listening on " << absl::GetFlag(FLAGS_host) << ":" << (*server)->port()
-            << ", weights " << recur::WeightFormatName(*weights) << ", " << engine.max_sessions
-            << " session slots"
+            << ", weights " << recur::WeightFormatName(*weights)
+            << (absl::GetFlag(FLAGS_weights) == "auto" ? " (auto)" : "") << ", "
+            << engine.max_sessions << " session slots"
             << (slot_bytes > 0 ? absl::StrCat(" of ", slot_bytes, " bytes") : std::string())
             << ", metrics on "
             << ((*server)->metrics_port() >= 0

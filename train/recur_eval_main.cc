@@ -20,8 +20,8 @@
 
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train (required)");
 ABSL_FLAG(std::string, weights, "fp32",
-          "How the linear layers' weights are held: fp32 or bf16 (to measure what serving in "
-          "bf16 costs in perplexity)");
+          "How the linear layers' weights are held: fp32, bf16, bf16-output, int8 or auto (as "
+          "recur-server; to measure what serving in each costs in perplexity)");
 ABSL_FLAG(std::string, dataset, "text",
           "ptb, wikitext2, enwik8 or text: the data the checkpoint was trained on");
 ABSL_FLAG(std::string, data_dir, "", "Data directory (ptb, wikitext2) or file (enwik8, text)");
@@ -68,9 +68,9 @@ int main(int argc, char** argv) {
 
   auto checkpoint = recur::LoadCheckpoint(absl::GetFlag(FLAGS_checkpoint), *device);
   if (!checkpoint.ok()) return recur::Fail(checkpoint.status());
-  auto weights = recur::ParseWeightFormat(absl::GetFlag(FLAGS_weights));
+  auto weights = recur::ParseWeightFormat(absl::GetFlag(FLAGS_weights), *device);
   if (!weights.ok()) return recur::Fail(weights.status());
-  recur::SetWeightFormat(checkpoint->model, *weights);
+  if (auto s = recur::SetWeightFormat(checkpoint->model, *weights); !s.ok()) return recur::Fail(s);
   auto corpus = recur::LoadCorpus(absl::GetFlag(FLAGS_dataset), absl::GetFlag(FLAGS_data_dir));
   if (!corpus.ok()) return recur::Fail(corpus.status());
   // Word ids are only meaningful under the vocabulary the model was trained with.

@@ -9,6 +9,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "model/utf8.h"
+#include "model/weight_format.h"
 #include "tests/server/test_server.h"
 
 namespace recur::testing {
@@ -239,6 +240,31 @@ TEST(WordModelGenerateTest, LineEndsAreTextAndTheStreamEqualsLibraryGeneration) 
     EXPECT_EQ(std::count(out.text.begin(), out.text.end(), '\n'),
               std::count(out.ids.begin(), out.ids.end(), eos));
     EXPECT_EQ(out.last.finish_reason(), v1::FINISH_REASON_LENGTH);
+  }
+}
+
+// An int8 model serves what the library generates with the same int8 model, and says so. One stream
+// at a time: int8 quantises each call's input with the range of the whole batch, so unlike float32
+// and bfloat16 a row's logits depend on the rows batched with it (docs/performance.md).
+TEST(Int8ModelGenerateTest, StreamEqualsLibraryGenerationWithInt8Weights) {
+  TempDir dir;
+  WriteTestCheckpoint(dir.Join("model"), AttentionKind::kLinear, /*seed=*/11);
+  Checkpoint library = LoadTestCheckpoint(dir.Join("model"));
+  Checkpoint served = LoadTestCheckpoint(dir.Join("model"));
+  ASSERT_TRUE(SetWeightFormat(library.model, WeightFormat::kInt8).ok());
+  ASSERT_TRUE(SetWeightFormat(served.model, WeightFormat::kInt8).ok());
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.metrics_port = -1;
+  auto server = RecurServer::Start(std::move(served), options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  RecurClient client(Address(**server), absl::Seconds(60));
+  EXPECT_EQ(client.GetModelInfo()->weights(), "int8");
+  const std::vector<int64_t> prompt = library.tokenizer->Encode("The engine ");
+  for (double temperature : {0.0, 1.0}) {
+    auto out = Stream(client, MakeRequest("The engine ", 40, temperature, 5));
+    ASSERT_TRUE(out.status.ok()) << out.status;
+    EXPECT_EQ(out.ids, LibraryGenerate(library, prompt, 40, temperature, 5)) << temperature;
   }
 }
 
