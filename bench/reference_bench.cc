@@ -44,6 +44,8 @@ ABSL_FLAG(std::string, streams, "1,8,64,256", "--part load: concurrent streams, 
 ABSL_FLAG(std::string, csv, "", "also append every figure to this CSV file");
 ABSL_FLAG(std::string, weights, "fp32",
           "weight formats, comma-separated: step measures each; sample and load use the first");
+ABSL_FLAG(std::string, attention, "linear,softmax", "--part step: attention kinds, comma-separated");
+ABSL_FLAG(std::string, contexts, "128,32768", "--part step: contexts, comma-separated");
 
 namespace recur {
 namespace {
@@ -179,18 +181,31 @@ std::vector<int64_t> IntegerList(const std::string& flag, const std::string& val
 
 std::vector<int64_t> Vocabularies() { return IntegerList("vocab", absl::GetFlag(FLAGS_vocab), 3); }
 
+std::vector<AttentionKind> AttentionKinds() {
+  std::vector<AttentionKind> kinds;
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_attention), ',')) {
+    auto kind = ParseAttentionKind(part);
+    if (!kind.ok()) {
+      std::fprintf(stderr, "reference_bench: %s\n", kind.status().ToString().c_str());
+      std::exit(2);
+    }
+    kinds.push_back(*kind);
+  }
+  return kinds;
+}
+
 void StepTable() {
   std::printf("\n## In-process Step (ms per step, tokens/s)\n\n");
   std::printf("| vocab | attention | weights | context | batch 1 | batch 64 | batch 256 |\n");
   std::printf("|---:|---|---|---:|---:|---:|---:|\n");
   for (int64_t vocab : Vocabularies()) {
-    for (AttentionKind kind : {AttentionKind::kLinear, AttentionKind::kSoftmax}) {
+    for (AttentionKind kind : AttentionKinds()) {
       for (WeightFormat format : WeightFormats()) {
         // Converted once from the float32 weights (bf16 → fp32 would keep bf16's rounding).
         Checkpoint checkpoint = ReferenceCheckpoint(vocab, kind, format);
         const std::string form =
             absl::StrCat(AttentionKindName(kind), "/", WeightFormatName(format));
-        for (int64_t context : {128, 32768}) {
+        for (int64_t context : IntegerList("contexts", absl::GetFlag(FLAGS_contexts), 1)) {
           StepRow(checkpoint.model, vocab, kind, form, context);
         }
       }
