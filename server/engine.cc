@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -88,7 +89,8 @@ Engine::Engine(Checkpoint checkpoint, EngineOptions options, std::shared_ptr<Met
       options_(std::move(options)),
       metrics_(std::move(metrics)),
       sessions_(StoreOptions(options_, checkpoint_.config), checkpoint_.config.vocab_size,
-                *metrics_) {
+                *metrics_),
+      sampling_(std::thread::hardware_concurrency() > 1 ? 1 : 0) {
   checkpoint_.model->to(options_.device);
   checkpoint_.model->eval();
   if (checkpoint_.config.attention == AttentionKind::kSoftmax) {
@@ -345,7 +347,7 @@ void Engine::PrefillSlice(const std::vector<Request*>& group, int64_t n) {
     request.session().state.consumed += n;
     if (request.unfed() > 0) continue;
     // Once the whole prompt is in, the first token comes from the last position's logits.
-    Emit(request, logits.data_ptr<float>() + i * logits.size(1));
+    Emit(request, SampleRows({&request}, logits[i].unsqueeze(0)).front());
     if (!request.finished()) request.phase = RequestPhase::kDecoding;
   }
 }
@@ -363,21 +365,35 @@ void Engine::DecodeStep() {
   batch_state_.Commit();
   const absl::Time stepped = absl::Now();
   metrics_->batch_size.Observe(static_cast<double>(batch_.size()));
-  const int64_t vocab = logits.size(1);
-  const float* data = logits.data_ptr<float>();
+  const std::vector<int64_t> sampled = SampleRows(batch_, logits);
   for (size_t i = 0; i < batch_.size(); ++i) {
     batch_[i]->session().state.consumed += 1;
-    Emit(*batch_[i], data + i * vocab);
+    Emit(*batch_[i], sampled[i]);
   }
   metrics_->decode_model_seconds.Observe(absl::ToDoubleSeconds(stepped - start));
   metrics_->decode_output_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - stepped));
 }
 
-void Engine::Emit(Request& request, const float* logits) {
+std::vector<int64_t> Engine::SampleRows(const std::vector<Request*>& requests,
+                                        const torch::Tensor& logits) {
+  const int64_t rows = static_cast<int64_t>(requests.size());
+  const int64_t vocab = logits.size(1);
+  const float* data = logits.data_ptr<float>();
+  std::vector<int64_t> tokens(requests.size());
+  auto sample = [&](int64_t i) {
+    tokens[i] = requests[i]->sampler->Sample({data + i * vocab, static_cast<size_t>(vocab)},
+                                             requests[i]->session().state.seen);
+  };
+  if (rows * vocab >= options_.parallel_sampling_logits) {
+    sampling_.ForEach(rows, sample);
+  } else {
+    for (int64_t i = 0; i < rows; ++i) sample(i);
+  }
+  return tokens;
+}
+
+void Engine::Emit(Request& request, int64_t token) {
   Session& session = request.session();
-  const int64_t vocab = checkpoint_.config.vocab_size;
-  const int64_t token =
-      request.sampler->Sample({logits, static_cast<size_t>(vocab)}, session.state.seen);
   const absl::Time now = absl::Now();
   if (request.generated == 0) {
     request.first_token = now;

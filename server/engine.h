@@ -29,6 +29,7 @@
 #include "model/model_state.h"
 #include "model/sampling.h"
 #include "server/decode_batch.h"
+#include "server/row_parallel.h"
 #include "server/generation_request.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
@@ -45,6 +46,9 @@ struct EngineOptions {
   int64_t default_max_tokens = 128;  // when a request leaves it unset
   int64_t max_prompt_tokens = 32768;
   int64_t prefill_chunk = 256;  // prompt tokens fed per engine iteration, over all requests
+  // A step samples its rows on a helper thread too (server/row_parallel.h) from this many logits
+  // (rows × vocabulary) up; below, the hand-over costs more than it saves.
+  int64_t parallel_sampling_logits = int64_t{1} << 16;
   absl::Duration session_ttl = absl::Minutes(30);  // idle sessions are closed after this
   // Softmax attention only, whose key/value cache grows with the text: the most tokens one
   // session's context may hold, and the key/value bytes all sessions and running requests may
@@ -174,8 +178,12 @@ class Engine {
   // whose prompt is then complete samples its first token.
   void PrefillSlice(const std::vector<Request*>& group, int64_t n);
   void DecodeStep();
-  // Samples from `logits` (one row, on the host), streams the text, ends the request if done.
-  void Emit(Request& request, const float* logits);
+  // Samples every row of `logits` ([rows, V] on the host), row i for requests[i]; on the helper
+  // thread too when the batch is large enough to pay for the hand-over.
+  std::vector<int64_t> SampleRows(const std::vector<Request*>& requests,
+                                  const torch::Tensor& logits);
+  // Streams the sampled `token`'s text, ends the request if done.
+  void Emit(Request& request, int64_t token);
   void Finish(Request& request, FinishReason reason);
   // Ends the request with kError after the model threw.
   void Fail(Request& request, const std::exception& e);
@@ -213,6 +221,7 @@ class Engine {
   std::vector<std::unique_ptr<Request>> running_;  // admitted, in arrival order
   std::vector<Request*> batch_;                    // the rows of batch_state_, decoding
   DecodeBatch batch_state_{options_.max_sessions};
+  RowParallel sampling_;  // one helper thread where there are two cores or more
   absl::Time last_ttl_sweep_;
 
   std::thread thread_;

@@ -30,7 +30,10 @@ class GenerateTest : public ::testing::TestWithParam<ServedModel> {
     WriteTestCheckpoint(dir_.Join("model"), GetParam().kind, /*seed=*/11, GetParam().short_conv,
                         GetParam().state_decay);
     checkpoint_ = LoadTestCheckpoint(dir_.Join("model"));
-    server_ = StartTestServer(dir_.Join("model"));
+    // Every batch samples on the helper thread too, as at real vocabularies.
+    EngineOptions engine;
+    engine.parallel_sampling_logits = 0;
+    server_ = StartTestServer(dir_.Join("model"), engine);
     ASSERT_NE(server_, nullptr);
     client_ = std::make_unique<RecurClient>(Address(*server_), absl::Seconds(60));
   }
