@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <random>
@@ -44,7 +45,11 @@ ABSL_FLAG(std::string, streams, "1,8,64,256", "--part load: concurrent streams, 
 ABSL_FLAG(std::string, csv, "", "also append every figure to this CSV file");
 ABSL_FLAG(std::string, weights, "fp32",
           "weight formats, comma-separated: step measures each; sample and load use the first");
-ABSL_FLAG(std::string, attention, "linear,softmax", "--part step: attention kinds, comma-separated");
+ABSL_FLAG(std::string, attention, "linear,softmax",
+          "--part step: attention kinds, comma-separated");
+ABSL_FLAG(std::string, sampling_helper, "on",
+          "--part load: on, off or on,off: whether the server samples a step's rows on its helper "
+          "thread too (server/row_parallel.h)");
 ABSL_FLAG(std::string, contexts, "128,32768", "--part step: contexts, comma-separated");
 
 namespace recur {
@@ -346,67 +351,82 @@ std::pair<double, double> SumAndCount(prometheus::Histogram& histogram) {
   return {metric.histogram.sample_sum, static_cast<double>(metric.histogram.sample_count)};
 }
 
+// One server's rows of the load table: the reference model at `vocab`, sampling with or without
+// the engine's helper thread.
+void LoadRows(int64_t vocab, bool sampling_helper) {
+  Checkpoint checkpoint = ReferenceCheckpoint(vocab, AttentionKind::kLinear);
+  TransformerLM model = checkpoint.model;
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.engine.max_sessions = 256;
+  options.engine.max_queue = 1024;
+  if (!sampling_helper)
+    options.engine.parallel_sampling_logits = std::numeric_limits<int64_t>::max();
+  const std::string form = sampling_helper ? "linear" : "linear/no-helper";  // the CSV's column
+  auto server = RecurServer::Start(std::move(checkpoint), options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "reference_bench: %s\n", server.status().ToString().c_str());
+    std::exit(1);
+  }
+  for (int64_t streams : IntegerList("streams", absl::GetFlag(FLAGS_streams), 1)) {
+    LoadOptions load;
+    load.server = absl::StrCat("127.0.0.1:", (*server)->port());
+    load.concurrency = static_cast<int>(streams);
+    load.requests = static_cast<int>(std::max<int64_t>(8, 2 * streams));
+    load.request.set_prompt(Prompt(vocab, 16));
+    load.request.set_max_tokens(64);
+    load.request.mutable_sampling()->set_temperature(1.0);
+    load.request.mutable_sampling()->set_top_p(0.95);
+    Metrics& metrics = (*server)->metrics();
+    const auto model_before = SumAndCount(metrics.decode_model_seconds);
+    const auto output_before = SumAndCount(metrics.decode_output_seconds);
+    const LoadReport r = RunLoad(load);
+    const auto model_after = SumAndCount(metrics.decode_model_seconds);
+    const auto output_after = SumAndCount(metrics.decode_output_seconds);
+    const double steps = std::max(1.0, model_after.second - model_before.second);
+    const double model_ms = 1e3 * (model_after.first - model_before.first) / steps;
+    const double output_ms = 1e3 * (output_after.first - output_before.first) / steps;
+    if (r.failed > 0) {
+      std::fprintf(stderr, "reference_bench: %lld failed: %s\n", static_cast<long long>(r.failed),
+                   r.first_error.c_str());
+    }
+    // The model alone at this batch, measured now beside the server (idle between loads).
+    const double step = StepSeconds(model, streams, 128);
+    const double in_process = streams / step;
+    std::printf(
+        "| %lld | %s | %lld | %.0f | %.0f | %.0f %% | %.2f / %.2f ms | %.2fx | %.2f / %.3f ms |\n",
+        static_cast<long long>(vocab), sampling_helper ? "on" : "off",
+        static_cast<long long>(streams), r.tokens_per_second, in_process,
+        100 * r.tokens_per_second / in_process, r.inter_token_p50 * 1e3, r.inter_token_p99 * 1e3,
+        r.inter_token_p99 / step, model_ms, output_ms);
+    Record("server_model_seconds", vocab, form, streams, 128, model_ms / 1e3, "s");
+    Record("server_output_seconds", vocab, form, streams, 128, output_ms / 1e3, "s");
+    Record("grpc_tokens_per_second", vocab, form, streams, 128, r.tokens_per_second, "1/s");
+    Record("in_process_tokens_per_second", vocab, form, streams, 128, in_process, "1/s");
+    Record("inter_token_p50", vocab, form, streams, 128, r.inter_token_p50, "s");
+    Record("inter_token_p99", vocab, form, streams, 128, r.inter_token_p99, "s");
+    std::fflush(stdout);
+  }
+}
+
 void LoadTable() {
   std::printf(
       "\n## Through gRPC (temperature 1, top_p 0.95, 16-token prompts, 64 tokens a stream), "
       "against the in-process step at the same batch\n\n");
   std::printf(
-      "| vocab | streams | tokens/s | in-process tokens/s | ratio | inter-token p50 / p99 | p99 / "
-      "step | server step: model / output |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "| vocab | helper | streams | tokens/s | in-process tokens/s | ratio | inter-token p50 / p99 "
+      "| p99 / step | server step: model / output |\n");
+  std::printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int64_t vocab : Vocabularies()) {
-    Checkpoint checkpoint = ReferenceCheckpoint(vocab, AttentionKind::kLinear);
-    TransformerLM model = checkpoint.model;
-    ServerOptions options;
-    options.address = "127.0.0.1:0";
-    options.engine.max_sessions = 256;
-    options.engine.max_queue = 1024;
-    auto server = RecurServer::Start(std::move(checkpoint), options);
-    if (!server.ok()) {
-      std::fprintf(stderr, "reference_bench: %s\n", server.status().ToString().c_str());
-      std::exit(1);
-    }
-    for (int64_t streams : IntegerList("streams", absl::GetFlag(FLAGS_streams), 1)) {
-      LoadOptions load;
-      load.server = absl::StrCat("127.0.0.1:", (*server)->port());
-      load.concurrency = static_cast<int>(streams);
-      load.requests = static_cast<int>(std::max<int64_t>(8, 2 * streams));
-      load.request.set_prompt(Prompt(vocab, 16));
-      load.request.set_max_tokens(64);
-      load.request.mutable_sampling()->set_temperature(1.0);
-      load.request.mutable_sampling()->set_top_p(0.95);
-      Metrics& metrics = (*server)->metrics();
-      const auto model_before = SumAndCount(metrics.decode_model_seconds);
-      const auto output_before = SumAndCount(metrics.decode_output_seconds);
-      const LoadReport r = RunLoad(load);
-      const auto model_after = SumAndCount(metrics.decode_model_seconds);
-      const auto output_after = SumAndCount(metrics.decode_output_seconds);
-      const double steps = std::max(1.0, model_after.second - model_before.second);
-      const double model_ms = 1e3 * (model_after.first - model_before.first) / steps;
-      const double output_ms = 1e3 * (output_after.first - output_before.first) / steps;
-      if (r.failed > 0) {
-        std::fprintf(stderr, "reference_bench: %lld failed: %s\n", static_cast<long long>(r.failed),
-                     r.first_error.c_str());
+    for (absl::string_view helper : absl::StrSplit(absl::GetFlag(FLAGS_sampling_helper), ',')) {
+      if (helper != "on" && helper != "off") {
+        std::fprintf(stderr, "reference_bench: --sampling_helper takes on and off\n");
+        std::exit(2);
       }
-      // The model alone at this batch, measured now beside the server (idle between loads).
-      const double step = StepSeconds(model, streams, 128);
-      const double in_process = streams / step;
-      std::printf(
-          "| %lld | %lld | %.0f | %.0f | %.0f %% | %.2f / %.2f ms | %.2fx | %.2f / %.3f ms |\n",
-          static_cast<long long>(vocab), static_cast<long long>(streams), r.tokens_per_second,
-          in_process, 100 * r.tokens_per_second / in_process, r.inter_token_p50 * 1e3,
-          r.inter_token_p99 * 1e3, r.inter_token_p99 / step, model_ms, output_ms);
-      Record("server_model_seconds", vocab, "linear", streams, 128, model_ms / 1e3, "s");
-      Record("server_output_seconds", vocab, "linear", streams, 128, output_ms / 1e3, "s");
-      Record("grpc_tokens_per_second", vocab, "linear", streams, 128, r.tokens_per_second, "1/s");
-      Record("in_process_tokens_per_second", vocab, "linear", streams, 128, in_process, "1/s");
-      Record("inter_token_p50", vocab, "linear", streams, 128, r.inter_token_p50, "s");
-      Record("inter_token_p99", vocab, "linear", streams, 128, r.inter_token_p99, "s");
-      std::fflush(stdout);
+      LoadRows(vocab, helper == "on");
     }
   }
 }
-
 }  // namespace
 }  // namespace recur
 
