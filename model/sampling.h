@@ -69,6 +69,7 @@ class Sampler {
   std::mt19937_64 generator_;
   // Scratch, sized to the vocabulary on first use.
   std::vector<float> weights_;
+  std::vector<float> penalised_;  // the row with the repetition penalty applied
   std::vector<double> block_mass_, before_mass_;
   std::vector<float> block_max_;
   std::vector<float> chunk_max_;
