@@ -9,8 +9,10 @@
 // float32; embeddings, LayerNorms, biases, the softmax and the recurrent state (S, z, the key/value
 // cache) stay float32. A tied output layer is the embedding and stays float32. int8 quarters the
 // bytes: every linear layer's weight quantised per row, the input quantised per call (LibTorch's
-// dynamic quantised linear); each call has a fixed cost of ~0.15 ms here, so it pays only at large
-// batches (docs/performance.md). For serving and evaluation; training keeps float32 weights.
+// dynamic quantised linear). Debian's LibTorch 1.13 runs it on oneDNN's generic kernel, 2–3x slower
+// than float32 on the machines measured (docs/performance.md), and since the input's range is the
+// whole call's, a row's logits depend on the rows batched with it. For serving and evaluation;
+// training keeps float32 weights.
 
 #include <c10/core/Device.h>
 

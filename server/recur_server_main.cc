@@ -21,8 +21,8 @@ ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-tr
 ABSL_FLAG(std::string, weights, "auto",
           "How the linear layers' weights are held: auto (bf16-output on CPUs with AVX512-BF16 "
           "or AMX, else fp32), fp32, bf16 (half the bytes, oneDNN's bfloat16 products), "
-          "bf16-output (only the output layer) or int8 (per-row quantised; pays only at large "
-          "batches); docs/performance.md");
+          "bf16-output (only the output layer) or int8 (per-row quantised; slower than fp32 with "
+          "Debian's LibTorch); docs/performance.md");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface)");
 ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 picks a free one)");
 ABSL_FLAG(int32_t, metrics_port, 9090,
