@@ -63,7 +63,8 @@ TEST(LinearLayerTest, Float32IsTorchLinear) {
 // int8 against a float64 reference of the same arithmetic: W rounded per row to 127 steps of
 // max|W_row|, x rounded per call to 255 steps of its range [min(x, 0), max(x, 0)], the products
 // summed exactly, then the bias. oneDNN's kernel matches it to float32 rounding (1.8e-7 of the
-// logits' spread here), a thousand times closer than float32's own product is.
+// logits' spread here); the bound leaves room for other vector paths' rounding and is still 100
+// times closer than float32's own product is.
 TEST(LinearLayerTest, Int8MatchesAQuantisedFloat64Reference) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(12);
@@ -89,8 +90,8 @@ TEST(LinearLayerTest, Int8MatchesAQuantisedFloat64Reference) {
   ASSERT_EQ(got.sizes(), exact.sizes());
   const double spread = exact.std().item<double>();
   const double error = (got.to(torch::kDouble) - reference).abs().max().item<double>();
-  EXPECT_LT(error, 1e-5 * spread);
-  EXPECT_GT((exact - reference).abs().max().item<double>(), 1e-3 * spread);  // it is not fp32
+  EXPECT_LT(error, 1e-4 * spread);
+  EXPECT_GT((exact - reference).abs().max().item<double>(), 1e-2 * spread);  // not fp32
   EXPECT_LT((got.to(torch::kDouble) - exact).abs().max().item<double>(), 0.05 * spread);
   EXPECT_EQ(layer(x.view({5, 1, 64})).sizes(), (std::vector<int64_t>{5, 1, 48}));
 }
