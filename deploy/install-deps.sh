@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
   libcpp-httplib-dev openssl clang-14 libclang-rt-14-dev
   fortunes-min fortunes gnuplot-nox
+  prometheus  # promtool: the Prometheus rules' checks and unit tests (tests/deploy/)
 )
 
 sudo_cmd=()
