@@ -97,6 +97,9 @@ Engine::Engine(Checkpoint checkpoint, EngineOptions options, std::shared_ptr<Met
     metrics_->max_context_tokens.Set(static_cast<double>(options_.max_context_tokens));
     metrics_->kv_cache_budget_bytes.Set(static_cast<double>(options_.kv_cache_budget_bytes));
   }
+  metrics_->max_queued_requests.Set(static_cast<double>(options_.max_queue));
+  metrics_->SetBuildInfo(AttentionKindName(checkpoint_.config.attention), options_.device.str(),
+                         WeightFormatName(WeightFormatOf(checkpoint_.model)));
   last_ttl_sweep_ = absl::Now();
   thread_ = std::thread([this] { Loop(); });
 }

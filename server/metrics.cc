@@ -69,6 +69,15 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
           MakeGauge(*registry, "recur_queued_requests", "Generate requests waiting for a slot.")),
       state_bytes(
           MakeGauge(*registry, "recur_state_bytes", "Bytes of model state held by all slots.")),
+      session_slots(MakeGauge(*registry, "recur_session_slots",
+                              "State slots in all (--max_sessions or --state_memory_mb).")),
+      session_slots_free(MakeGauge(*registry, "recur_session_slots_free",
+                                   "State slots free for a new session or request.")),
+      max_queued_requests(MakeGauge(*registry, "recur_max_queued_requests",
+                                    "The most Generate requests that may wait (--max_queue).")),
+      state_bytes_capacity(MakeGauge(
+          *registry, "recur_state_bytes_capacity",
+          "Linear attention: bytes of model state all slots hold when full (0 for softmax).")),
       kv_cache_bytes(MakeGauge(
           *registry, "recur_kv_cache_bytes",
           "Softmax attention: key/value bytes held by sessions and reserved by running requests.")),
@@ -81,10 +90,25 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
       requests_(prometheus::BuildCounter()
                     .Name("recur_requests_total")
                     .Help("RPCs finished, by gRPC status code.")
-                    .Register(*registry_)) {}
+                    .Register(*registry_)),
+      build_info_(prometheus::BuildGauge()
+                      .Name("recur_build_info")
+                      .Help("1, labelled with the version, attention kind, device and weight "
+                            "format this server runs.")
+                      .Register(*registry_)) {}
 
 void Metrics::CountRequest(absl::string_view code) {
   requests_.Add({{"code", std::string(code)}}).Increment();
+}
+
+void Metrics::SetBuildInfo(absl::string_view attention, absl::string_view device,
+                           absl::string_view weights) {
+  build_info_
+      .Add({{"version", RECUR_VERSION},
+            {"attention", std::string(attention)},
+            {"device", std::string(device)},
+            {"weights", std::string(weights)}})
+      .Set(1);
 }
 
 }  // namespace recur

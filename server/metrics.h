@@ -24,6 +24,9 @@ class Metrics {
 
   // Counts a finished RPC under its gRPC status code name, e.g. "OK", "NOT_FOUND".
   void CountRequest(absl::string_view code);
+  // recur_build_info{version, attention, device, weights} 1: what this server runs.
+  void SetBuildInfo(absl::string_view attention, absl::string_view device,
+                    absl::string_view weights);
 
   prometheus::Histogram& time_to_first_token;  // seconds from arrival to the first token
   prometheus::Histogram& inter_token_latency;  // seconds between consecutive tokens of a stream
@@ -39,6 +42,12 @@ class Metrics {
   prometheus::Gauge& running_requests;  // admitted: prefilling or decoding
   prometheus::Gauge& queued_requests;   // waiting for a slot
   prometheus::Gauge& state_bytes;       // model state held by all slots
+  // Capacity, for ratios on a dashboard: state slots in all and free, the queue's bound, and the
+  // bytes all slots hold when full (linear attention; 0 for softmax, whose caches grow).
+  prometheus::Gauge& session_slots;
+  prometheus::Gauge& session_slots_free;
+  prometheus::Gauge& max_queued_requests;
+  prometheus::Gauge& state_bytes_capacity;
   // Softmax attention only (0 otherwise): the key/value tokens' bytes held and reserved, the
   // budget, and one session's context limit.
   prometheus::Gauge& kv_cache_bytes;
@@ -50,6 +59,7 @@ class Metrics {
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Gauge>& build_info_;
 };
 
 }  // namespace recur

@@ -5,9 +5,11 @@
 
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "prometheus/text_serializer.h"
+#include "server/process_metrics.h"
 
 namespace recur {
 
@@ -58,7 +60,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(const std::str
   server->set_keep_alive_timeout(kIoTimeoutSeconds);
   std::shared_ptr<prometheus::Registry> registry = metrics.registry();
   server->Get("/metrics", [registry](const httplib::Request&, httplib::Response& response) {
-    response.set_content(prometheus::TextSerializer().Serialize(registry->Collect()),
+    std::vector<prometheus::MetricFamily> families = registry->Collect();
+    for (auto& family : CollectProcessMetrics()) families.push_back(std::move(family));
+    response.set_content(prometheus::TextSerializer().Serialize(families),
                          "text/plain; version=0.0.4; charset=utf-8");
   });
   server->set_error_handler([](const httplib::Request&, httplib::Response& response) {

@@ -107,7 +107,12 @@ void SessionStore::Lease::Return() {
 // SessionStore
 
 SessionStore::SessionStore(SessionStoreOptions options, int64_t vocab_size, Metrics& metrics)
-    : options_(std::move(options)), vocab_size_(vocab_size), metrics_(metrics) {}
+    : options_(std::move(options)), vocab_size_(vocab_size), metrics_(metrics) {
+  metrics_.session_slots.Set(static_cast<double>(options_.max_slots));
+  metrics_.session_slots_free.Set(static_cast<double>(options_.max_slots));
+  metrics_.state_bytes_capacity.Set(
+      static_cast<double>(options_.max_slots * options_.bytes_per_slot));
+}
 
 absl::StatusOr<SessionStore::Lease> SessionStore::Checkout(const std::string& id,
                                                            const std::string& tenant) {
@@ -242,6 +247,7 @@ int64_t SessionStore::StateBytesInUse() const {
 
 void SessionStore::UpdateGauges() {
   metrics_.active_sessions.Set(static_cast<double>(SlotsInUse()));
+  metrics_.session_slots_free.Set(static_cast<double>(options_.max_slots - SlotsInUse()));
   metrics_.state_bytes.Set(static_cast<double>(StateBytesInUse()));
 }
 

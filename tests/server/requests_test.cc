@@ -258,6 +258,36 @@ TEST_F(RequestsTest, IdleSessionsAreClosedAfterTheirTtl) {
   EXPECT_EQ(client_->GetModelInfo()->sessions_in_use(), 0);
 }
 
+// What a dashboard needs for ratios: slots in all and free, the queue's bound, the state bytes
+// when full, what the server runs, and the process's own series, beside the rest on /metrics.
+TEST_F(RequestsTest, CapacityBuildInfoAndProcessSeriesAreExported) {
+  EngineOptions options;
+  options.max_sessions = 7;
+  options.max_queue = 11;
+  Start(options, /*metrics=*/true);
+  std::string scrape = Scrape(server_->metrics_port());
+  EXPECT_EQ(Sample(scrape, "recur_session_slots"), 7) << scrape;
+  EXPECT_EQ(Sample(scrape, "recur_session_slots_free"), 7);
+  EXPECT_EQ(Sample(scrape, "recur_max_queued_requests"), 11);
+  const double slot_bytes = static_cast<double>(client_->GetModelInfo()->state_bytes_per_session());
+  EXPECT_EQ(Sample(scrape, "recur_state_bytes_capacity"), 7 * slot_bytes);
+  EXPECT_EQ(Sample(scrape, "recur_build_info{attention=\"linear\",device=\"cpu\",version=\"" +
+                               std::string(RECUR_VERSION) + "\",weights=\"fp32\"}"),
+            1);
+  EXPECT_GT(Sample(scrape, "process_resident_memory_bytes"), 1 << 20);
+  EXPECT_GT(Sample(scrape, "process_open_fds"), 3);
+  EXPECT_GT(Sample(scrape, "process_start_time_seconds"), 0);
+  EXPECT_GE(Sample(scrape, "process_cpu_seconds_total"), 0);
+
+  auto session = client_->CreateSession();
+  ASSERT_TRUE(session.ok());
+  scrape = Scrape(server_->metrics_port());
+  EXPECT_EQ(Sample(scrape, "recur_session_slots_free"), 6);
+  EXPECT_EQ(Sample(scrape, "recur_active_sessions"), 1);
+  ASSERT_TRUE(client_->CloseSession(session->session_id()).ok());
+  EXPECT_EQ(Sample(Scrape(server_->metrics_port()), "recur_session_slots_free"), 7);
+}
+
 TEST_F(RequestsTest, ModelInfoAndHealth) {
   EngineOptions options;
   options.max_sessions = 7;
