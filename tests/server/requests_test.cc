@@ -6,10 +6,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <regex>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "grpcpp/completion_queue.h"
@@ -17,6 +21,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "nlohmann/json.hpp"
 #include "tests/server/test_server.h"
 
 namespace recur::testing {
@@ -286,6 +291,53 @@ TEST_F(RequestsTest, CapacityBuildInfoAndProcessSeriesAreExported) {
   EXPECT_EQ(Sample(scrape, "recur_active_sessions"), 1);
   ASSERT_TRUE(client_->CloseSession(session->session_id()).ok());
   EXPECT_EQ(Sample(Scrape(server_->metrics_port()), "recur_session_slots_free"), 7);
+}
+
+// The Grafana dashboard's queries parse as PromQL (promtool checks them as recording rules) and
+// name only series the server exports, so no panel stays empty.
+TEST_F(RequestsTest, DashboardQueriesParseAndNameExportedSeries) {
+  std::ifstream file(std::string(RECUR_DEPLOY_DIR) + "/grafana-dashboard.json");
+  const auto dashboard = nlohmann::json::parse(file);
+  std::vector<std::string> queries;
+  for (const auto& panel : dashboard.at("panels")) {
+    for (const auto& target : panel.at("targets")) queries.push_back(target.at("expr"));
+  }
+  ASSERT_GE(queries.size(), 18u);
+
+  TempDir dir;
+  std::ofstream rules(dir.Join("dashboard_rules.yml"));
+  rules << "groups:\n  - name: dashboard\n    rules:\n";
+  for (size_t i = 0; i < queries.size(); ++i) {
+    rules << "      - record: dashboard:query" << i << "\n        expr: '"
+          << absl::StrReplaceAll(queries[i], {{"'", "''"}}) << "'\n";
+  }
+  rules.close();
+  const CommandResult check = RunCommand("promtool check rules " + dir.Join("dashboard_rules.yml"));
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+
+  Start({}, /*metrics=*/true);
+  // A family without series (recur_requests_total before the first RPC ends) is not on the page.
+  ASSERT_TRUE(client_->GetModelInfo().ok());
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  std::string scrape = Scrape(server_->metrics_port());
+  while (!absl::StrContains(scrape, "recur_requests_total{") && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(10));
+    scrape = Scrape(server_->metrics_port());
+  }
+  const std::regex series_name(R"(\b((recur|process)_[a-z_]+))");
+  for (const std::string& query : queries) {
+    for (std::sregex_iterator it(query.begin(), query.end(), series_name), end; it != end; ++it) {
+      std::string name = (*it)[1];
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+        if (absl::EndsWith(name, suffix) &&
+            absl::StrContains(
+                scrape, "# TYPE " + name.substr(0, name.size() - strlen(suffix)) + " histogram")) {
+          name = name.substr(0, name.size() - strlen(suffix));
+        }
+      }
+      EXPECT_TRUE(absl::StrContains(scrape, "# TYPE " + name + " ")) << name << " in " << query;
+    }
+  }
 }
 
 TEST_F(RequestsTest, ModelInfoAndHealth) {
