@@ -22,6 +22,28 @@ ModelConfig Untied(AttentionKind attention) {
   return config;
 }
 
+// Prefills 3 rows of 20 tokens into both models, then steps 5 times (feeding the reference's
+// greedy tokens to both): `other`'s logits stay within a tenth of their spread of `reference`'s,
+// come back float32, and its recurrent state (S, z or the key/value cache) stays float32.
+void ExpectCloseLogitsAndFloat32State(TransformerLM& reference, TransformerLM& other) {
+  const std::string kind(AttentionKindName(reference->config().attention));
+  auto tokens = torch::randint(0, 300, {3, 20}, torch::kInt64);
+  ModelState a = reference->NewState(3, torch::kCPU), b = other->NewState(3, torch::kCPU);
+  auto expected = reference->Prefill(tokens, &a);
+  auto got = other->Prefill(tokens, &b);
+  for (int step = 0; step < 5; ++step) {
+    ASSERT_EQ(got.scalar_type(), torch::kFloat32);
+    const double spread = expected.std().item<double>();
+    EXPECT_LT((got - expected).abs().max().item<double>(), 0.1 * spread)
+        << kind << " step " << step;
+    auto next = expected.argmax(-1);
+    expected = reference->Step(next, &a);
+    got = other->Step(next, &b);
+  }
+  for (const auto& layer : b.linear) EXPECT_EQ(layer.s.scalar_type(), torch::kFloat32);
+  for (const auto& cache : b.kv) EXPECT_EQ(cache.k.scalar_type(), torch::kFloat32);
+}
+
 TEST(WeightFormatTest, NamesRoundTripAndUnknownOnesAreRefused) {
   for (WeightFormat format : {WeightFormat::kFloat32, WeightFormat::kBFloat16,
                               WeightFormat::kBFloat16Output, WeightFormat::kInt8}) {
@@ -118,21 +140,7 @@ TEST(WeightFormatTest, Bf16LinearLayersKeepLogitsCloseAndStateFloat32) {
       EXPECT_EQ(p.value().scalar_type(), linear_weight ? torch::kBFloat16 : torch::kFloat32)
           << p.key();
     }
-    auto tokens = torch::randint(0, 300, {3, 20}, torch::kInt64);
-    ModelState a = fp32->NewState(3, torch::kCPU), b = bf16->NewState(3, torch::kCPU);
-    auto expected = fp32->Prefill(tokens, &a);
-    auto got = bf16->Prefill(tokens, &b);
-    for (int step = 0; step < 5; ++step) {
-      ASSERT_EQ(got.scalar_type(), torch::kFloat32);
-      const double spread = expected.std().item<double>();
-      EXPECT_LT((got - expected).abs().max().item<double>(), 0.1 * spread)
-          << AttentionKindName(attention) << " step " << step;
-      auto next = expected.argmax(-1);
-      expected = fp32->Step(next, &a);
-      got = bf16->Step(next, &b);
-    }
-    for (const auto& layer : b.linear) EXPECT_EQ(layer.s.scalar_type(), torch::kFloat32);
-    for (const auto& cache : b.kv) EXPECT_EQ(cache.k.scalar_type(), torch::kFloat32);
+    ExpectCloseLogitsAndFloat32State(fp32, bf16);
     ASSERT_TRUE(SetWeightFormat(bf16, WeightFormat::kBFloat16Output).ok());  // only the output
     EXPECT_EQ(WeightFormatOf(bf16), WeightFormat::kBFloat16Output);
     EXPECT_EQ(bf16->lm_head->weight.scalar_type(), torch::kBFloat16);
@@ -162,21 +170,7 @@ TEST(WeightFormatTest, Int8LinearLayersKeepLogitsCloseAndStateFloat32) {
     EXPECT_TRUE(int8->lm_head->is_int8());
     EXPECT_TRUE(int8->blocks[1]->as<TransformerBlock>()->attention->qkv->is_int8());
     EXPECT_EQ(int8->embedding->weight.scalar_type(), torch::kFloat32);
-    auto tokens = torch::randint(0, 300, {3, 20}, torch::kInt64);
-    ModelState a = fp32->NewState(3, torch::kCPU), b = int8->NewState(3, torch::kCPU);
-    auto expected = fp32->Prefill(tokens, &a);
-    auto got = int8->Prefill(tokens, &b);
-    for (int step = 0; step < 5; ++step) {
-      ASSERT_EQ(got.scalar_type(), torch::kFloat32);
-      const double spread = expected.std().item<double>();
-      EXPECT_LT((got - expected).abs().max().item<double>(), 0.1 * spread)
-          << AttentionKindName(attention) << " step " << step;
-      auto next = expected.argmax(-1);
-      expected = fp32->Step(next, &a);
-      got = int8->Step(next, &b);
-    }
-    for (const auto& layer : b.linear) EXPECT_EQ(layer.s.scalar_type(), torch::kFloat32);
-    for (const auto& cache : b.kv) EXPECT_EQ(cache.k.scalar_type(), torch::kFloat32);
+    ExpectCloseLogitsAndFloat32State(fp32, int8);
     EXPECT_EQ(SetWeightFormat(int8, WeightFormat::kFloat32).code(),
               absl::StatusCode::kFailedPrecondition);
   }
