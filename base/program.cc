@@ -18,7 +18,7 @@ namespace recur {
 
 namespace {
 
-constexpr absl::string_view kVersion = "recur 0.1.0";
+constexpr absl::string_view kVersion = "recur " RECUR_VERSION;  // base/CMakeLists.txt
 
 std::string& ProgramName() {
   static std::string name = "recur";
