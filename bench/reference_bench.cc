@@ -73,17 +73,25 @@ void Record(const std::string& name, int64_t vocab, const std::string& attention
       << ',' << context << ',' << value << ',' << unit << '\n';
 }
 
-std::vector<WeightFormat> WeightFormats() {
-  std::vector<WeightFormat> formats;
-  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_weights), ',')) {
-    auto format = ParseWeightFormat(part, torch::kCPU);
-    if (!format.ok()) {
-      std::fprintf(stderr, "reference_bench: %s\n", format.status().ToString().c_str());
+// Each comma-separated entry of a list flag through `parse` (a StatusOr); exits 2 with the parse
+// error on a bad one.
+template <typename Parse>
+auto ParsedList(const std::string& value, Parse parse) {
+  std::vector<typename decltype(parse(absl::string_view()))::value_type> parsed;
+  for (absl::string_view part : absl::StrSplit(value, ',')) {
+    auto entry = parse(part);
+    if (!entry.ok()) {
+      std::fprintf(stderr, "reference_bench: %s\n", entry.status().ToString().c_str());
       std::exit(2);
     }
-    formats.push_back(*format);
+    parsed.push_back(*entry);
   }
-  return formats;
+  return parsed;
+}
+
+std::vector<WeightFormat> WeightFormats() {
+  return ParsedList(absl::GetFlag(FLAGS_weights),
+                    [](absl::string_view name) { return ParseWeightFormat(name, torch::kCPU); });
 }
 
 // A random model of the reference shape. Its output layer is scaled so that logits spread like a
@@ -187,16 +195,7 @@ std::vector<int64_t> IntegerList(const std::string& flag, const std::string& val
 std::vector<int64_t> Vocabularies() { return IntegerList("vocab", absl::GetFlag(FLAGS_vocab), 3); }
 
 std::vector<AttentionKind> AttentionKinds() {
-  std::vector<AttentionKind> kinds;
-  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_attention), ',')) {
-    auto kind = ParseAttentionKind(part);
-    if (!kind.ok()) {
-      std::fprintf(stderr, "reference_bench: %s\n", kind.status().ToString().c_str());
-      std::exit(2);
-    }
-    kinds.push_back(*kind);
-  }
-  return kinds;
+  return ParsedList(absl::GetFlag(FLAGS_attention), ParseAttentionKind);
 }
 
 void StepTable() {
