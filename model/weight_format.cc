@@ -50,7 +50,7 @@ const LinearLayerImpl* OutputLayer(const TransformerLM& model) {
 }
 
 // Every linear layer of the model, the output layer among them when untied.
-std::vector<LinearLayerImpl*> LinearLayers(TransformerLM& model) {
+std::vector<LinearLayerImpl*> LinearLayers(const TransformerLM& model) {
   std::vector<LinearLayerImpl*> layers;
   for (const auto& module : model->modules(/*include_self=*/false)) {
     if (auto* linear = module->as<LinearLayer>()) layers.push_back(linear);
@@ -61,33 +61,32 @@ std::vector<LinearLayerImpl*> LinearLayers(TransformerLM& model) {
 }  // namespace
 
 absl::Status SetWeightFormat(TransformerLM& model, WeightFormat format) {
-  if (WeightFormatOf(model) == format) return absl::OkStatus();
-  if (WeightFormatOf(model) == WeightFormat::kInt8) {
+  const WeightFormat current = WeightFormatOf(model);
+  if (current == format) return absl::OkStatus();
+  if (current == WeightFormat::kInt8) {
     return absl::FailedPreconditionError("a model in int8 cannot change its weight format");
   }
   torch::NoGradGuard no_grad;
-  std::vector<LinearLayerImpl*> layers = LinearLayers(model);
-  for (LinearLayerImpl* layer : layers) {
+  const LinearLayerImpl* output = OutputLayer(model);
+  for (LinearLayerImpl* layer : LinearLayers(model)) {
     if (format == WeightFormat::kInt8) {
       RECUR_RETURN_IF_ERROR(layer->QuantizeInt8());
       continue;
     }
     const bool bf16 = format == WeightFormat::kBFloat16 ||
-                      (format == WeightFormat::kBFloat16Output && layer == OutputLayer(model));
+                      (format == WeightFormat::kBFloat16Output && layer == output);
     layer->weight.set_data(layer->weight.data().to(bf16 ? torch::kBFloat16 : torch::kFloat32));
   }
   return absl::OkStatus();
 }
 
 WeightFormat WeightFormatOf(const TransformerLM& model) {
-  const torch::nn::Module* output = OutputLayer(model);
+  const LinearLayerImpl* output = OutputLayer(model);
   bool output_bf16 = false;
-  for (const auto& module : model->modules(/*include_self=*/false)) {
-    const auto* linear = module->as<LinearLayer>();
-    if (linear == nullptr) continue;
-    if (linear->is_int8()) return WeightFormat::kInt8;
-    const bool bf16 = linear->weight.scalar_type() == torch::kBFloat16;
-    if (module.get() == output) {
+  for (const LinearLayerImpl* layer : LinearLayers(model)) {
+    if (layer->is_int8()) return WeightFormat::kInt8;
+    const bool bf16 = layer->weight.scalar_type() == torch::kBFloat16;
+    if (layer == output) {
       output_bf16 = bf16;
     } else if (bf16) {
       return WeightFormat::kBFloat16;
