@@ -38,6 +38,9 @@ std::string UniqueSuffix() {
   return absl::StrCat(::getpid(), "-", rd());
 }
 
+// A file being written atomically: `<name>.part-<unique>`, renamed over `<name>` when complete.
+constexpr char kTempFileInfix[] = ".part-";
+
 }  // namespace
 
 absl::Status WriteFileContents(const fs::path& path, const std::string& contents) {
@@ -49,6 +52,25 @@ absl::Status WriteFileContents(const fs::path& path, const std::string& contents
   out.close();
   if (!out) return absl::DataLossError(absl::StrCat("failed writing ", path.string()));
   return absl::OkStatus();
+}
+
+absl::Status WriteFileAtomically(const fs::path& path, const std::string& contents) {
+  const fs::path temp = path.string() + kTempFileInfix + UniqueSuffix();
+  absl::Status status = WriteFileContents(temp, contents);
+  if (status.ok()) status = Sync(temp);
+  std::error_code ec;
+  if (status.ok()) {
+    fs::rename(temp, path, ec);
+    if (ec) {
+      status = absl::UnavailableError(
+          absl::StrCat("cannot move ", temp.string(), " to ", path.string(), ": ", ec.message()));
+    }
+  }
+  if (!status.ok()) {
+    fs::remove(temp, ec);
+    return status;
+  }
+  return Sync(path.has_parent_path() ? path.parent_path() : fs::path("."));
 }
 
 absl::StatusOr<std::string> ReadFileContents(const fs::path& path) {

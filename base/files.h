@@ -26,6 +26,11 @@ absl::Status WriteDirectoryAtomically(
 // Writes a small file and checks the write.
 absl::Status WriteFileContents(const std::filesystem::path& path, const std::string& contents);
 
+// Replaces the file `path` atomically: the contents go to a temporary sibling, which is fsynced
+// and renamed over `path` (and the directory fsynced), so a reader or a restart after a kill sees
+// the old contents or the new, never a part.
+absl::Status WriteFileAtomically(const std::filesystem::path& path, const std::string& contents);
+
 // Reads a whole file: NOT_FOUND (no such regular file) or PERMISSION_DENIED naming the path.
 absl::StatusOr<std::string> ReadFileContents(const std::filesystem::path& path);
 

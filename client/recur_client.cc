@@ -1,5 +1,7 @@
 #include "client/recur_client.h"
 
+#include "absl/random/random.h"
+#include "absl/strings/str_format.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -19,6 +21,8 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials(const ConnectionOptions& c
   return grpc::SslCredentials(ssl);
 }
 
+constexpr size_t kMaxRoutedIdLength = 64;
+
 }  // namespace
 
 RecurClient::RecurClient(const std::string& address, absl::Duration timeout,
@@ -28,17 +32,28 @@ RecurClient::RecurClient(const std::string& address, absl::Duration timeout,
       timeout_(timeout),
       authorization_(connection.token.empty() ? "" : "Bearer " + connection.token) {}
 
-void RecurClient::Prepare(grpc::ClientContext* context) const {
+std::string NewSessionId() {
+  absl::BitGen gen;
+  return absl::StrFormat("s-%016x%016x", absl::Uniform<uint64_t>(gen),
+                         absl::Uniform<uint64_t>(gen));
+}
+
+void RecurClient::Prepare(grpc::ClientContext* context, const std::string& session_id) const {
   if (timeout_ != absl::InfiniteDuration())
     context->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
   if (!authorization_.empty()) context->AddMetadata("authorization", authorization_);
+  // Only an id of a session id's size: a malformed one of any length still reaches the server,
+  // which answers NOT_FOUND, instead of failing on the header's size limit.
+  if (!session_id.empty() && session_id.size() <= kMaxRoutedIdLength) {
+    context->AddMetadata(kSessionHeader, session_id);
+  }
 }
 
 absl::Status RecurClient::Generate(
     const v1::GenerateRequest& request,
     const std::function<void(const v1::GenerateResponse&)>& on_message) {
   grpc::ClientContext context;
-  Prepare(&context);
+  Prepare(&context, request.session_id());
   auto reader = stub_->Generate(&context, request);
   v1::GenerateResponse message;
   while (reader->Read(&message)) on_message(message);
@@ -48,9 +63,9 @@ absl::Status RecurClient::Generate(
 template <typename Request, typename Response>
 absl::StatusOr<Response> RecurClient::Call(
     grpc::Status (v1::Recur::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
-    const Request& request) {
+    const Request& request, const std::string& session_id) {
   grpc::ClientContext context;
-  Prepare(&context);
+  Prepare(&context, session_id);
   Response response;
   absl::Status status = FromGrpcStatus((stub_.get()->*method)(&context, request, &response));
   if (!status.ok()) return status;
@@ -69,31 +84,34 @@ Request WithSession(const std::string& id) {
 }  // namespace
 
 absl::StatusOr<v1::Session> RecurClient::CreateSession() {
-  return Call(&v1::Recur::Stub::CreateSession, v1::CreateSessionRequest());
+  const std::string id = NewSessionId();
+  return Call(&v1::Recur::Stub::CreateSession, WithSession<v1::CreateSessionRequest>(id), id);
 }
 
 absl::StatusOr<v1::Session> RecurClient::GetSession(const std::string& id) {
-  return Call(&v1::Recur::Stub::GetSession, WithSession<v1::GetSessionRequest>(id));
+  return Call(&v1::Recur::Stub::GetSession, WithSession<v1::GetSessionRequest>(id), id);
 }
 
 absl::Status RecurClient::CloseSession(const std::string& id) {
-  return Call(&v1::Recur::Stub::CloseSession, WithSession<v1::CloseSessionRequest>(id)).status();
+  return Call(&v1::Recur::Stub::CloseSession, WithSession<v1::CloseSessionRequest>(id), id)
+      .status();
 }
 
 absl::StatusOr<v1::Session> RecurClient::ForkSession(const std::string& id) {
-  return Call(&v1::Recur::Stub::ForkSession, WithSession<v1::ForkSessionRequest>(id));
+  return Call(&v1::Recur::Stub::ForkSession, WithSession<v1::ForkSessionRequest>(id), id);
 }
 
 absl::StatusOr<std::string> RecurClient::ExportSession(const std::string& id) {
-  auto response = Call(&v1::Recur::Stub::ExportSession, WithSession<v1::ExportSessionRequest>(id));
+  auto response =
+      Call(&v1::Recur::Stub::ExportSession, WithSession<v1::ExportSessionRequest>(id), id);
   if (!response.ok()) return response.status();
   return std::move(*response->mutable_state());
 }
 
 absl::StatusOr<v1::Session> RecurClient::ImportSession(const std::string& state) {
-  v1::ImportSessionRequest request;
+  auto request = WithSession<v1::ImportSessionRequest>(NewSessionId());
   request.set_state(state);
-  return Call(&v1::Recur::Stub::ImportSession, request);
+  return Call(&v1::Recur::Stub::ImportSession, request, request.session_id());
 }
 
 absl::StatusOr<v1::ModelInfo> RecurClient::GetModelInfo() {

@@ -24,6 +24,12 @@ struct ConnectionOptions {
   std::string token;  // sent as `authorization: Bearer <token>` on every call; empty: none
 };
 
+// The header a proxy routes sessions by (its value: the session id; deploy/nginx/recur.conf).
+inline constexpr char kSessionHeader[] = "recur-session-id";
+
+// A new random session id, for a session the client creates ("s-" and 32 hex digits).
+std::string NewSessionId();
+
 class RecurClient {
  public:
   // `timeout`: the deadline of each call (absl::InfiniteDuration() for none).
@@ -35,6 +41,9 @@ class RecurClient {
   absl::Status Generate(const v1::GenerateRequest& request,
                         const std::function<void(const v1::GenerateResponse&)>& on_message);
 
+  // Every call naming a session sends its id as the `recur-session-id` header, so a proxy that
+  // routes by it (deploy/nginx) keeps a session on one replica. Creating and importing choose the
+  // new session's id here for the same reason.
   absl::StatusOr<v1::Session> CreateSession();
   absl::StatusOr<v1::Session> GetSession(const std::string& id);
   absl::Status CloseSession(const std::string& id);
@@ -46,13 +55,13 @@ class RecurClient {
   absl::StatusOr<std::string> Health();
 
  private:
-  // The deadline and the bearer token.
-  void Prepare(grpc::ClientContext* context) const;
+  // The deadline, the bearer token and, when `session_id` is given, the routing header.
+  void Prepare(grpc::ClientContext* context, const std::string& session_id = "") const;
   // One unary call with a fresh context and the deadline.
   template <typename Request, typename Response>
   absl::StatusOr<Response> Call(grpc::Status (v1::Recur::Stub::*method)(grpc::ClientContext*,
                                                                         const Request&, Response*),
-                                const Request& request);
+                                const Request& request, const std::string& session_id = "");
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Recur::Stub> stub_;

@@ -159,6 +159,7 @@ absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
   request->sink = std::move(sink);
   request->params = std::move(params);
   auto ticket = request->ticket;
+  if (!request->params.session_id.empty()) ClaimIfSaved(request->params.session_id);
 
   absl::MutexLock lock(&mu_);
   if (stopping_ || draining_) return absl::UnavailableError("the server is shutting down");
@@ -525,39 +526,60 @@ void Engine::UpdateGauges() {
 // ---------------------------------------------------------------------------------------------
 // Sessions
 
-absl::StatusOr<SessionInfo> Engine::CreateSession(const std::string& tenant) {
+absl::StatusOr<SessionInfo> Engine::CreateSession(const std::string& tenant,
+                                                  const std::string& id) {
   RECUR_RETURN_IF_ERROR(Accepting());
   RECUR_ASSIGN_OR_RETURN(SessionStore::Lease slot, sessions_.Reserve());
   slot->state.model = checkpoint_.model->NewState(1, options_.device);
-  return sessions_.Open(std::move(slot), tenant);
+  return sessions_.Open(std::move(slot), tenant, id);
 }
 
 absl::StatusOr<SessionInfo> Engine::GetSession(const std::string& id, const std::string& tenant) {
+  ClaimIfSaved(id);
   return sessions_.Get(id, tenant);
 }
 
 absl::Status Engine::CloseSession(const std::string& id, const std::string& tenant) {
+  ClaimIfSaved(id);
   return sessions_.Close(id, tenant);
 }
 
 absl::StatusOr<SessionInfo> Engine::ForkSession(const std::string& id, const std::string& tenant) {
   RECUR_RETURN_IF_ERROR(Accepting());
+  ClaimIfSaved(id);
   return sessions_.Fork(id, tenant);
 }
 
 absl::StatusOr<std::string> Engine::ExportSession(const std::string& id,
                                                   const std::string& tenant) {
+  ClaimIfSaved(id);
   return sessions_.Export(id, tenant, checkpoint_.config);
 }
 
+int64_t Engine::KeepSessions(SessionDirectory directory, absl::Duration sync_interval) {
+  keeper_ = std::make_unique<SessionKeeper>(std::move(directory), sessions_, checkpoint_.config,
+                                            options_.device, sync_interval);
+  return keeper_->RestoreAll();
+}
+
+absl::StatusOr<int64_t> Engine::SaveSessions() {
+  if (keeper_ == nullptr) return 0;
+  return keeper_->Save();
+}
+
+void Engine::ClaimIfSaved(const std::string& id) {
+  if (keeper_ != nullptr) keeper_->ClaimIfSaved(id);
+}
+
 absl::StatusOr<SessionInfo> Engine::ImportSession(const std::string& bytes,
-                                                  const std::string& tenant) {
+                                                  const std::string& tenant,
+                                                  const std::string& id) {
   RECUR_ASSIGN_OR_RETURN(SessionState state,
                          DecodeSession(bytes, checkpoint_.config, options_.device));
   RECUR_RETURN_IF_ERROR(Accepting());
   RECUR_ASSIGN_OR_RETURN(SessionStore::Lease slot, sessions_.Reserve());
   slot->state = std::move(state);
-  return sessions_.Open(std::move(slot), tenant);
+  return sessions_.Open(std::move(slot), tenant, id);
 }
 
 absl::Status Engine::ReserveKeyValues(Request& request) {

@@ -29,11 +29,13 @@
 #include "model/model_state.h"
 #include "model/sampling.h"
 #include "server/decode_batch.h"
-#include "server/row_parallel.h"
 #include "server/generation_request.h"
 #include "server/metrics.h"
+#include "server/row_parallel.h"
 #include "server/scheduler.h"
 #include "server/session_codec.h"
+#include "server/session_directory.h"
+#include "server/session_keeper.h"
 #include "server/session_store.h"
 
 namespace recur {
@@ -141,13 +143,23 @@ class Engine {
 
   // Session calls act for the caller's `tenant` (server/session_store.h): a session created or
   // imported by one tenant is NOT_FOUND for every other.
-  absl::StatusOr<SessionInfo> CreateSession(const std::string& tenant);
+  // `id`, when given, names the new session (SessionStore::Open).
+  absl::StatusOr<SessionInfo> CreateSession(const std::string& tenant, const std::string& id = "");
   absl::StatusOr<SessionInfo> GetSession(const std::string& id, const std::string& tenant);
   absl::Status CloseSession(const std::string& id, const std::string& tenant);
   absl::StatusOr<SessionInfo> ForkSession(const std::string& id, const std::string& tenant);
   // The session's state as self-describing bytes (server/session_codec.h).
   absl::StatusOr<std::string> ExportSession(const std::string& id, const std::string& tenant);
-  absl::StatusOr<SessionInfo> ImportSession(const std::string& bytes, const std::string& tenant);
+  absl::StatusOr<SessionInfo> ImportSession(const std::string& bytes, const std::string& tenant,
+                                            const std::string& id = "");
+
+  // Keeps the sessions in `directory` (server/session_keeper.h): restores this replica's saved
+  // sessions now and returns how many; saves the changed ones every `sync_interval` (zero: only
+  // at SaveSessions). Call once, before requests arrive.
+  int64_t KeepSessions(SessionDirectory directory, absl::Duration sync_interval);
+  // Writes the sessions changed since their last save (after a drain: every session that
+  // changed); 0 without a directory.
+  absl::StatusOr<int64_t> SaveSessions();
 
   // Draining, for a graceful shutdown: from now on new requests and new sessions are refused
   // (UNAVAILABLE) while those running and queued go on.
@@ -203,11 +215,14 @@ class Engine {
   std::optional<FinishReason> Ending();
   // UNAVAILABLE once draining or shutting down: no new requests or sessions then.
   absl::Status Accepting();
+  // Before a call names session `id`: restores it from --session_dir if a replica saved it there.
+  void ClaimIfSaved(const std::string& id);
 
   Checkpoint checkpoint_;
   const EngineOptions options_;
   const std::shared_ptr<Metrics> metrics_;
   SessionStore sessions_;
+  std::unique_ptr<SessionKeeper> keeper_;  // with --session_dir; set before requests arrive
 
   absl::Mutex mu_;
   std::deque<std::unique_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);

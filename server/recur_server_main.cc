@@ -2,6 +2,7 @@
 // with Prometheus metrics on /metrics.
 
 #include <malloc.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -54,6 +55,15 @@ ABSL_FLAG(std::string, auth_token_file, "",
 ABSL_FLAG(int64_t, malloc_mmap_threshold_kb, 128,
           "Allocations from this size are mmapped and returned to the system on free, so resident "
           "memory stays flat (0: glibc's default, which raises the threshold as blocks are freed)");
+ABSL_FLAG(std::string, session_dir, "",
+          "Keep sessions on disk here, so they survive restarts: saved on SIGTERM after the "
+          "drain, restored at start-up; replicas may share it (each writes <dir>/<replica>/, and "
+          "takes a session it is asked for from another replica's subdirectory)");
+ABSL_FLAG(std::string, replica_name, "",
+          "This replica's subdirectory of --session_dir (default: the host name)");
+ABSL_FLAG(absl::Duration, session_sync_interval, absl::ZeroDuration(),
+          "With --session_dir: also save changed sessions this often, so a crash loses at most "
+          "this much (0: only on SIGTERM)");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGTERM, how long in-flight streams may run before they are cancelled");
 
@@ -74,6 +84,12 @@ std::string SecuritySummary(const recur::SecurityOptions& security,
     absl::StrAppend(&summary, " (fit for loopback; see --tls_cert_file and --auth_token_file)");
   }
   return summary;
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
 }
 
 }  // namespace
@@ -126,6 +142,10 @@ int main(int argc, char** argv) {
   options.security.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   options.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   options.security.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  options.persistence.directory = absl::GetFlag(FLAGS_session_dir);
+  options.persistence.replica = absl::GetFlag(FLAGS_replica_name);
+  if (options.persistence.replica.empty()) options.persistence.replica = HostName();
+  options.persistence.sync_interval = absl::GetFlag(FLAGS_session_sync_interval);
   recur::EngineOptions& engine = options.engine;
   engine.device = *device;
   engine.max_sessions = absl::GetFlag(FLAGS_max_sessions);

@@ -268,10 +268,10 @@ grpc::ServerUnaryReactor* RecurServiceImpl::Reply(grpc::CallbackServerContext* c
 }
 
 grpc::ServerUnaryReactor* RecurServiceImpl::CreateSession(grpc::CallbackServerContext* context,
-                                                          const v1::CreateSessionRequest*,
+                                                          const v1::CreateSessionRequest* request,
                                                           v1::Session* response) {
   RECUR_ASSIGN_OR_REPLY(const std::string tenant, Caller(*context));
-  auto info = engine_.CreateSession(tenant);
+  auto info = engine_.CreateSession(tenant, request->session_id());
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }
@@ -314,7 +314,7 @@ grpc::ServerUnaryReactor* RecurServiceImpl::ImportSession(grpc::CallbackServerCo
                                                           const v1::ImportSessionRequest* request,
                                                           v1::Session* response) {
   RECUR_ASSIGN_OR_REPLY(const std::string tenant, Caller(*context));
-  auto info = engine_.ImportSession(request->state(), tenant);
+  auto info = engine_.ImportSession(request->state(), tenant, request->session_id());
   if (info.ok()) ToProto(*info, response);
   return Reply(context, info.status());
 }

@@ -50,6 +50,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
 absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint checkpoint,
                                                                 ServerOptions options) {
   RECUR_RETURN_IF_ERROR(options.engine.Validate());
+  const SessionPersistenceOptions& keep = options.persistence;
+  if (keep.sync_interval < absl::ZeroDuration() ||
+      (keep.sync_interval > absl::ZeroDuration() && keep.directory.empty())) {
+    return absl::InvalidArgumentError(
+        "--session_sync_interval must be >= 0 and needs --session_dir");
+  }
   RECUR_ASSIGN_OR_RETURN(auto credentials, Credentials(options.security));
   std::unique_ptr<RecurServer> server(new RecurServer());
   if (!options.security.auth_token_file.empty()) {
@@ -65,6 +71,18 @@ absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint check
   }
   server->engine_ =
       std::make_unique<Engine>(std::move(checkpoint), options.engine, server->metrics_);
+  if (!keep.directory.empty()) {
+    RECUR_ASSIGN_OR_RETURN(SessionDirectory directory,
+                           SessionDirectory::Open(keep.directory, keep.replica));
+    const std::string path = directory.path().string();
+    const int64_t restored =
+        server->engine_->KeepSessions(std::move(directory), keep.sync_interval);
+    LOG(INFO) << "sessions kept in " << path << ": " << restored << " restored"
+              << (keep.sync_interval > absl::ZeroDuration()
+                      ? absl::StrCat(", changes saved every ",
+                                     absl::FormatDuration(keep.sync_interval))
+                      : std::string(", saved when draining"));
+  }
   server->service_ = std::make_unique<RecurServiceImpl>(*server->engine_, *server->metrics_,
                                                         server->authenticator_);
 
@@ -101,6 +119,11 @@ void RecurServer::Shutdown(absl::Duration drain) {
     engine_->EndRequests();
     const absl::Time ended = absl::Now() + absl::Seconds(10);  // within a step; bounded anyway
     while (!engine_->Idle() && absl::Now() < ended) absl::SleepFor(kDrainPoll);
+  }
+  if (auto saved = engine_->SaveSessions(); !saved.ok()) {
+    LOG(ERROR) << "saving sessions: " << saved.status();
+  } else if (*saved > 0) {
+    LOG(INFO) << "saved " << *saved << " sessions";
   }
   // The final messages are written; then gRPC cancels whatever is left.
   server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));

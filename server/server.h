@@ -29,11 +29,19 @@ struct SecurityOptions {
   bool tls() const { return !tls_cert_file.empty(); }
 };
 
+// --session_dir: sessions kept on disk across restarts and replicas (server/session_keeper.h).
+struct SessionPersistenceOptions {
+  std::string directory;  // empty: sessions live in memory only
+  std::string replica;    // this replica's subdirectory of `directory`
+  absl::Duration sync_interval = absl::ZeroDuration();  // zero: saved only when draining
+};
+
 struct ServerOptions {
   std::string address = "127.0.0.1:50051";  // port 0 picks a free one
   std::string metrics_host = "127.0.0.1";
   int metrics_port = -1;  // -1: no metrics endpoint; 0 picks a free port
   SecurityOptions security;
+  SessionPersistenceOptions persistence;
   EngineOptions engine;
 };
 
@@ -51,7 +59,8 @@ class RecurServer {
 
   // Drains: health turns NOT_SERVING and new calls are refused (UNAVAILABLE) while the requests
   // running or queued finish, for up to `drain`; those still running then end with a final
-  // message (FINISH_REASON_SHUTDOWN, with usage). Then the listener closes.
+  // message (FINISH_REASON_SHUTDOWN, with usage). With a session directory the sessions are then
+  // saved, each as of its last turn. Then the listener closes.
   void Shutdown(absl::Duration drain);
 
  private:

@@ -31,7 +31,8 @@ absl::Status Invalid(const Parts&... parts) {
 
 }  // namespace
 
-absl::StatusOr<std::string> EncodeSession(const SessionState& session, const ModelConfig& config) {
+absl::StatusOr<std::string> EncodeSession(const SessionState& session, const ModelConfig& config,
+                                          const SessionLabels& labels) {
   NamedTensors tensors;
   for (size_t i = 0; i < session.model.linear.size(); ++i) {
     tensors.emplace_back(absl::StrCat("layers.", i, ".s"), session.model.linear[i].s);
@@ -51,10 +52,15 @@ absl::StatusOr<std::string> EncodeSession(const SessionState& session, const Mod
   const std::vector<uint8_t> seen = session.seen.ToBytes();
   tensors.emplace_back("seen", torch::tensor(at::ArrayRef<uint8_t>(seen), torch::kUInt8)
                                    .view({static_cast<int64_t>(seen.size())}));
-  return EncodeSafetensors(tensors, {{"format", kFormat},
-                                     {"version", kVersion},
-                                     {"consumed", absl::StrCat(session.consumed)},
-                                     {"config", config.ToJson()}});
+  std::map<std::string, std::string> metadata{{"format", kFormat},
+                                              {"version", kVersion},
+                                              {"consumed", absl::StrCat(session.consumed)},
+                                              {"config", config.ToJson()}};
+  if (!labels.id.empty()) {
+    metadata["session_id"] = labels.id;
+    metadata["tenant"] = labels.tenant;
+  }
+  return EncodeSafetensors(tensors, metadata);
 }
 
 namespace {
@@ -160,7 +166,7 @@ absl::Status TakeLayers(Tensors& tensors, const ModelConfig& config, int64_t con
 }  // namespace
 
 absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelConfig& config,
-                                           const torch::Device& device) {
+                                           const torch::Device& device, SessionLabels* labels) {
   auto file = ParseSafetensors(bytes, "session bytes");
   if (!file.ok()) return absl::InvalidArgumentError(file.status().message());
   auto meta = [&file](const std::string& key) {
@@ -199,6 +205,7 @@ absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelC
   }
   session.model.positions = torch::full({1}, session.consumed,
                                         torch::TensorOptions().dtype(torch::kInt64).device(device));
+  if (labels != nullptr) *labels = {meta("session_id"), meta("tenant")};
   return session;
 }
 

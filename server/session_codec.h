@@ -12,7 +12,8 @@
 //   seen                              uint8 [ceil(V/8)]: the tokens so far as a bitmap (for the
 //                                     repetition penalty; model/token_set.h)
 // and metadata: format "recur-session", version "2", consumed (tokens in the state) and the
-// model's config.json, which must match the importing server's. Version 1 (recur before the
+// model's config.json, which must match the importing server's; a saved session adds its
+// session_id and tenant (SessionLabels). Version 1 (recur before the
 // bitmap) listed the distinct tokens as int64 [U] in `seen`; it is still read.
 
 #include <torch/types.h>
@@ -48,11 +49,21 @@ struct SessionState {
   int64_t Bytes() const { return model.Bytes() + seen.Bytes(); }
 };
 
-absl::StatusOr<std::string> EncodeSession(const SessionState& session, const ModelConfig& config);
+// Who a session is, in a file of --session_dir (server/session_keeper.h): metadata `session_id`
+// and `tenant`. An export over the API carries none (an import gets a new id).
+struct SessionLabels {
+  std::string id;
+  std::string tenant;
+};
+
+absl::StatusOr<std::string> EncodeSession(const SessionState& session, const ModelConfig& config,
+                                          const SessionLabels& labels = {});
 
 // INVALID_ARGUMENT naming the problem when the bytes are corrupt or were made by another model.
+// `labels`, when given, receives the bytes' labels (empty where they have none).
 absl::StatusOr<SessionState> DecodeSession(absl::string_view bytes, const ModelConfig& config,
-                                           const torch::Device& device);
+                                           const torch::Device& device,
+                                           SessionLabels* labels = nullptr);
 
 }  // namespace recur
 

@@ -20,13 +20,17 @@ struct SessionStore::Slot {
   // The rest is guarded by the store's mu_.
   bool busy = false;
   absl::Time last_used;
-  int64_t tokens = 0;       // as of the last lease
-  int64_t state_bytes = 0;  // as of the last lease
+  int64_t tokens = 0;           // as of the last lease
+  int64_t state_bytes = 0;      // as of the last lease
+  int64_t revision = 0;         // leases that may have changed the state
+  int64_t saved_revision = -1;  // the revision on disk; -1: never saved
+  bool saving = false;          // ChangedSessions is encoding the idle state
 
   // The holder is done: the slot is idle, with the figures of the state as the holder left it
   // (read by the holder before taking the store's lock).
-  void MarkIdle(int64_t state_tokens, int64_t bytes) {
+  void MarkIdle(int64_t state_tokens, int64_t bytes, bool changed) {
     busy = false;
+    if (changed) ++revision;
     last_used = absl::Now();
     tokens = state_tokens;
     state_bytes = bytes;
@@ -35,13 +39,19 @@ struct SessionStore::Slot {
 
 namespace {
 
-std::string NewSessionId() {
-  absl::BitGen gen;
-  return absl::StrFormat("s-%016x%016x", absl::Uniform<uint64_t>(gen),
-                         absl::Uniform<uint64_t>(gen));
-}
+constexpr size_t kSessionIdLength = 34;   // "s-" and 32 hex digits
+constexpr size_t kRoutingKeyLength = 10;  // "s-" and the first 8 hex digits
 
-constexpr size_t kSessionIdLength = 34;  // "s-" and 32 hex digits
+// A random id; with `routing_key` (a session id's first kRoutingKeyLength characters), one that
+// a proxy routing by the key sends to the same replica.
+std::string NewSessionId(absl::string_view routing_key = "") {
+  absl::BitGen gen;
+  std::string id =
+      absl::StrFormat("s-%016x%016x", absl::Uniform<uint64_t>(gen), absl::Uniform<uint64_t>(gen));
+  if (routing_key.size() == kRoutingKeyLength)
+    id.replace(0, kRoutingKeyLength, std::string(routing_key));
+  return id;
+}
 
 // NOT_FOUND without looking the id up when it is not one this server could have made; the message
 // quotes at most an excerpt of it (ids arrive from clients, of any length).
@@ -67,7 +77,8 @@ absl::Status NoSession(absl::string_view id) {
 SessionStore::Lease::Lease(Lease&& other) noexcept
     : store_(other.store_),
       slot_(std::move(other.slot_)),
-      close_on_return_(other.close_on_return_) {
+      close_on_return_(other.close_on_return_),
+      changes_state_(other.changes_state_) {
   other.slot_ = nullptr;
 }
 
@@ -77,6 +88,7 @@ SessionStore::Lease& SessionStore::Lease::operator=(Lease&& other) noexcept {
     store_ = other.store_;
     slot_ = std::move(other.slot_);
     close_on_return_ = other.close_on_return_;
+    changes_state_ = other.changes_state_;
     other.slot_ = nullptr;
   }
   return *this;
@@ -93,11 +105,11 @@ void SessionStore::Lease::Return() {
   const int64_t tokens = slot_->session.state.tokens();
   const int64_t bytes = slot_->session.state.Bytes();
   absl::MutexLock lock(&store_->mu_);
-  slot_->MarkIdle(tokens, bytes);
+  slot_->MarkIdle(tokens, bytes, changes_state_);
   if (slot_->session.id.empty()) {
     --store_->unnamed_slots_;
   } else if (close_on_return_) {
-    store_->sessions_.erase(slot_->session.id);
+    store_->Erase(store_->sessions_.find(slot_->session.id));
   }
   store_->UpdateGauges();
   slot_ = nullptr;
@@ -118,6 +130,9 @@ absl::StatusOr<SessionStore::Lease> SessionStore::Checkout(const std::string& id
                                                            const std::string& tenant) {
   absl::MutexLock lock(&mu_);
   RECUR_ASSIGN_OR_RETURN(std::shared_ptr<Slot> slot, Find(id, tenant));
+  // A save reads the state for a moment (ChangedSessions): wait, as the session is not in use.
+  mu_.Await(absl::Condition(
+      +[](Slot* s) { return !s->saving; }, slot.get()));
   if (slot->busy) {
     return absl::FailedPreconditionError(
         absl::StrCat("session '", id, "' has a request in progress"));
@@ -148,18 +163,26 @@ absl::StatusOr<SessionStore::Lease> SessionStore::Reserve() {
   return Lease(this, std::move(slot));
 }
 
-SessionInfo SessionStore::Open(Lease lease, const std::string& tenant) {
+absl::StatusOr<SessionInfo> SessionStore::Open(Lease lease, const std::string& tenant,
+                                               const std::string& id) {
+  if (!id.empty() && !SessionStore::IsSessionId(id)) {
+    return absl::InvalidArgumentError(absl::StrCat("session_id '", Excerpt(id, kSessionIdLength),
+                                                   "' is not 's-' and 32 lower-case hex digits"));
+  }
+  const int64_t tokens = lease->state.tokens();
+  const int64_t bytes = lease->state.Bytes();
+  absl::MutexLock lock(&mu_);
+  const std::string name = id.empty() ? NewSessionId() : id;
+  if (sessions_.contains(name)) {
+    return absl::AlreadyExistsError(absl::StrCat("session '", name, "' exists already"));
+  }
   std::shared_ptr<Slot> slot = std::move(lease.slot_);
   lease.slot_ = nullptr;  // the slot stays in use, now as a session
-  Session& session = slot->session;
-  session.id = NewSessionId();
-  session.tenant = tenant;
-  const int64_t tokens = session.state.tokens();
-  const int64_t bytes = session.state.Bytes();
-  absl::MutexLock lock(&mu_);
-  slot->MarkIdle(tokens, bytes);
+  slot->session.id = name;
+  slot->session.tenant = tenant;
+  slot->MarkIdle(tokens, bytes, /*changed=*/true);
   --unnamed_slots_;
-  sessions_.emplace(session.id, slot);
+  sessions_.emplace(name, slot);
   UpdateGauges();
   return Describe(*slot);
 }
@@ -177,17 +200,99 @@ absl::Status SessionStore::Close(const std::string& id, const std::string& tenan
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id, const std::string& tenant) {
-  RECUR_ASSIGN_OR_RETURN(const Lease source, Checkout(id, tenant));
+  RECUR_ASSIGN_OR_RETURN(Lease source, Checkout(id, tenant));
+  source.ReadOnly();
   RECUR_ASSIGN_OR_RETURN(Lease copy, Reserve());
   copy->state = source->state;
   copy->state.model = source->state.model.Clone();
-  return Open(std::move(copy), tenant);
+  return Open(std::move(copy), tenant,
+              NewSessionId(absl::string_view(id).substr(0, kRoutingKeyLength)));
 }
 
 absl::StatusOr<std::string> SessionStore::Export(const std::string& id, const std::string& tenant,
                                                  const ModelConfig& config) {
-  RECUR_ASSIGN_OR_RETURN(const Lease session, Checkout(id, tenant));
+  RECUR_ASSIGN_OR_RETURN(Lease session, Checkout(id, tenant));
+  session.ReadOnly();
   return EncodeSession(session->state, config);
+}
+
+absl::Status SessionStore::Restore(Session session) {
+  RECUR_RETURN_IF_ERROR(CheckSessionId(session.id));
+  const int64_t tokens = session.state.tokens();
+  const int64_t bytes = session.state.Bytes();
+  absl::MutexLock lock(&mu_);
+  if (sessions_.contains(session.id)) {
+    return absl::AlreadyExistsError(absl::StrCat("session '", session.id, "' is open already"));
+  }
+  if (SlotsInUse() >= options_.max_slots) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "no free session slot for session '", session.id, "' (", options_.max_slots, " in use)"));
+  }
+  auto slot = std::make_shared<Slot>();
+  slot->session = std::move(session);
+  slot->MarkIdle(tokens, bytes, /*changed=*/false);
+  slot->saved_revision = slot->revision;
+  sessions_.emplace(slot->session.id, slot);
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
+bool SessionStore::IsSessionId(absl::string_view id) { return CheckSessionId(id).ok(); }
+
+bool SessionStore::Holds(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  return sessions_.contains(id);
+}
+
+std::vector<SessionStore::Snapshot> SessionStore::ChangedSessions(const ModelConfig& config) {
+  std::vector<std::shared_ptr<Slot>> changed;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, slot] : sessions_) {
+      if (!slot->busy && slot->revision != slot->saved_revision) changed.push_back(slot);
+    }
+  }
+  std::vector<Snapshot> snapshots;
+  for (const std::shared_ptr<Slot>& slot : changed) {
+    int64_t revision = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (slot->busy || !sessions_.contains(slot->session.id)) continue;  // the next save has it
+      slot->saving = true;  // a checkout waits the encoding out (Checkout) instead of failing
+      revision = slot->revision;
+    }
+    const Session& session = slot->session;
+    auto bytes = EncodeSession(session.state, config, SessionLabels{session.id, session.tenant});
+    {
+      absl::MutexLock lock(&mu_);
+      slot->saving = false;
+    }
+    if (!bytes.ok()) {
+      LOG(WARNING) << "cannot save session " << session.id << ": " << bytes.status();
+      continue;
+    }
+    snapshots.push_back({session.id, revision, *std::move(bytes)});
+  }
+  return snapshots;
+}
+
+bool SessionStore::MarkSaved(const std::string& id, int64_t revision) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return false;
+  it->second->saved_revision = revision;
+  return true;
+}
+
+std::vector<std::string> SessionStore::TakeClosedSaved() {
+  absl::MutexLock lock(&mu_);
+  return std::exchange(closed_saved_, {});
+}
+
+void SessionStore::Erase(absl::flat_hash_map<std::string, std::shared_ptr<Slot>>::iterator it) {
+  if (it == sessions_.end()) return;
+  if (it->second->saved_revision >= 0) closed_saved_.push_back(it->first);
+  sessions_.erase(it);
 }
 
 void SessionStore::CloseIdle(absl::Time now) {
@@ -195,10 +300,10 @@ void SessionStore::CloseIdle(absl::Time now) {
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto current = it++;
     const Slot& slot = *current->second;
-    if (!slot.busy && now - slot.last_used > options_.idle_ttl) {
+    if (!slot.busy && !slot.saving && now - slot.last_used > options_.idle_ttl) {
       LOG(INFO) << "closing session " << slot.session.id << ", idle for "
                 << absl::FormatDuration(now - slot.last_used);
-      sessions_.erase(current);
+      Erase(current);
     }
   }
   UpdateGauges();

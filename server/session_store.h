@@ -70,6 +70,9 @@ class SessionStore {
     Session* operator->() const;
     // The session is closed instead of returned (its state is unknown, e.g. the model failed).
     void CloseOnReturn() { close_on_return_ = true; }
+    // The holder only reads the state (export, fork's source, saving): the session is not
+    // changed by this lease, so it need not be saved again.
+    void ReadOnly() { changes_state_ = false; }
 
    private:
     friend class SessionStore;
@@ -80,6 +83,14 @@ class SessionStore {
     SessionStore* store_ = nullptr;
     std::shared_ptr<Slot> slot_;
     bool close_on_return_ = false;
+    bool changes_state_ = true;
+  };
+
+  // A session's bytes as of one revision (its count of changing leases), for saving.
+  struct Snapshot {
+    std::string id;
+    int64_t revision = 0;
+    std::string bytes;  // EncodeSession's, labelled with the id and tenant
   };
 
   // `metrics` (active sessions, state bytes) must outlive the store.
@@ -94,16 +105,34 @@ class SessionStore {
   // slot is taken.
   absl::StatusOr<Lease> Reserve();
   // Names a reserved slot and keeps it, with the state its holder put in, as an idle session of
-  // `tenant`.
-  SessionInfo Open(Lease slot, const std::string& tenant);
+  // `tenant`: named `id` when given (INVALID_ARGUMENT unless IsSessionId, ALREADY_EXISTS when
+  // taken), else a new random id. On error the slot is freed.
+  absl::StatusOr<SessionInfo> Open(Lease slot, const std::string& tenant,
+                                   const std::string& id = "");
 
   absl::StatusOr<SessionInfo> Get(const std::string& id, const std::string& tenant);
   absl::Status Close(const std::string& id, const std::string& tenant);
-  // A new session of the same tenant with a copy of `id`'s state (copied outside the lock).
+  // A new session of the same tenant with a copy of `id`'s state (copied outside the lock), its
+  // id sharing `id`'s routing key (the first 8 hex digits; proto/recur/v1/recur.proto).
   absl::StatusOr<SessionInfo> Fork(const std::string& id, const std::string& tenant);
   // `id`'s state as bytes (server/session_codec.h; encoded outside the lock).
   absl::StatusOr<std::string> Export(const std::string& id, const std::string& tenant,
                                      const ModelConfig& config);
+
+  // Keeping sessions beyond the process (server/session_keeper.h).
+  // Adds `session` (id and tenant set) as an idle session, saved as it is: ALREADY_EXISTS when
+  // the id is held, RESOURCE_EXHAUSTED when every slot is taken.
+  absl::Status Restore(Session session);
+  bool Holds(const std::string& id);
+  // `id` has the form of the ids this store makes ("s-" and 32 lower-case hex digits).
+  static bool IsSessionId(absl::string_view id);
+  // Every idle session changed since it was last saved, encoded; busy ones wait for a later call.
+  std::vector<Snapshot> ChangedSessions(const ModelConfig& config);
+  // The snapshot's revision is on disk (a later change makes the session changed again). False
+  // when the session has been closed meanwhile: the file just written is to go.
+  bool MarkSaved(const std::string& id, int64_t revision);
+  // Saved sessions closed since the last call (their files are to go).
+  std::vector<std::string> TakeClosedSaved();
 
   // Closes sessions idle for longer than the options' TTL as of `now`.
   void CloseIdle(absl::Time now);
@@ -126,6 +155,9 @@ class SessionStore {
   SessionInfo Describe(const Slot& slot) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   int64_t SlotsInUse() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   int64_t StateBytesInUse() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Removes a session, noting it for TakeClosedSaved when it has been saved.
+  void Erase(absl::flat_hash_map<std::string, std::shared_ptr<Slot>>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SessionStoreOptions options_;
@@ -135,6 +167,7 @@ class SessionStore {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Slot>> sessions_ ABSL_GUARDED_BY(mu_);
   int64_t unnamed_slots_ ABSL_GUARDED_BY(mu_) = 0;  // reserved, not (yet) sessions
+  std::vector<std::string> closed_saved_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace recur

@@ -65,6 +65,18 @@ TEST_P(SessionCodecTest, RoundTripContinuesIdentically) {
   EXPECT_TRUE(torch::equal(a, b));
 }
 
+// A file of --session_dir names its session and owner; an export over the API names neither.
+TEST_P(SessionCodecTest, LabelsTravelOnlyWhenGiven) {
+  const SessionLabels given{"s-00112233445566778899aabbccddeeff", "alice"};
+  SessionLabels read;
+  ASSERT_TRUE(
+      DecodeSession(*EncodeSession(Session(3), config_, given), config_, torch::kCPU, &read).ok());
+  EXPECT_EQ(read.id, given.id);
+  EXPECT_EQ(read.tenant, given.tenant);
+  ASSERT_TRUE(DecodeSession(*EncodeSession(Session(3), config_), config_, torch::kCPU, &read).ok());
+  EXPECT_TRUE(read.id.empty() && read.tenant.empty());
+}
+
 TEST_P(SessionCodecTest, CorruptOrForeignBytesAreInvalidArgument) {
   auto bytes = EncodeSession(Session(5), config_);
   ASSERT_TRUE(bytes.ok());

@@ -37,7 +37,9 @@ SessionInfo OpenSession(SessionStore& store, int64_t tokens, const std::string& 
   auto slot = store.Reserve();
   EXPECT_TRUE(slot.ok()) << slot.status();
   (*slot)->state = SomeState(tokens);
-  return store.Open(*std::move(slot), tenant);
+  auto info = store.Open(*std::move(slot), tenant);
+  EXPECT_TRUE(info.ok()) << info.status();
+  return *info;
 }
 
 TEST(SessionStoreTest, SlotsAreCountedAndRefusedWhenAllAreTaken) {
@@ -126,6 +128,69 @@ TEST(SessionStoreTest, ForkCopiesTheStateDeeply) {
   EXPECT_EQ((*lb)->state.seen, (*la)->state.seen);
   EXPECT_TRUE((*lb)->state.seen.Contains(5));
   EXPECT_FALSE((*lb)->state.seen.Contains(4));
+}
+
+TEST(SessionStoreTest, AChosenIdIsKeptAndATakenOrMalformedOneRefused) {
+  Metrics metrics;
+  SessionStore store(Options(4), kVocab, metrics);
+  const std::string id = "s-00112233445566778899aabbccddeeff";
+  auto open = [&](const std::string& name) {
+    auto slot = store.Reserve();
+    EXPECT_TRUE(slot.ok());
+    (*slot)->state = SomeState(2);
+    return store.Open(*std::move(slot), "", name);
+  };
+  auto first = open(id);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->id, id);
+  EXPECT_EQ(open(id).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(open("s-00112233445566778899AABBCCDDEEFF").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.slots_in_use(), 1);  // the refused ones' slots went back
+}
+
+// Behind a proxy hashing the routing key (the id's first 8 hex digits), a fork lands with its
+// source.
+TEST(SessionStoreTest, AForkSharesItsSourcesRoutingKey) {
+  Metrics metrics;
+  SessionStore store(Options(4), kVocab, metrics);
+  const SessionInfo a = OpenSession(store, 4);
+  auto b = store.Fork(a.id, "");
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->id.substr(0, 10), a.id.substr(0, 10));
+  EXPECT_NE(b->id, a.id);
+  EXPECT_TRUE(SessionStore::IsSessionId(b->id));
+}
+
+// What --session_dir saves: sessions changed since their last save (a read-only lease is no
+// change), and the saved sessions closed since.
+TEST(SessionStoreTest, ChangedSessionsAreThoseChangedSinceTheirSave) {
+  Metrics metrics;
+  SessionStore store(Options(4), kVocab, metrics);
+  const ModelConfig config;
+  const SessionInfo a = OpenSession(store, 4);
+  const SessionInfo b = OpenSession(store, 6);
+  auto changed = store.ChangedSessions(config);
+  ASSERT_EQ(changed.size(), 2u);
+  for (const auto& snapshot : changed) {
+    EXPECT_TRUE(store.MarkSaved(snapshot.id, snapshot.revision));
+    EXPECT_NE(snapshot.bytes.find("\"session_id\":\"" + snapshot.id + "\""), std::string::npos);
+  }
+  EXPECT_TRUE(store.ChangedSessions(config).empty());
+  ASSERT_TRUE(store.Export(a.id, "", config).ok());  // reads only
+  EXPECT_TRUE(store.ChangedSessions(config).empty());
+  { auto lease = store.Checkout(b.id, ""); }  // may have changed it
+  changed = store.ChangedSessions(config);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].id, b.id);
+  {
+    auto busy = store.Checkout(a.id, "");
+    EXPECT_EQ(store.ChangedSessions(config).size(), 1u);
+  }  // busy: left for the next save
+  ASSERT_TRUE(store.Close(a.id, "").ok());
+  EXPECT_EQ(store.TakeClosedSaved(), std::vector<std::string>{a.id});
+  EXPECT_TRUE(store.TakeClosedSaved().empty());
+  EXPECT_FALSE(store.MarkSaved(a.id, 1));
 }
 
 // Another tenant's session does not exist for the caller: every call answers as for an unknown id.
