@@ -128,6 +128,79 @@ TEST(ServerProcessTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {
                         "every session"));
 }
 
+// Spawns recur-server with `args` and waits for its port (0 if it never logged one).
+int SpawnAndWaitForPort(const std::string& args, const std::string& log, pid_t* pid) {
+  *pid = Spawn(args, log);
+  int port = 0;
+  for (int i = 0; i < 600 && port == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    port = LoggedPort(log);
+  }
+  return port;
+}
+
+// --session_dir across real process ends: a kill -9 with the sync on loses only the changes of
+// the last interval, a SIGTERM none; each restored session continues as on a server that never
+// stopped.
+TEST(ServerProcessTest, SessionsSurviveKillNineWithSyncAndSigterm) {
+  TempDir dir;
+  WriteTestCheckpoint(dir.Join("model"), AttentionKind::kLinear);
+  auto turn = [](int i, const std::string& id) {
+    return MakeRequest("turn " + std::to_string(i) + " ", 10, 1.0, 50 + i, id);
+  };
+  std::vector<std::vector<int64_t>> reference;
+  {
+    auto server = StartTestServer(dir.Join("model"));
+    RecurClient client(Address(*server), absl::Seconds(30));
+    auto session = client.CreateSession();
+    ASSERT_TRUE(session.ok());
+    for (int i = 0; i < 3; ++i)
+      reference.push_back(Stream(client, turn(i, session->session_id())).ids);
+  }
+  const std::string common = "--checkpoint " + dir.Join("model") +
+                             " --port 0 --metrics_port -1 --threads 1 --replica_name r "
+                             "--session_dir " +
+                             dir.Join("sessions");
+  pid_t pid = 0;
+  int port = SpawnAndWaitForPort(common + " --session_sync_interval 50ms", dir.Join("log1"), &pid);
+  ASSERT_GT(port, 0) << Slurp(dir.Join("log1"));
+  std::string id;
+  int64_t tokens_after_first = 0;
+  {
+    RecurClient client("127.0.0.1:" + std::to_string(port), absl::Seconds(30));
+    auto session = client.CreateSession();
+    ASSERT_TRUE(session.ok());
+    id = session->session_id();
+    EXPECT_EQ(Stream(client, turn(0, id)).ids, reference[0]);
+    tokens_after_first = client.GetSession(id)->tokens();
+  }
+  absl::SleepFor(absl::Milliseconds(500));  // ten intervals: the turn is on disk
+  kill(pid, SIGKILL);
+  EXPECT_EQ(WaitExit(pid), 128 + SIGKILL);
+
+  port = SpawnAndWaitForPort(common, dir.Join("log2"), &pid);
+  ASSERT_GT(port, 0) << Slurp(dir.Join("log2"));
+  {
+    RecurClient client("127.0.0.1:" + std::to_string(port), absl::Seconds(30));
+    auto info = client.GetSession(id);
+    ASSERT_TRUE(info.ok()) << info.status() << Slurp(dir.Join("log2"));
+    EXPECT_EQ(info->tokens(), tokens_after_first);
+    EXPECT_EQ(Stream(client, turn(1, id)).ids, reference[1]);
+  }
+  kill(pid, SIGTERM);
+  EXPECT_EQ(WaitExit(pid), 0) << Slurp(dir.Join("log2"));
+  EXPECT_THAT(Slurp(dir.Join("log2")), HasSubstr("saved 1 sessions"));
+
+  port = SpawnAndWaitForPort(common, dir.Join("log3"), &pid);
+  ASSERT_GT(port, 0) << Slurp(dir.Join("log3"));
+  {
+    RecurClient client("127.0.0.1:" + std::to_string(port), absl::Seconds(30));
+    EXPECT_EQ(Stream(client, turn(2, id)).ids, reference[2]);
+  }
+  kill(pid, SIGTERM);
+  EXPECT_EQ(WaitExit(pid), 0);
+}
+
 TEST(ServerProcessTest, BadStartupsExitNonZeroWithAMessage) {
   TempDir dir;
   EXPECT_EQ(WaitExit(Spawn("", dir.Join("a"))), 1);
