@@ -13,6 +13,7 @@ packages=(
   libcpp-httplib-dev openssl clang-14 libclang-rt-14-dev
   fortunes-min fortunes gnuplot-nox
   prometheus  # promtool: the Prometheus rules' checks and unit tests (tests/deploy/)
+  nginx  # the session-routing gRPC proxy (deploy/nginx/) and its test
 )
 
 sudo_cmd=()
