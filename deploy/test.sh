@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
+bash deploy/install-test-tools.sh
 start=$(date +%s)
 bash deploy/build.sh
 echo "build: $(( $(date +%s) - start )) s"

@@ -26,7 +26,7 @@ ABSL_FLAG(std::string, weights, "auto",
           "Debian's LibTorch); docs/performance.md");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface)");
 ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 picks a free one)");
-ABSL_FLAG(int32_t, metrics_port, 9090,
+ABSL_FLAG(int32_t, metrics_port, 9464,  // not 9090, Prometheus's own port
           "Port for Prometheus /metrics (-1: none; 0 picks a free one)");
 ABSL_FLAG(int64_t, max_sessions, 64, "State slots: open sessions plus running one-off requests");
 ABSL_FLAG(
@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   recur::InitProgram(
       argc, argv,
       "Serves a checkpoint over gRPC: streaming generation with constant-size sessions.\n"
-      "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9090");
+      "Example: recur-server --checkpoint runs/demo --port 50051 --metrics_port 9464");
   // glibc raises its mmap threshold each time a large block is freed (up to 32 MiB); tensors of a
   // few MB then come from the heap, whose holes are not given back: a 15-minute soak grew from 450
   // to 530 MiB in steps. A fixed threshold (which stops the raising) keeps them in mmap, returned

@@ -31,7 +31,7 @@ int FreePort() {
 class Nginx {
  public:
   Nginx(const std::string& prefix, const std::vector<int>& replicas) : port_(FreePort()) {
-    std::string command = std::string("RECUR_NGINX_FOREGROUND=1 bash ") + RECUR_DEPLOY_DIR +
+    std::string command = std::string("RECUR_NGINX_SINGLE_PROCESS=1 bash ") + RECUR_DEPLOY_DIR +
                           "/nginx/render.sh 127.0.0.1:" + std::to_string(port_) + " " + prefix;
     for (int replica : replicas) command += " 127.0.0.1:" + std::to_string(replica);
     command += " > " + prefix + "/nginx.conf";
