@@ -15,6 +15,23 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
           0.1,    0.25,    0.5,    1.0,   2.5,    5.0,   10.0, 30.0};
 }
 
+// The latencies users see and dashboards take percentiles of (time to first token, inter-token):
+// 14 buckets per decade from 100 µs to 30 s, neighbours at most 25 % apart, so
+// histogram_quantile's interpolation inside a bucket stays close to the true quantile (with the
+// three-per-decade buckets a p99 of 5.4 ms read back as 7.7 ms; tests/server/prometheus_test.cc).
+prometheus::Histogram::BucketBoundaries FineLatencyBuckets() {
+  constexpr double kMantissas[] = {1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 9};
+  prometheus::Histogram::BucketBoundaries buckets;
+  for (double decade = 1e-4; decade < 100; decade *= 10) {
+    for (double mantissa : kMantissas) {
+      const double bound = mantissa * decade;
+      if (bound > 30.0 * (1 + 1e-9)) return buckets;
+      buckets.push_back(bound);
+    }
+  }
+  return buckets;
+}
+
 prometheus::Histogram& MakeHistogram(prometheus::Registry& registry, const std::string& name,
                                      const std::string& help,
                                      prometheus::Histogram::BucketBoundaries buckets) {
@@ -43,10 +60,10 @@ Metrics::Metrics() : Metrics(NewRegistry()) {}
 Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
     : time_to_first_token(MakeHistogram(
           *registry, "recur_time_to_first_token_seconds",
-          "Time from a Generate request's arrival to its first token.", LatencyBuckets())),
+          "Time from a Generate request's arrival to its first token.", FineLatencyBuckets())),
       inter_token_latency(MakeHistogram(*registry, "recur_inter_token_latency_seconds",
                                         "Time between consecutive tokens of one stream.",
-                                        LatencyBuckets())),
+                                        FineLatencyBuckets())),
       request_duration(MakeHistogram(*registry, "recur_request_duration_seconds",
                                      "Time from a Generate request's arrival to its end.",
                                      LatencyBuckets())),

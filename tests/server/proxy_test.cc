@@ -14,19 +14,6 @@
 namespace recur::testing {
 namespace {
 
-// A port that was free a moment ago (for nginx, which cannot report the one it picked).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
 // nginx in the foreground with deploy/nginx's configuration, in front of `replicas`.
 class Nginx {
  public:

@@ -160,17 +160,37 @@ inline int ConnectLoopback(int port, absl::Duration timeout = absl::Seconds(10))
   return fd;
 }
 
-// GET /metrics over a plain socket: the whole response, or what came before `timeout` passed.
-inline std::string Scrape(int port, absl::Duration timeout = absl::Seconds(10)) {
+// A port that was free a moment ago (for a server that cannot report the one it picked).
+inline int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+// GET `path` over a plain socket (HTTP/1.0): the whole response, headers and body, or what came
+// before `timeout` passed; "" when the connection is refused.
+inline std::string HttpGet(int port, const std::string& path,
+                           absl::Duration timeout = absl::Seconds(10)) {
   const int fd = ConnectLoopback(port, timeout);
   if (fd < 0) return "";
-  const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
+  const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
   send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   std::string response;
   char buffer[4096];
   for (ssize_t n; (n = recv(fd, buffer, sizeof(buffer), 0)) > 0;) response.append(buffer, n);
   close(fd);
   return response;
+}
+
+// GET /metrics.
+inline std::string Scrape(int port, absl::Duration timeout = absl::Seconds(10)) {
+  return HttpGet(port, "/metrics", timeout);
 }
 
 // The value of `series` (name and labels) in a scrape, or -1.
