@@ -74,6 +74,13 @@ absl::StatusOr<int64_t> SessionKeeper::Save() {
   int64_t written = 0;
   absl::Status first_error;
   for (const SessionStore::Snapshot& session : store_.ChangedSessions(config_)) {
+    if (session.saved_before && !directory_.Holds(session.id)) {
+      // Its file is gone from this replica's subdirectory: a peer claimed it (the proxy sends the
+      // session there now), so this copy is stale; writing it would resurrect a second one.
+      LOG(INFO) << "session " << session.id << " was claimed by another replica; dropped here";
+      store_.Forget(session.id);
+      continue;
+    }
     if (absl::Status status = directory_.Write(session.id, session.bytes); !status.ok()) {
       first_error.Update(status);
       continue;

@@ -11,7 +11,8 @@
 // - a call naming a session this store does not hold first claims the session's file from any
 //   replica's subdirectory (a session drained from a peer continues here).
 // A session saved mid-request is saved as of its last complete turn: busy sessions are skipped
-// and written by the next Save.
+// and written by the next Save. A changed session whose saved file a peer has claimed meanwhile is
+// dropped here instead of written (the peer holds it now).
 
 #include <cstdint>
 #include <string>

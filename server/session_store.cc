@@ -255,11 +255,13 @@ std::vector<SessionStore::Snapshot> SessionStore::ChangedSessions(const ModelCon
   std::vector<Snapshot> snapshots;
   for (const std::shared_ptr<Slot>& slot : changed) {
     int64_t revision = 0;
+    bool saved_before = false;
     {
       absl::MutexLock lock(&mu_);
       if (slot->busy || !sessions_.contains(slot->session.id)) continue;  // the next save has it
       slot->saving = true;  // a checkout waits the encoding out (Checkout) instead of failing
       revision = slot->revision;
+      saved_before = slot->saved_revision >= 0;
     }
     const Session& session = slot->session;
     auto bytes = EncodeSession(session.state, config, SessionLabels{session.id, session.tenant});
@@ -271,7 +273,7 @@ std::vector<SessionStore::Snapshot> SessionStore::ChangedSessions(const ModelCon
       LOG(WARNING) << "cannot save session " << session.id << ": " << bytes.status();
       continue;
     }
-    snapshots.push_back({session.id, revision, *std::move(bytes)});
+    snapshots.push_back({session.id, revision, *std::move(bytes), saved_before});
   }
   return snapshots;
 }
@@ -287,6 +289,14 @@ bool SessionStore::MarkSaved(const std::string& id, int64_t revision) {
 std::vector<std::string> SessionStore::TakeClosedSaved() {
   absl::MutexLock lock(&mu_);
   return std::exchange(closed_saved_, {});
+}
+
+void SessionStore::Forget(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second->busy || it->second->saving) return;
+  sessions_.erase(it);
+  UpdateGauges();
 }
 
 void SessionStore::Erase(absl::flat_hash_map<std::string, std::shared_ptr<Slot>>::iterator it) {

@@ -90,7 +90,8 @@ class SessionStore {
   struct Snapshot {
     std::string id;
     int64_t revision = 0;
-    std::string bytes;  // EncodeSession's, labelled with the id and tenant
+    std::string bytes;          // EncodeSession's, labelled with the id and tenant
+    bool saved_before = false;  // an earlier revision is on disk
   };
 
   // `metrics` (active sessions, state bytes) must outlive the store.
@@ -133,6 +134,8 @@ class SessionStore {
   bool MarkSaved(const std::string& id, int64_t revision);
   // Saved sessions closed since the last call (their files are to go).
   std::vector<std::string> TakeClosedSaved();
+  // Drops an idle session without a trace on disk (another replica has taken its file).
+  void Forget(const std::string& id);
 
   // Closes sessions idle for longer than the options' TTL as of `now`.
   void CloseIdle(absl::Time now);

@@ -19,7 +19,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo "== dockerfilelint"
-"$tools/.bin/dockerfilelint" "$source_dir/Dockerfile"
+"$tools/.bin/dockerfilelint" "$source_dir/Dockerfile" "$source_dir/deploy/cuda.Dockerfile"
 
 echo "== Kubernetes manifests"
 node "$source_dir/tests/deploy/check_manifests.mjs" "$source_dir/deploy/kubernetes"

@@ -141,6 +141,27 @@ TEST_F(SessionPersistenceTest, AnotherReplicaClaimsADrainedSession) {
   EXPECT_EQ(client.GetSession("../a/" + id).status().code(), absl::StatusCode::kNotFound);
 }
 
+// A replica still holding a session that a peer has claimed (a proxy's ring changed) drops its
+// stale copy at its next save instead of writing a second file for the id.
+TEST_F(SessionPersistenceTest, AClaimedSessionIsDroppedByItsFormerReplica) {
+  auto a = StartKeeping(dir_.Join("model"), dir_.Join("sessions"), "a");
+  auto b = StartKeeping(dir_.Join("model"), dir_.Join("sessions"), "b");
+  RecurClient on_a(Address(*a), absl::Seconds(30));
+  RecurClient on_b(Address(*b), absl::Seconds(30));
+  auto session = on_a.CreateSession();
+  ASSERT_TRUE(session.ok());
+  const std::string id = session->session_id();
+  ASSERT_TRUE(a->engine().SaveSessions().ok());
+  ASSERT_TRUE(on_b.GetSession(id).ok());                    // claimed: the file moves to b/
+  ASSERT_TRUE(Stream(on_a, FirstTurn(0, id)).status.ok());  // a's copy changes, now stale
+  auto saved = a->engine().SaveSessions();
+  ASSERT_TRUE(saved.ok());
+  EXPECT_EQ(*saved, 0);
+  EXPECT_FALSE(fs::exists(dir_.Join("sessions/a/" + id + ".session")));
+  EXPECT_EQ(a->engine().Info().sessions_in_use, 0);
+  EXPECT_TRUE(on_b.GetSession(id).ok());
+}
+
 TEST_F(SessionPersistenceTest, SyncWritesChangesWithoutADrainAndRemovesClosedSessions) {
   auto server =
       StartKeeping(dir_.Join("model"), dir_.Join("sessions"), "a", absl::Milliseconds(20));
