@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors checkpoint session_import request detokenizer)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors checkpoint session_import request openai_request detokenizer)
 build_dir=${RECUR_FUZZ_BUILD_DIR:-build-fuzz}
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
   generator=()

@@ -14,6 +14,7 @@ packages=(
   fortunes-min fortunes gnuplot-nox
   prometheus  # promtool: the Prometheus rules' checks and unit tests (tests/deploy/)
   nginx  # the session-routing gRPC proxy (deploy/nginx/) and its test
+  curl  # the HTTP API's tests: a real HTTP client, streaming line by line
 )
 
 sudo_cmd=()

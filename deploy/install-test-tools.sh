@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the independent checkers the tests use and the product does not: npm packages pinned by
-# tests/deploy/package-lock.json (dockerfilelint, kubernetes-models, js-yaml), into
-# tests/deploy/node_modules, with Debian's Node.js and npm where the machine has none.
+# tests/package-lock.json (dockerfilelint, kubernetes-models, js-yaml, openai), into
+# tests/node_modules, with Debian's Node.js and npm where the machine has none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
@@ -12,5 +12,5 @@ if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
 fi
-npm ci --prefix tests/deploy --no-audit --no-fund --loglevel=error
-echo "install-test-tools: $(ls tests/deploy/node_modules | wc -l) npm packages in tests/deploy/node_modules"
+npm ci --prefix tests --no-audit --no-fund --loglevel=error
+echo "install-test-tools: $(ls tests/node_modules | wc -l) npm packages in tests/node_modules"

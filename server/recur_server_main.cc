@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -28,6 +29,11 @@ ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for eve
 ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 picks a free one)");
 ABSL_FLAG(int32_t, metrics_port, 9464,  // not 9090, Prometheus's own port
           "Port for Prometheus /metrics (-1: none; 0 picks a free one)");
+ABSL_FLAG(int32_t, http_port, -1,
+          "Port for the OpenAI-compatible HTTP API: POST /v1/completions, GET /v1/models, "
+          "GET /health, /v1/sessions (-1: none; 0 picks a free one)");
+ABSL_FLAG(std::string, served_model_name, "",
+          "The model's id in the HTTP API (default: the checkpoint directory's name)");
 ABSL_FLAG(int64_t, max_sessions, 64, "State slots: open sessions plus running one-off requests");
 ABSL_FLAG(
     int64_t, state_memory_mb, 0,
@@ -138,6 +144,18 @@ int main(int argc, char** argv) {
   options.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   options.metrics_host = absl::GetFlag(FLAGS_host);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.http_port = absl::GetFlag(FLAGS_http_port);
+  options.model_name = absl::GetFlag(FLAGS_served_model_name);
+  if (options.model_name.empty()) {
+    options.model_name =
+        std::filesystem::path(absl::GetFlag(FLAGS_checkpoint)).lexically_normal().filename();
+    if (options.model_name.empty()) {
+      options.model_name = std::filesystem::path(absl::GetFlag(FLAGS_checkpoint))
+                               .lexically_normal()
+                               .parent_path()
+                               .filename();
+    }
+  }
   options.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   options.security.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   options.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
@@ -179,7 +197,11 @@ int main(int argc, char** argv) {
             << ", metrics on "
             << ((*server)->metrics_port() >= 0
                     ? absl::StrCat(":", (*server)->metrics_port(), "/metrics")
-                    : std::string("(off)"));
+                    : std::string("(off)"))
+            << ((*server)->http_port() >= 0
+                    ? absl::StrCat(", HTTP API on :", (*server)->http_port(), " (model '",
+                                   options.model_name, "')")
+                    : std::string());
   LOG(INFO) << SecuritySummary(options.security, (*server)->authenticator());
 
   int signal = 0;

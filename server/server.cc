@@ -86,6 +86,12 @@ absl::StatusOr<std::unique_ptr<RecurServer>> RecurServer::Start(Checkpoint check
   server->service_ = std::make_unique<RecurServiceImpl>(*server->engine_, *server->metrics_,
                                                         server->authenticator_);
 
+  if (options.http_port >= 0) {
+    HttpApiOptions http{options.metrics_host, options.http_port, options.model_name};
+    RECUR_ASSIGN_OR_RETURN(server->http_,
+                           HttpApi::Start(std::move(http), *server->engine_, *server->metrics_,
+                                          server->authenticator_));
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -111,6 +117,7 @@ void RecurServer::Shutdown(absl::Duration drain) {
   // The listener stays open while requests finish, so health probes see NOT_SERVING and new
   // calls get UNAVAILABLE (a load balancer moves them to another replica).
   server_->GetHealthCheckService()->SetServingStatus(false);
+  if (http_ != nullptr) http_->SetServing(false);
   engine_->Drain();
   const absl::Time deadline = absl::Now() + drain;
   while (!engine_->Idle() && absl::Now() < deadline) absl::SleepFor(kDrainPoll);
@@ -128,11 +135,13 @@ void RecurServer::Shutdown(absl::Duration drain) {
   // The final messages are written; then gRPC cancels whatever is left.
   server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   server_->Wait();
+  http_.reset();
 }
 
 RecurServer::~RecurServer() {
   if (server_ != nullptr) Shutdown(absl::ZeroDuration());
-  // The engine goes after the gRPC server: no call can reach it any more.
+  // The engine goes after the gRPC and HTTP servers: no call can reach it any more.
+  http_.reset();
   service_.reset();
   engine_.reset();
 }

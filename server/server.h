@@ -13,6 +13,7 @@
 #include "model/checkpoint.h"
 #include "server/authenticator.h"
 #include "server/engine.h"
+#include "server/http_api.h"
 #include "server/metrics.h"
 #include "server/metrics_server.h"
 #include "server/recur_service_impl.h"
@@ -39,7 +40,9 @@ struct SessionPersistenceOptions {
 struct ServerOptions {
   std::string address = "127.0.0.1:50051";  // port 0 picks a free one
   std::string metrics_host = "127.0.0.1";
-  int metrics_port = -1;  // -1: no metrics endpoint; 0 picks a free port
+  int metrics_port = -1;             // -1: no metrics endpoint; 0 picks a free port
+  int http_port = -1;                // the OpenAI-compatible HTTP API (server/http_api.h); -1: none
+  std::string model_name = "recur";  // the model's id in the HTTP API
   SecurityOptions security;
   SessionPersistenceOptions persistence;
   EngineOptions engine;
@@ -53,6 +56,7 @@ class RecurServer {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : -1; }
+  int http_port() const { return http_ != nullptr ? http_->port() : -1; }
   Engine& engine() { return *engine_; }
   Metrics& metrics() { return *metrics_; }
   const Authenticator& authenticator() const { return authenticator_; }
@@ -72,6 +76,7 @@ class RecurServer {
   std::unique_ptr<RecurServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<HttpApi> http_;  // before the engine goes
   int port_ = 0;
   bool shut_down_ = false;
 };

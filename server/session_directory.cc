@@ -39,6 +39,12 @@ absl::StatusOr<SessionDirectory> SessionDirectory::Open(const std::string& root,
     return absl::UnavailableError(
         absl::StrCat("--session_dir: cannot create ", own.string(), ": ", ec.message()));
   }
+  // The files hold users' conversations: only this server's user may list or read them.
+  fs::permissions(own, fs::perms::owner_all, fs::perm_options::replace, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("--session_dir: cannot restrict ", own.string(), ": ", ec.message()));
+  }
   for (const auto& entry : fs::directory_iterator(own, ec)) {
     // WriteFileAtomically's temporaries, `<id>.session.part-*`, of writes a kill interrupted.
     if (absl::StrContains(entry.path().filename().string(), ".part-")) fs::remove(entry.path(), ec);

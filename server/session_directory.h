@@ -20,7 +20,8 @@ namespace recur {
 
 class SessionDirectory {
  public:
-  // Creates `<root>/<replica>` if needed and removes half-written files a kill left there.
+  // Creates `<root>/<replica>` if needed (readable by this user only) and removes half-written
+  // files a kill left there.
   // INVALID_ARGUMENT when `replica` is not a plain name (letters, digits, '.', '_', '-').
   static absl::StatusOr<SessionDirectory> Open(const std::string& root, const std::string& replica);
 

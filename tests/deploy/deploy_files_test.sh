@@ -13,7 +13,7 @@
 set -euo pipefail
 source_dir=$(cd "${1:?usage: deploy_files_test.sh SOURCE_DIR BUILD_DIR}" && pwd)
 build_dir=$(cd "${2:?usage: deploy_files_test.sh SOURCE_DIR BUILD_DIR}" && pwd)
-tools="$source_dir/tests/deploy/node_modules"
+tools="$source_dir/tests/node_modules"
 [ -d "$tools" ] || { echo "no $tools: run deploy/install-test-tools.sh" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -76,6 +76,8 @@ TEST_F(SessionPersistenceTest, SessionsSurviveARestartAndContinueExactly) {
     server->Shutdown(absl::Seconds(5));
   }
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_.Join("sessions/a")), {}), kSessions);
+  // Users' conversations: the replica's directory is its user's alone.
+  EXPECT_EQ(fs::status(dir_.Join("sessions/a")).permissions(), fs::perms::owner_all);
 
   auto server = StartKeeping(dir_.Join("model"), dir_.Join("sessions"), "a");
   RecurClient client(Address(*server), absl::Seconds(30));

@@ -1,0 +1,252 @@
+// The OpenAI-compatible HTTP API (--http_port) driven by real clients: curl (a plain request, and
+// a stream read line by line as it arrives) and OpenAI's own npm client library. Its answers must
+// be what the gRPC service gives for the same request and seed.
+
+#include <cstdio>
+#include <fstream>
+
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "nlohmann/json.hpp"
+#include "tests/server/test_server.h"
+
+namespace recur::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+struct HttpReply {
+  int status = 0;
+  Json body;
+};
+
+// One request through curl: `method` to `path`, with `body` (JSON text) and `token` when given.
+HttpReply Curl(const TempDir& dir, int port, const std::string& method, const std::string& path,
+               const std::string& body = "", const std::string& token = "") {
+  std::string command = "curl -sS -X " + method + " -w '\\n%{http_code}'";
+  if (!body.empty()) {
+    std::ofstream(dir.Join("body.json")) << body;
+    command += " -H 'Content-Type: application/json' --data-binary @" + dir.Join("body.json");
+  }
+  if (!token.empty()) command += " -H 'Authorization: Bearer " + token + "'";
+  command += " http://127.0.0.1:" + std::to_string(port) + path;
+  const CommandResult result = RunCommand(command);
+  const size_t last = result.out.rfind('\n');
+  HttpReply reply;
+  if (last == std::string::npos) return reply;
+  reply.status = std::atoi(result.out.c_str() + last + 1);
+  reply.body = Json::parse(result.out.substr(0, last), nullptr, /*allow_exceptions=*/false);
+  return reply;
+}
+
+// A streamed completion read by curl line by line, as the events arrive.
+std::vector<std::string> CurlStream(const TempDir& dir, int port, const std::string& body) {
+  std::ofstream(dir.Join("stream.json")) << body;
+  const std::string command = "curl -sSN -H 'Content-Type: application/json' --data-binary @" +
+                              dir.Join("stream.json") +
+                              " http://127.0.0.1:" + std::to_string(port) + "/v1/completions";
+  std::vector<std::string> lines;
+  FILE* pipe = popen(command.c_str(), "r");
+  char buffer[65536];
+  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) lines.emplace_back(buffer);
+  pclose(pipe);
+  return lines;
+}
+
+std::unique_ptr<RecurServer> StartHttpServer(const std::string& checkpoint,
+                                             EngineOptions engine = {},
+                                             const std::string& token_file = "") {
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.http_port = 0;
+  options.model_name = "tiny";
+  options.engine = engine;
+  options.security.auth_token_file = token_file;
+  auto server = RecurServer::Start(LoadTestCheckpoint(checkpoint), options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  return server.ok() ? *std::move(server) : nullptr;
+}
+
+class HttpApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WriteTestCheckpoint(dir_.Join("model"), AttentionKind::kLinear);
+    server_ = StartHttpServer(dir_.Join("model"));
+    ASSERT_NE(server_, nullptr);
+  }
+  // What the gRPC service streams for the same request.
+  std::string GrpcText(const std::string& prompt, int64_t max_tokens, double temperature,
+                       uint64_t seed, const std::string& session = "") {
+    RecurClient client(Address(*server_), absl::Seconds(30));
+    Streamed out = Stream(client, MakeRequest(prompt, max_tokens, temperature, seed, session));
+    EXPECT_TRUE(out.status.ok()) << out.status;
+    return out.text;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<RecurServer> server_;
+};
+
+TEST_F(HttpApiTest, ACompletionIsWhatTheGrpcServiceGenerates) {
+  const HttpReply reply =
+      Curl(dir_, server_->http_port(), "POST", "/v1/completions",
+           R"({"model": "tiny", "prompt": "Once ", "max_tokens": 20, "temperature": 1.0,
+               "seed": 7})");
+  ASSERT_EQ(reply.status, 200) << reply.body.dump();
+  EXPECT_EQ(reply.body["object"], "text_completion");
+  EXPECT_EQ(reply.body["model"], "tiny");
+  EXPECT_THAT(reply.body["id"].get<std::string>(), ::testing::StartsWith("cmpl-"));
+  const Json& choice = reply.body["choices"][0];
+  EXPECT_EQ(choice["text"], GrpcText("Once ", 20, 1.0, 7));
+  EXPECT_EQ(choice["index"], 0);
+  EXPECT_TRUE(choice["logprobs"].is_null());
+  const Json& usage = reply.body["usage"];
+  EXPECT_EQ(usage["prompt_tokens"], 5);
+  EXPECT_EQ(usage["total_tokens"].get<int64_t>(), 5 + usage["completion_tokens"].get<int64_t>());
+  EXPECT_EQ(choice["finish_reason"], usage["completion_tokens"] == 20 ? "length" : "stop");
+}
+
+TEST_F(HttpApiTest, AStreamIsServerSentEventsEndingInDone) {
+  const std::vector<std::string> lines = CurlStream(
+      dir_, server_->http_port(),
+      R"({"prompt": "Once ", "max_tokens": 30, "temperature": 1.0, "seed": 7, "stream": true,
+          "stream_options": {"include_usage": true}})");
+  ASSERT_GE(lines.size(), 4u);
+  std::string text;
+  std::vector<Json> events;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i] == "\n") continue;  // the blank line that ends each event
+    ASSERT_THAT(lines[i], ::testing::StartsWith("data: ")) << lines[i];
+    if (lines[i] == "data: [DONE]\n") {
+      EXPECT_EQ(i + 2, lines.size()) << "[DONE] is the last event";
+      break;
+    }
+    events.push_back(Json::parse(lines[i].substr(6)));
+    text += events.back()["choices"].empty()
+                ? ""
+                : events.back()["choices"][0]["text"].get<std::string>();
+  }
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(text, GrpcText("Once ", 30, 1.0, 7));
+  const Json& last_choice = events[events.size() - 2]["choices"][0];
+  EXPECT_FALSE(last_choice["finish_reason"].is_null());
+  EXPECT_TRUE(events.back()["choices"].empty());  // include_usage: the usage comes last
+  EXPECT_EQ(events.back()["usage"]["prompt_tokens"], 5);
+  for (size_t i = 0; i + 2 < events.size(); ++i) {
+    EXPECT_TRUE(events[i]["choices"][0]["finish_reason"].is_null());
+  }
+}
+
+TEST_F(HttpApiTest, SessionsContinueWithoutResendingTheText) {
+  const int port = server_->http_port();
+  const HttpReply created = Curl(dir_, port, "POST", "/v1/sessions", "{}");
+  ASSERT_EQ(created.status, 200) << created.body.dump();
+  const std::string id = created.body["id"];
+  RecurClient client(Address(*server_), absl::Seconds(30));
+  auto twin = client.CreateSession();
+  ASSERT_TRUE(twin.ok());
+  for (const std::string& turn : {"The first turn. ", "And the second. "}) {
+    const HttpReply reply = Curl(dir_, port, "POST", "/v1/completions",
+                                 Json{{"prompt", turn},
+                                      {"max_tokens", 10},
+                                      {"temperature", 0.8},
+                                      {"seed", 3},
+                                      {"session_id", id}}
+                                     .dump());
+    ASSERT_EQ(reply.status, 200) << reply.body.dump();
+    EXPECT_EQ(reply.body["session_id"], id);
+    EXPECT_EQ(reply.body["choices"][0]["text"], GrpcText(turn, 10, 0.8, 3, twin->session_id()));
+  }
+  const HttpReply info = Curl(dir_, port, "GET", "/v1/sessions/" + id);
+  ASSERT_EQ(info.status, 200);
+  EXPECT_EQ(info.body["tokens"], client.GetSession(twin->session_id())->tokens());
+  EXPECT_EQ(Curl(dir_, port, "DELETE", "/v1/sessions/" + id).body["deleted"], true);
+  EXPECT_EQ(Curl(dir_, port, "GET", "/v1/sessions/" + id).status, 404);
+}
+
+TEST_F(HttpApiTest, ErrorsAreOpenAisShapeWithTheRightStatus) {
+  const int port = server_->http_port();
+  auto expect_error = [&](const HttpReply& reply, int status, const std::string& type,
+                          const std::string& says) {
+    EXPECT_EQ(reply.status, status) << reply.body.dump();
+    EXPECT_EQ(reply.body["error"]["type"], type) << reply.body.dump();
+    EXPECT_THAT(reply.body["error"]["message"].get<std::string>(), HasSubstr(says));
+  };
+  expect_error(Curl(dir_, port, "POST", "/v1/completions", "{not json"), 400,
+               "invalid_request_error", "not valid JSON");
+  const HttpReply hot =
+      Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "temperature": -1})");
+  expect_error(hot, 400, "invalid_request_error", "temperature");
+  const HttpReply n = Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "n": 3})");
+  expect_error(n, 400, "invalid_request_error", "n = 1");
+  EXPECT_EQ(n.body["error"]["param"], "n");
+  expect_error(Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "model": "gpt"})"),
+               404, "invalid_request_error", "'gpt' is not served here");
+  expect_error(Curl(dir_, port, "POST", "/v1/completions",
+                    R"({"prompt": "a", "session_id": "s-00000000000000000000000000000000"})"),
+               404, "invalid_request_error", "no session");
+  expect_error(Curl(dir_, port, "GET", "/v1/nothing"), 404, "invalid_request_error", "no route");
+  EXPECT_EQ(Curl(dir_, port, "GET", "/health").status, 200);
+  server_->engine().Drain();
+  expect_error(Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a"})"), 503,
+               "server_error", "shutting down");
+}
+
+// Every slot held by a session: a one-off request would wait for nothing, so it is refused at
+// once (RESOURCE_EXHAUSTED), which HTTP clients know as 429.
+TEST_F(HttpApiTest, ACompletionWithNoSlotToRunInIs429) {
+  EngineOptions engine;
+  engine.max_sessions = 1;
+  auto server = StartHttpServer(dir_.Join("model"), engine);
+  ASSERT_EQ(Curl(dir_, server->http_port(), "POST", "/v1/sessions", "{}").status, 200);
+  const HttpReply reply =
+      Curl(dir_, server->http_port(), "POST", "/v1/completions", R"({"prompt": "a"})");
+  EXPECT_EQ(reply.status, 429) << reply.body.dump();
+  EXPECT_EQ(reply.body["error"]["type"], "rate_limit_error");
+}
+
+TEST_F(HttpApiTest, BearerTokensAndTenantsAreTheGrpcServicesOwn) {
+  std::ofstream(dir_.Join("tokens")) << "alice-token-0123456789 alice\nbob-token-0123456789 bob\n";
+  auto server = StartHttpServer(dir_.Join("model"), {}, dir_.Join("tokens"));
+  const int port = server->http_port();
+  const HttpReply anonymous = Curl(dir_, port, "GET", "/v1/models");
+  EXPECT_EQ(anonymous.status, 401);
+  EXPECT_EQ(anonymous.body["error"]["type"], "authentication_error");
+  EXPECT_EQ(Curl(dir_, port, "GET", "/v1/models", "", "wrong-token-0123456789").status, 401);
+  const HttpReply models = Curl(dir_, port, "GET", "/v1/models", "", "alice-token-0123456789");
+  ASSERT_EQ(models.status, 200);
+  EXPECT_EQ(models.body["data"][0]["id"], "tiny");
+  const HttpReply session =
+      Curl(dir_, port, "POST", "/v1/sessions", "{}", "alice-token-0123456789");
+  ASSERT_EQ(session.status, 200);
+  const std::string id = session.body["id"];
+  EXPECT_EQ(Curl(dir_, port, "GET", "/v1/sessions/" + id, "", "bob-token-0123456789").status, 404);
+  EXPECT_EQ(Curl(dir_, port, "GET", "/v1/sessions/" + id, "", "alice-token-0123456789").status,
+            200);
+  // A gRPC client with alice's token sees the session made over HTTP.
+  ConnectionOptions alice;
+  alice.token = "alice-token-0123456789";
+  RecurClient client(Address(*server), absl::Seconds(30), alice);
+  EXPECT_TRUE(client.GetSession(id).ok());
+}
+
+// OpenAI's own client library (npm `openai`) against the server: completions, plain and
+// streamed, the model list, and an error surfacing as the library's APIError with its status.
+TEST_F(HttpApiTest, OpenAisClientLibraryWorksAgainstIt) {
+  const std::string command =
+      std::string("node ") + RECUR_TESTS_DIR +
+      "/http/openai_client.mjs http://127.0.0.1:" + std::to_string(server_->http_port()) + "/v1";
+  const CommandResult result = RunCommand(command);
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const Json report = Json::parse(result.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(report.is_object()) << result.out << result.err;
+  const std::string expected = GrpcText("Once ", 16, 1.0, 5);
+  EXPECT_EQ(report["text"], expected);
+  EXPECT_EQ(report["streamed"], expected);
+  EXPECT_EQ(report["models"], Json::array({"tiny"}));
+  EXPECT_EQ(report["error_status"], 404);
+}
+
+}  // namespace
+}  // namespace recur::testing
