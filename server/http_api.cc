@@ -117,9 +117,15 @@ Json ErrorJson(const absl::Status& status) {
             {"code", absl::AsciiStrToLower(absl::StatusCodeToString(status.code()))}}}};
 }
 
+// Text from the model is valid UTF-8 (server/text_stream.h), but error messages may quote what a
+// client sent: bytes that are not UTF-8 are written as U+FFFD rather than failing the reply.
+std::string Dump(const Json& json) {
+  return json.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::replace);
+}
+
 void ReplyJson(httplib::Response& response, int status, const Json& body) {
   response.status = status;
-  response.set_content(body.dump() + "\n", "application/json");
+  response.set_content(Dump(body) + "\n", "application/json");
 }
 
 void ReplyError(httplib::Response& response, const absl::Status& status) {
@@ -317,7 +323,7 @@ class HttplibApi : public HttpApi {
     response.set_header("Cache-Control", "no-cache");
     response.set_header("X-Accel-Buffering", "no");  // a proxy passes events on at once
     auto event = [](httplib::DataSink& out, const Json& data) {
-      const std::string line = "data: " + data.dump() + "\n\n";
+      const std::string line = "data: " + Dump(data) + "\n\n";
       return out.write(line.data(), line.size());
     };
     response.set_chunked_content_provider(

@@ -187,6 +187,11 @@ TEST_F(HttpApiTest, ErrorsAreOpenAisShapeWithTheRightStatus) {
                     R"({"prompt": "a", "session_id": "s-00000000000000000000000000000000"})"),
                404, "invalid_request_error", "no session");
   expect_error(Curl(dir_, port, "GET", "/v1/nothing"), 404, "invalid_request_error", "no route");
+  // Not UTF-8, quoted back in the message: still a JSON reply.
+  expect_error(Curl(dir_, port, "POST", "/v1/completions", "{\"prompt\": \"a\", \"model\": \"\xff\"}"),
+               400, "invalid_request_error", "not valid JSON");
+  expect_error(Curl(dir_, port, "GET", "/v1/sessions/%FF%FE"), 404, "invalid_request_error",
+               "no session");
   EXPECT_EQ(Curl(dir_, port, "GET", "/health").status, 200);
   server_->engine().Drain();
   expect_error(Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a"})"), 503,
