@@ -10,10 +10,10 @@ absl::StatusOr<CheckedRequest> CheckRequest(const GenerationRequest& request,
                                             const RequestLimits& limits,
                                             const Tokenizer& tokenizer) {
   CheckedRequest checked;
-  checked.max_tokens = request.max_tokens == 0 ? limits.default_max_tokens : request.max_tokens;
+  checked.max_tokens = request.max_tokens.value_or(limits.default_max_tokens);
   if (checked.max_tokens < 1 || checked.max_tokens > limits.max_tokens) {
     return absl::InvalidArgumentError(absl::StrCat("max_tokens must be in [1, ", limits.max_tokens,
-                                                   "], got ", request.max_tokens));
+                                                   "], got ", checked.max_tokens));
   }
   RECUR_RETURN_IF_ERROR(request.sampling.Validate());
   if (!IsValidUtf8(request.prompt)) return absl::InvalidArgumentError("prompt is not valid UTF-8");

@@ -5,6 +5,7 @@
 // queues: the same for every front end (gRPC today), and fuzzed (tests/fuzz/).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,7 @@ namespace recur {
 struct GenerationRequest {
   std::string prompt;      // UTF-8; may be empty when continuing a session with text
   std::string session_id;  // empty: a one-off request
-  int64_t max_tokens = 0;  // 0: RequestLimits::default_max_tokens
+  std::optional<int64_t> max_tokens;  // unset: RequestLimits::default_max_tokens; else in [1, max]
   SamplingParams sampling;
   std::vector<std::string> stop;
   std::string tenant;  // the caller's (server/authenticator.h): others' sessions are NOT_FOUND

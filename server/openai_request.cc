@@ -98,8 +98,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body_
   if (!prompt.empty()) request.generation.prompt = std::move(prompt.front());
   RECUR_ASSIGN_OR_RETURN(request.generation.session_id, String(body, "session_id"));
   RECUR_ASSIGN_OR_RETURN(auto max_tokens, Integer(body, "max_tokens"));
-  // Unset: the server's default; an explicit value below 1 is CheckRequest's error.
-  if (max_tokens) request.generation.max_tokens = *max_tokens < 1 ? -1 : *max_tokens;
+  request.generation.max_tokens = max_tokens;  // unset: the server's default; 0 is an error
   RECUR_RETURN_IF_ERROR(ReadSampling(body, request.generation.sampling));
   RECUR_ASSIGN_OR_RETURN(request.generation.stop, Strings(body, "stop", kMaxStopSequences));
   RECUR_ASSIGN_OR_RETURN(auto n, Integer(body, "n"));

@@ -188,9 +188,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     request.prompt = message.prompt();
     request.session_id = message.session_id();
     if (message.has_max_tokens()) {
-      request.max_tokens = message.max_tokens();
-      if (request.max_tokens == 0)
-        request.max_tokens = -1;  // an explicit 0 is an error, not "default"
+      request.max_tokens = message.max_tokens();  // an explicit 0 is an error, not "default"
     }
     const auto& sampling = message.sampling();
     if (sampling.has_temperature()) request.sampling.temperature = sampling.temperature();

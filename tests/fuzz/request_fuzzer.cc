@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.default_max_tokens = input.ConsumeIntegralInRange<int64_t>(1, limits.max_tokens);
   limits.max_prompt_tokens = input.ConsumeIntegralInRange<int64_t>(1, 1 << 16);
   recur::GenerationRequest request;
-  request.max_tokens = input.ConsumeIntegral<int64_t>();
+  if (input.ConsumeBool()) request.max_tokens = input.ConsumeIntegral<int64_t>();
   request.sampling.temperature = input.ConsumeFloatingPoint<double>();
   request.sampling.top_k = input.ConsumeIntegral<int64_t>();
   request.sampling.top_p = input.ConsumeFloatingPoint<double>();

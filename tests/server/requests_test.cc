@@ -79,7 +79,7 @@ TEST_F(RequestsTest, BadRequestsGetTheRightCodeAndAClearMessage) {
       {"unknown session", with([](auto& r) { r.set_session_id("s-nope"); }),
        absl::StatusCode::kNotFound, "no session"},
       {"max_tokens 0", with([](auto& r) { r.set_max_tokens(0); }),
-       absl::StatusCode::kInvalidArgument, "max_tokens"},
+       absl::StatusCode::kInvalidArgument, "max_tokens must be in [1, 100], got 0"},
       {"max_tokens over cap", with([](auto& r) { r.set_max_tokens(101); }),
        absl::StatusCode::kInvalidArgument, "max_tokens must be in [1, 100]"},
       {"negative temperature", with([](auto& r) { r.mutable_sampling()->set_temperature(-0.5); }),
