@@ -51,13 +51,30 @@ void RecurClient::Prepare(grpc::ClientContext* context, const std::string& sessi
 
 absl::Status RecurClient::Generate(
     const v1::GenerateRequest& request,
-    const std::function<void(const v1::GenerateResponse&)>& on_message) {
+    const std::function<void(const v1::GenerateResponse&)>& on_message,
+    Cancellation* cancellation) {
   grpc::ClientContext context;
   Prepare(&context, request.session_id());
+  if (cancellation != nullptr) {
+    absl::MutexLock lock(&cancellation->mu_);
+    cancellation->context_ = &context;
+  }
   auto reader = stub_->Generate(&context, request);
   v1::GenerateResponse message;
   while (reader->Read(&message)) on_message(message);
-  return FromGrpcStatus(reader->Finish());
+  absl::Status status = FromGrpcStatus(reader->Finish());
+  if (cancellation != nullptr) {
+    absl::MutexLock lock(&cancellation->mu_);
+    cancellation->context_ = nullptr;
+  }
+  return status;
+}
+
+bool Cancellation::Cancel() {
+  absl::MutexLock lock(&mu_);
+  if (context_ == nullptr) return false;
+  context_->TryCancel();
+  return true;
 }
 
 template <typename Request, typename Response>

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "recur/v1/recur.grpc.pb.h"
@@ -30,6 +31,19 @@ inline constexpr char kSessionHeader[] = "recur-session-id";
 // A new random session id, for a session the client creates ("s-" and 32 hex digits).
 std::string NewSessionId();
 
+// Lets another thread stop a Generate in progress (e.g. on Ctrl-C): the call ends CANCELLED, and
+// a session keeps the text streamed so far.
+class Cancellation {
+ public:
+  // Cancels the call in progress; false when there is none.
+  bool Cancel();
+
+ private:
+  friend class RecurClient;
+  absl::Mutex mu_;
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
 class RecurClient {
  public:
   // `timeout`: the deadline of each call (absl::InfiniteDuration() for none).
@@ -39,7 +53,8 @@ class RecurClient {
   // Streams a generation; `on_message` sees every message as it arrives, the last one holding the
   // finish reason and usage. Returns the RPC's status.
   absl::Status Generate(const v1::GenerateRequest& request,
-                        const std::function<void(const v1::GenerateResponse&)>& on_message);
+                        const std::function<void(const v1::GenerateResponse&)>& on_message,
+                        Cancellation* cancellation = nullptr);
 
   // Every call naming a session sends its id as the `recur-session-id` header, so a proxy that
   // routes by it (deploy/nginx) keeps a session on one replica. Creating and importing choose the

@@ -1,28 +1,39 @@
 // recur: the command-line client of recur-server.
 //
-//   recur generate "prompt"            stream a continuation to stdout
+//   recur generate "prompt" | -       stream a continuation to stdout
+//   recur chat                         an interactive loop over one session
 //   recur session create|info|close|fork|export|import
 //   recur info | health | bench
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "base/files.h"
 #include "base/program.h"
+#include "base/sampling_defaults.h"
 #include "base/status.h"
+#include "client/chat.h"
 #include "client/load_generator.h"
 #include "client/recur_client.h"
+#include "client/terminal_text.h"
 
-ABSL_FLAG(std::string, server, "127.0.0.1:50051", "recur-server address, host:port");
+ABSL_FLAG(std::string, server, "127.0.0.1:50051",
+          "recur-server address, host:port (a host alone means port 50051)");
 ABSL_FLAG(absl::Duration, timeout, absl::InfiniteDuration(),
           "Deadline for each call (e.g. 30s; default: none)");
 ABSL_FLAG(std::string, tls_ca_file, "",
@@ -32,15 +43,25 @@ ABSL_FLAG(std::string, tls_cert_file, "", "PEM client certificate, for mutual TL
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
 ABSL_FLAG(std::string, token, "",
           "Bearer token for a server with --auth_token_file (default: $RECUR_TOKEN)");
-ABSL_FLAG(std::string, session, "", "generate: continue this session");
+ABSL_FLAG(std::string, session, "", "generate, chat: continue this session");
 ABSL_FLAG(int64_t, max_tokens, 0, "generate: tokens to generate (0: the server's default)");
-ABSL_FLAG(double, temperature, 1.0, "generate: sampling temperature (0: greedy)");
-ABSL_FLAG(int64_t, top_k, 0, "generate: sample from the k most likely tokens (0: all)");
-ABSL_FLAG(double, top_p, 1.0, "generate: nucleus sampling mass in (0, 1]");
-ABSL_FLAG(double, repetition_penalty, 1.0, "generate: > 1 discourages tokens already seen");
-ABSL_FLAG(uint64_t, seed, 0, "generate: sampling seed (same seed, same text)");
-ABSL_FLAG(std::vector<std::string>, stop, {}, "generate: comma-separated stop sequences");
-ABSL_FLAG(bool, usage, false, "generate: print the finish reason and usage to stderr");
+ABSL_FLAG(double, temperature, recur::kCliTemperature,
+          "generate, chat: sampling temperature (0: greedy)");
+ABSL_FLAG(int64_t, top_k, recur::kCliTopK,
+          "generate, chat: sample from the k most likely tokens (0: all)");
+ABSL_FLAG(double, top_p, recur::kCliTopP, "generate, chat: nucleus sampling mass in (0, 1]");
+ABSL_FLAG(double, repetition_penalty, recur::kCliRepetitionPenalty,
+          "generate, chat: > 1 discourages tokens already seen");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
+          "generate, chat: sampling seed, the same seed giving the same text (default: random, "
+          "shown by --usage)");
+ABSL_FLAG(std::string, stop, "",
+          "generate, chat: a stop sequence; repeat the flag for several (a sequence may hold "
+          "commas)");
+ABSL_FLAG(bool, usage, false, "generate: print the finish reason, seed and usage to stderr");
+ABSL_FLAG(bool, raw, false,
+          "generate, chat: write the model's control characters as they are (by default they "
+          "are shown escaped on a terminal)");
 ABSL_FLAG(std::string, file, "", "session export/import: the state file (default: stdout/stdin)");
 ABSL_FLAG(int32_t, concurrency, 8, "bench: concurrent streams");
 ABSL_FLAG(int32_t, requests, 32, "bench: requests in all");
@@ -51,6 +72,8 @@ namespace {
 constexpr char kUsage[] =
     "Talks to a recur-server.\n\n"
     "  recur generate \"prompt\" [--session ID] [--max_tokens N] [--temperature T] ...\n"
+    "  recur generate -           the prompt from stdin\n"
+    "  recur chat [--session ID]  each line a turn of one session; Ctrl-C stops a reply\n"
     "  recur session create | info ID | close ID | fork ID | export ID [--file F] | import [--file "
     "F]\n"
     "  recur info                 the model and the server's capacity\n"
@@ -115,7 +138,42 @@ const char* FinishName(recur::v1::FinishReason reason) {
   }
 }
 
-recur::v1::GenerateRequest RequestFromFlags(const std::string& prompt) {
+// Every value of a repeatable flag (`--name=V` or `--name V`): absl keeps only the last.
+std::vector<std::string> RepeatedFlag(int argc, char** argv, const std::string& name) {
+  std::vector<std::string> values;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    for (const std::string& dashes : {"--", "-"}) {
+      if (arg == dashes + name && i + 1 < argc) {
+        values.push_back(argv[++i]);
+      } else if (absl::StartsWith(arg, dashes + name + "=")) {
+        values.push_back(arg.substr(dashes.size() + name.size() + 1));
+      }
+    }
+  }
+  return values;
+}
+
+std::vector<std::string>& StopSequences() {
+  static std::vector<std::string> stops;
+  return stops;
+}
+
+// host:port, with gRPC's default port when only a host is given (`localhost`, `[::1]`).
+std::string ServerAddress() {
+  const std::string server = absl::GetFlag(FLAGS_server);
+  if (absl::StartsWith(server, "unix:") || absl::StartsWith(server, "dns:")) return server;
+  const bool bracketed = absl::StartsWith(server, "[");
+  const bool has_port =
+      bracketed ? server.find("]:") != std::string::npos : server.find(':') != std::string::npos;
+  return has_port ? server : server + ":50051";
+}
+
+// Whether model text written to `file` is shown escaped (client/terminal_text.h).
+bool EscapeFor(FILE* file) { return !absl::GetFlag(FLAGS_raw) && isatty(fileno(file)); }
+
+recur::v1::GenerateRequest RequestFromFlags(const std::string& prompt, uint64_t seed) {
   recur::v1::GenerateRequest request;
   request.set_prompt(prompt);
   request.set_session_id(absl::GetFlag(FLAGS_session));
@@ -125,21 +183,30 @@ recur::v1::GenerateRequest RequestFromFlags(const std::string& prompt) {
   sampling->set_top_k(absl::GetFlag(FLAGS_top_k));
   sampling->set_top_p(absl::GetFlag(FLAGS_top_p));
   sampling->set_repetition_penalty(absl::GetFlag(FLAGS_repetition_penalty));
-  sampling->set_seed(absl::GetFlag(FLAGS_seed));
-  for (const auto& stop : absl::GetFlag(FLAGS_stop)) request.add_stop(stop);
+  sampling->set_seed(seed);
+  for (const auto& stop : StopSequences()) request.add_stop(stop);
   return request;
 }
 
-int Generate(recur::RecurClient& client, const std::vector<std::string>& args) {
+int Generate(recur::RecurClient& client, const std::vector<std::string>& args,
+             recur::Cancellation& cancellation) {
   if (args.size() > 1) return recur::Fail("generate takes one prompt argument (quote it)");
-  const std::string prompt = args.empty() ? "" : args[0];
+  std::string prompt = args.empty() ? "" : args[0];
+  if (prompt == "-") {
+    prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  const uint64_t seed = absl::GetFlag(FLAGS_seed).value_or(recur::RandomSeed());
+  const bool escape = EscapeFor(stdout);
   recur::v1::GenerateResponse last;
-  auto status =
-      client.Generate(RequestFromFlags(prompt), [&](const recur::v1::GenerateResponse& message) {
-        std::fwrite(message.text().data(), 1, message.text().size(), stdout);
+  auto status = client.Generate(
+      RequestFromFlags(prompt, seed),
+      [&](const recur::v1::GenerateResponse& message) {
+        const std::string text = escape ? recur::EscapeForTerminal(message.text()) : message.text();
+        std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);
         last = message;
-      });
+      },
+      &cancellation);
   if (!status.ok()) return recur::FailWithCode(status);
   std::printf("\n");
   std::fflush(stdout);
@@ -147,10 +214,11 @@ int Generate(recur::RecurClient& client, const std::vector<std::string>& args) {
     const auto& u = last.usage();
     std::fprintf(
         stderr,
-        "finish: %s, prompt tokens %lld, generated %lld, first token %.3f s, total %.3f s\n",
-        FinishName(last.finish_reason()), static_cast<long long>(u.prompt_tokens()),
-        static_cast<long long>(u.generated_tokens()), u.time_to_first_token_seconds(),
-        u.duration_seconds());
+        "finish: %s, seed %llu, prompt tokens %lld, generated %lld, first token %.3f s, total "
+        "%.3f s\n",
+        FinishName(last.finish_reason()), static_cast<unsigned long long>(seed),
+        static_cast<long long>(u.prompt_tokens()), static_cast<long long>(u.generated_tokens()),
+        u.time_to_first_token_seconds(), u.duration_seconds());
   }
   return last.finish_reason() == recur::v1::FINISH_REASON_CANCELLED
              ? recur::Fail("the generation was cancelled")
@@ -245,13 +313,21 @@ int Info(recur::RecurClient& client) {
 
 int Bench(const recur::ConnectionOptions& connection) {
   recur::LoadOptions options;
-  options.server = absl::GetFlag(FLAGS_server);
+  options.server = ServerAddress();
   options.connection = connection;
   options.concurrency = absl::GetFlag(FLAGS_concurrency);
   options.requests = absl::GetFlag(FLAGS_requests);
   if (options.concurrency < 1 || options.requests < 1)
     return recur::Fail("--concurrency and --requests must be >= 1");
-  options.request = RequestFromFlags(absl::GetFlag(FLAGS_prompt));
+  options.request = RequestFromFlags(absl::GetFlag(FLAGS_prompt),
+                                     absl::GetFlag(FLAGS_seed).value_or(recur::RandomSeed()));
+  // A table of zeros says nothing about a server that is not there: check it answers first.
+  recur::RecurClient probe(options.server, absl::Seconds(10), connection);
+  if (auto health = probe.Health(); !health.ok()) {
+    return recur::FailWithCode(absl::Status(
+        health.status().code(),
+        absl::StrCat("could not connect to ", options.server, ": ", health.status().message())));
+  }
   const recur::LoadReport r = recur::RunLoad(options);
   std::printf("requests %lld (%lld failed) in %.2f s, %d concurrent\n",
               static_cast<long long>(r.requests), static_cast<long long>(r.failed), r.seconds,
@@ -267,9 +343,35 @@ int Bench(const recur::ConnectionOptions& connection) {
   return 0;
 }
 
+// Ctrl-C cancels the stream in progress (its session keeps the text so far); with none, it ends
+// the program, except in chat, where it only ever stops a reply. SIGINT is blocked in every thread
+// (before gRPC starts any) and taken by a thread of its own.
+void RouteCtrlCTo(recur::Cancellation& cancellation, bool exit_when_idle) {
+  sigset_t interrupt;
+  sigemptyset(&interrupt);
+  sigaddset(&interrupt, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &interrupt, nullptr);
+  std::thread([interrupt, &cancellation, exit_when_idle] {
+    for (int signal = 0;;) {
+      if (sigwait(&interrupt, &signal) != 0) continue;
+      if (!cancellation.Cancel() && exit_when_idle) std::_Exit(128 + SIGINT);
+    }
+  }).detach();
+}
+
+int Chat(recur::RecurClient& client, recur::Cancellation& cancellation) {
+  recur::ChatOptions options;
+  options.turn = RequestFromFlags("", absl::GetFlag(FLAGS_seed).value_or(recur::RandomSeed()));
+  options.session_id = absl::GetFlag(FLAGS_session);
+  options.escape = EscapeFor(stdout);
+  options.prompt = isatty(STDIN_FILENO);
+  return recur::RunChat(client, options, cancellation, std::cin, stdout, stderr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  StopSequences() = RepeatedFlag(argc, argv, "stop");
   std::vector<char*> positional = recur::ParseProgramFlags(argc, argv, kUsage);
   std::vector<std::string> args(positional.begin() + 1, positional.end());
   if (args.empty()) return recur::Fail(absl::StrCat("no command given\n\n", kUsage));
@@ -278,8 +380,15 @@ int main(int argc, char** argv) {
 
   auto connection = ConnectionFromFlags();
   if (!connection.ok()) return recur::Fail(connection.status());
-  recur::RecurClient client(absl::GetFlag(FLAGS_server), absl::GetFlag(FLAGS_timeout), *connection);
-  if (command == "generate") return Generate(client, args);
+  // Before the client: its channel starts gRPC's threads, which must inherit the signal mask.
+  static recur::Cancellation cancellation;
+  RouteCtrlCTo(cancellation, /*exit_when_idle=*/command != "chat");
+  recur::RecurClient client(ServerAddress(), absl::GetFlag(FLAGS_timeout), *connection);
+  if (command == "generate") return Generate(client, args, cancellation);
+  if (command == "chat") {
+    if (!args.empty()) return recur::Fail("chat takes no arguments (each line of input is a turn)");
+    return Chat(client, cancellation);
+  }
   if (command == "session") return Session(client, args);
   if (!args.empty()) return recur::Fail(absl::StrCat(command, " takes no arguments"));
   if (command == "info") return Info(client);

@@ -1,12 +1,14 @@
 // recur-generate: generates text from a checkpoint with the model library directly (no server).
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "base/program.h"
+#include "base/sampling_defaults.h"
 #include "base/torch_runtime.h"
 #include "model/checkpoint.h"
 #include "model/generation.h"
@@ -15,11 +17,13 @@
 ABSL_FLAG(std::string, checkpoint, "", "Checkpoint directory written by recur-train");
 ABSL_FLAG(std::string, prompt, "", "Text to continue (required)");
 ABSL_FLAG(int64_t, max_tokens, 200, "Tokens to generate");
-ABSL_FLAG(double, temperature, 0.8, "Sampling temperature (0: greedy)");
-ABSL_FLAG(int64_t, top_k, 0, "Sample from the k most likely tokens (0: all)");
-ABSL_FLAG(double, top_p, 0.95, "Nucleus sampling mass in (0, 1]");
-ABSL_FLAG(double, repetition_penalty, 1.0, "Penalty > 1 for tokens already seen");
-ABSL_FLAG(uint64_t, seed, 0, "Sampling seed: the same seed gives the same text");
+ABSL_FLAG(double, temperature, recur::kCliTemperature, "Sampling temperature (0: greedy)");
+ABSL_FLAG(int64_t, top_k, recur::kCliTopK, "Sample from the k most likely tokens (0: all)");
+ABSL_FLAG(double, top_p, recur::kCliTopP, "Nucleus sampling mass in (0, 1]");
+ABSL_FLAG(double, repetition_penalty, recur::kCliRepetitionPenalty,
+          "Penalty > 1 for tokens already seen");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
+          "Sampling seed: the same seed gives the same text (default: random, reported on stderr)");
 
 int main(int argc, char** argv) {
   recur::InitProgram(argc, argv,
@@ -43,7 +47,7 @@ int main(int argc, char** argv) {
   options.sampling.top_k = absl::GetFlag(FLAGS_top_k);
   options.sampling.top_p = absl::GetFlag(FLAGS_top_p);
   options.sampling.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
-  options.sampling.seed = absl::GetFlag(FLAGS_seed);
+  options.sampling.seed = absl::GetFlag(FLAGS_seed).value_or(recur::RandomSeed());
   options.stop_at_document_end = checkpoint->tokenizer.get();
   if (options.max_tokens <= 0) return recur::Fail("--max_tokens must be positive");
   if (auto s = options.sampling.Validate(); !s.ok()) return recur::Fail(s);
@@ -63,5 +67,7 @@ int main(int argc, char** argv) {
   });
   std::fputs(decoder.Flush().c_str(), stdout);
   std::fputc('\n', stdout);
+  std::fflush(stdout);
+  std::fprintf(stderr, "seed %llu\n", static_cast<unsigned long long>(options.sampling.seed));
   return 0;
 }
