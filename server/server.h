@@ -74,6 +74,7 @@ class RecurServer {
   Authenticator authenticator_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<RecurServiceImpl> service_;
+  std::unique_ptr<grpc::Service> reflection_v1_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<HttpApi> http_;  // before the engine goes

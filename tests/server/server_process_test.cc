@@ -10,6 +10,7 @@
 
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
+#include "tests/server/reflection_client.h"
 #include "tests/server/test_server.h"
 
 namespace recur::testing {
@@ -196,6 +197,27 @@ TEST(ServerProcessTest, SessionsSurviveKillNineWithSyncAndSigterm) {
   {
     RecurClient client("127.0.0.1:" + std::to_string(port), absl::Seconds(30));
     EXPECT_EQ(Stream(client, turn(2, id)).ids, reference[2]);
+  }
+  kill(pid, SIGTERM);
+  EXPECT_EQ(WaitExit(pid), 0);
+}
+
+// The real binary (not a test binary that links the health messages for its own client) serves
+// the health service's descriptor through both reflection versions.
+TEST(ServerProcessTest, ReflectionResolvesTheHealthService) {
+  TempDir dir;
+  WriteTestCheckpoint(dir.Join("model"), AttentionKind::kLinear);
+  pid_t pid = 0;
+  const int port = SpawnAndWaitForPort(
+      "--checkpoint " + dir.Join("model") + " --port 0 --metrics_port -1 --threads 1",
+      dir.Join("log"), &pid);
+  ASSERT_GT(port, 0) << Slurp(dir.Join("log"));
+  grpc::reflection::v1::ServerReflectionRequest health;
+  health.set_file_containing_symbol("grpc.health.v1.Health");
+  for (const std::string version : {"v1", "v1alpha"}) {
+    EXPECT_TRUE(DefinesService(AskReflection("127.0.0.1:" + std::to_string(port), version, health),
+                               "grpc.health.v1.Health"))
+        << version;
   }
   kill(pid, SIGTERM);
   EXPECT_EQ(WaitExit(pid), 0);
