@@ -31,6 +31,7 @@ struct Engine::Request {
   int64_t max_tokens = 0;
   int64_t generated = 0;
   int64_t next_token = -1;  // sampled and sent, not yet fed
+  StepLogprobs logprobs;    // of the token just sampled, when the request asks
   absl::Time arrived, first_token, last_token;
   FinishReason reason = FinishReason::kLength;
   absl::Status error;
@@ -385,8 +386,12 @@ std::vector<int64_t> Engine::SampleRows(const std::vector<Request*>& requests,
   const float* data = logits.data_ptr<float>();
   std::vector<int64_t> tokens(requests.size());
   auto sample = [&](int64_t i) {
-    tokens[i] = requests[i]->sampler->Sample({data + i * vocab, static_cast<size_t>(vocab)},
-                                             requests[i]->session().state.seen);
+    Request& request = *requests[i];
+    const absl::Span<const float> row(data + i * vocab, static_cast<size_t>(vocab));
+    tokens[i] = request.sampler->Sample(row, request.session().state.seen);
+    if (request.params.logprobs) {
+      request.logprobs = ComputeLogprobs(row, tokens[i], *request.params.logprobs);
+    }
   };
   if (rows * vocab >= options_.parallel_sampling_logits) {
     sampling_.ForEach(rows, sample);
@@ -410,6 +415,7 @@ void Engine::Emit(Request& request, int64_t token) {
   request.generated += 1;
   request.next_token = token;
   session.state.seen.Insert(token);
+  if (request.params.logprobs) request.sink->OnLogprobs(request.logprobs);
 
   if (checkpoint_.tokenizer->EndsDocument(token)) {
     request.sink->OnText("", {token});

@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "model/checkpoint.h"
+#include "model/logprobs.h"
 #include "model/model_state.h"
 #include "model/sampling.h"
 #include "server/decode_batch.h"
@@ -89,6 +90,8 @@ class GenerationSink {
  public:
   virtual ~GenerationSink() = default;
   virtual void OnText(std::string text, std::vector<int64_t> token_ids) = 0;
+  // For a request that asked for logprobs: the next OnText's token, just before it.
+  virtual void OnLogprobs(const StepLogprobs& logprobs) {}
   // Called exactly once per accepted request, last. `error` is set when `reason` is kError.
   virtual void OnFinish(FinishReason reason, const GenerationUsage& usage,
                         const absl::Status& error) = 0;
@@ -190,8 +193,9 @@ class Engine {
   // whose prompt is then complete samples its first token.
   void PrefillSlice(const std::vector<Request*>& group, int64_t n);
   void DecodeStep();
-  // Samples every row of `logits` ([rows, V] on the host), row i for requests[i]; on the helper
-  // thread too when the batch is large enough to pay for the hand-over.
+  // Samples every row of `logits` ([rows, V] on the host), row i for requests[i], with the
+  // logprobs of requests that ask; on the helper thread too when the batch is large enough to pay
+  // for the hand-over.
   std::vector<int64_t> SampleRows(const std::vector<Request*>& requests,
                                   const torch::Tensor& logits);
   // Streams the sampled `token`'s text, ends the request if done.

@@ -10,17 +10,21 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/logprobs.h"
 #include "model/sampling.h"
 #include "model/tokenizer.h"
 
 namespace recur {
 
 struct GenerationRequest {
-  std::string prompt;      // UTF-8; may be empty when continuing a session with text
-  std::string session_id;  // empty: a one-off request
+  std::string prompt;                 // UTF-8; may be empty when continuing a session with text
+  std::string session_id;             // empty: a one-off request
   std::optional<int64_t> max_tokens;  // unset: RequestLimits::default_max_tokens; else in [1, max]
   SamplingParams sampling;
   std::vector<std::string> stop;
+  // Each generated token's log-probability and this many most likely alternatives, 0 to
+  // kMaxTopLogprobs (model/logprobs.h); unset: none.
+  std::optional<int> logprobs;
   std::string tenant;  // the caller's (server/authenticator.h): others' sessions are NOT_FOUND
 };
 

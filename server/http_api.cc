@@ -33,15 +33,38 @@ class CompletionSink : public GenerationSink {
  public:
   struct Piece {
     std::string text;
+    Json logprobs;  // OpenAI's completions shape for the piece's tokens; null when not asked
     bool finished = false;
     FinishReason reason = FinishReason::kLength;
     GenerationUsage usage;
     absl::Status error;
   };
 
+  explicit CompletionSink(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+
   void OnText(std::string text, std::vector<int64_t>) override {
     absl::MutexLock lock(&mu_);
     text_ += text;
+  }
+  // OpenAI's legacy completions logprobs: parallel arrays of the tokens' texts, their
+  // log-probabilities, the alternatives as {text: logprob} and each token's offset in the text.
+  void OnLogprobs(const StepLogprobs& step) override {
+    Json top = Json::object();
+    for (const TokenLogprob& t : step.top) top[Text(t.token)] = t.logprob;
+    const std::string text = Text(step.chosen.token);
+    absl::MutexLock lock(&mu_);
+    if (logprobs_.is_null()) {
+      logprobs_ = {{"tokens", Json::array()},
+                   {"token_logprobs", Json::array()},
+                   {"top_logprobs", Json::array()},
+                   {"text_offset", Json::array()}};
+    }
+    logprobs_["tokens"].push_back(text);
+    logprobs_["token_logprobs"].push_back(step.chosen.logprob);
+    logprobs_["top_logprobs"].push_back(std::move(top));
+    logprobs_["text_offset"].push_back(offset_);
+    offset_ += static_cast<int64_t>(text.size());
+    previous_ = step.chosen.token;
   }
   void OnFinish(FinishReason reason, const GenerationUsage& usage,
                 const absl::Status& error) override {
@@ -59,6 +82,7 @@ class CompletionSink : public GenerationSink {
     mu_.AwaitWithTimeout(absl::Condition(this, &CompletionSink::Ready), timeout);
     Piece piece;
     piece.text = std::exchange(text_, {});
+    piece.logprobs = std::exchange(logprobs_, nullptr);
     piece.finished = finished_;
     piece.reason = reason_;
     piece.usage = usage_;
@@ -68,8 +92,14 @@ class CompletionSink : public GenerationSink {
 
  private:
   bool Ready() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return finished_ || !text_.empty(); }
+  // The engine thread's alone, as OnLogprobs is.
+  std::string Text(int64_t token) const { return tokenizer_.Piece(token, previous_); }
 
+  const Tokenizer& tokenizer_;
+  int64_t previous_ = -1;
+  int64_t offset_ = 0;  // bytes of token text so far
   absl::Mutex mu_;
+  Json logprobs_ ABSL_GUARDED_BY(mu_);
   std::string text_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   FinishReason reason_ ABSL_GUARDED_BY(mu_) = FinishReason::kLength;
@@ -258,7 +288,7 @@ class HttplibApi : public HttpApi {
                                                 "' is not served here (GET /v1/models lists '",
                                                 options_.model_name, "')"));
     }
-    std::shared_ptr<CompletionSink> sink = std::make_shared<CompletionSink>();
+    auto sink = std::make_shared<CompletionSink>(engine_.tokenizer());
     std::shared_ptr<GenerationTicket> ticket;
     if (status.ok()) {
       parsed->generation.tenant = *tenant;
@@ -277,6 +307,7 @@ class HttplibApi : public HttpApi {
     for (bool finished = false; !finished;) {
       CompletionSink::Piece piece = sink->Next(absl::InfiniteDuration());
       all.text += piece.text;
+      AppendLogprobs(piece.logprobs, all.logprobs);
       finished = piece.finished;
       all.reason = piece.reason;
       all.usage = piece.usage;
@@ -284,7 +315,7 @@ class HttplibApi : public HttpApi {
     }
     metrics_.CountRequest(all.reason == FinishReason::kError ? "INTERNAL" : "OK");
     if (all.reason == FinishReason::kError) return ReplyError(response, all.error);
-    Json body = Chunk(completion, all.text, FinishReasonJson(all.reason));
+    Json body = Chunk(completion, all.text, FinishReasonJson(all.reason), all.logprobs);
     body["usage"] = UsageJson(all.usage);
     ReplyJson(response, 200, body);
   }
@@ -295,7 +326,20 @@ class HttplibApi : public HttpApi {
     std::string session_id;
   };
 
-  Json Chunk(const Completion& completion, const std::string& text, Json finish_reason) const {
+  // The parallel arrays of `more` appended to those of `all`.
+  static void AppendLogprobs(const Json& more, Json& all) {
+    if (more.is_null()) return;
+    if (all.is_null()) {
+      all = more;
+      return;
+    }
+    for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"}) {
+      for (const Json& item : more[key]) all[key].push_back(item);
+    }
+  }
+
+  Json Chunk(const Completion& completion, const std::string& text, Json finish_reason,
+             Json logprobs = nullptr) const {
     Json chunk = {{"id", completion.id},
                   {"object", "text_completion"},
                   {"created", completion.created},
@@ -303,7 +347,7 @@ class HttplibApi : public HttpApi {
                   {"choices",
                    {{{"text", text},
                      {"index", 0},
-                     {"logprobs", nullptr},
+                     {"logprobs", std::move(logprobs)},
                      {"finish_reason", std::move(finish_reason)}}}}};
     if (!completion.session_id.empty()) chunk["session_id"] = completion.session_id;
     return chunk;
@@ -334,7 +378,8 @@ class HttplibApi : public HttpApi {
             ticket->Cancel();
             return false;
           }
-          if (!piece.text.empty() && !event(out, Chunk(completion, piece.text, nullptr))) {
+          if ((!piece.text.empty() || !piece.logprobs.is_null()) &&
+              !event(out, Chunk(completion, piece.text, nullptr, piece.logprobs))) {
             ticket->Cancel();
             return false;
           }

@@ -103,7 +103,13 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body_
   RECUR_ASSIGN_OR_RETURN(request.generation.stop, Strings(body, "stop", kMaxStopSequences));
   RECUR_ASSIGN_OR_RETURN(auto n, Integer(body, "n"));
   if (n && *n != 1) return Bad("n", "only n = 1 is supported so far");
-  if (Field(body, "logprobs") != nullptr) return Bad("logprobs", "not supported yet");
+  RECUR_ASSIGN_OR_RETURN(auto logprobs, Integer(body, "logprobs"));
+  if (logprobs) {
+    if (*logprobs < 0 || *logprobs > kMaxTopLogprobs) {
+      return Bad("logprobs", absl::StrCat("must be in [0, ", kMaxTopLogprobs, "]"));
+    }
+    request.generation.logprobs = static_cast<int>(*logprobs);
+  }
   RECUR_ASSIGN_OR_RETURN(bool echo, Boolean(body, "echo"));
   if (echo) return Bad("echo", "not supported");
   RECUR_ASSIGN_OR_RETURN(request.stream, Boolean(body, "stream"));

@@ -3,7 +3,8 @@
 
 // The body of an OpenAI-style `POST /v1/completions` as recur's GenerationRequest
 // (server/http_api.h serves it). Fields: model, prompt (a string, or an array of one string),
-// max_tokens, temperature, top_p, top_k, seed, stop (a string or an array), n (1), stream,
+// max_tokens, temperature, top_p, top_k, seed, stop (a string or an array), n (1), logprobs
+// (0..20: each token's log-probability and that many alternatives), stream,
 // stream_options.include_usage, and recur's extensions session_id (continue a session: send only
 // the new text) and repetition_penalty. Unknown fields are ignored, as OpenAI-compatible servers
 // do, so clients may send what they send to others. Pure: fuzzed and unit-tested.
@@ -26,7 +27,8 @@ struct CompletionRequest {
 };
 
 // INVALID_ARGUMENT naming the field (`param`) and what is wrong: the body is not a JSON object, a
-// field has the wrong type, n is not 1, logprobs or echo are asked for (not supported yet).
+// field has the wrong type, n is not 1, logprobs is outside [0, 20], echo is asked for (not
+// supported).
 // Ranges (temperature ≥ 0, top_p in (0, 1], max_tokens ≥ 1, ...) are CheckRequest's, as for gRPC.
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body);
 

@@ -70,13 +70,22 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
    public:
     // `writer` outlives every attached sink: the service owns it, and gRPC finishes every call
     // before the service goes.
-    Sink(GenerateReactor* reactor, WriteThread& writer) : reactor_(reactor), writer_(writer) {}
+    Sink(GenerateReactor* reactor, WriteThread& writer, const Tokenizer& tokenizer)
+        : tokenizer_(tokenizer), reactor_(reactor), writer_(writer) {}
 
     void OnText(std::string text, std::vector<int64_t> token_ids) override {
       v1::GenerateResponse message;
       message.set_text(std::move(text));
       for (int64_t id : token_ids) message.add_token_ids(id);
+      if (logprobs_.has_value()) *message.add_logprobs() = *std::exchange(logprobs_, std::nullopt);
       Push(std::move(message), std::nullopt);
+    }
+
+    void OnLogprobs(const StepLogprobs& logprobs) override {
+      logprobs_.emplace();
+      Fill(logprobs.chosen, logprobs_->mutable_chosen());
+      for (const TokenLogprob& top : logprobs.top) Fill(top, logprobs_->add_top());
+      previous_ = logprobs.chosen.token;
     }
 
     void OnFinish(FinishReason reason, const GenerationUsage& usage,
@@ -121,6 +130,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
         auto& last = pending_.back();
         last.mutable_text()->append(message.text());
         for (int64_t id : message.token_ids()) last.add_token_ids(id);
+        for (auto& logprobs : *message.mutable_logprobs())
+          *last.add_logprobs() = std::move(logprobs);
       } else {
         pending_.push_back(std::move(message));
       }
@@ -162,6 +173,16 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       }
     }
 
+    void Fill(const TokenLogprob& token, v1::TokenLogprob* out) const {
+      out->set_token_id(token.token);
+      out->set_logprob(token.logprob);
+      out->set_text(tokenizer_.Piece(token.token, previous_));
+    }
+
+    const Tokenizer& tokenizer_;
+    // Engine thread only: the logprobs of the token the next OnText carries, and the token before.
+    std::optional<v1::TokenLogprobs> logprobs_;
+    int64_t previous_ = -1;
     absl::Mutex mu_;
     GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);
     WriteThread& writer_;
@@ -178,7 +199,9 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   GenerateReactor(grpc::CallbackServerContext* context, Engine& engine, Metrics& metrics,
                   WriteThread& writer, const v1::GenerateRequest& message,
                   absl::StatusOr<std::string> tenant)
-      : context_(context), metrics_(metrics), sink_(std::make_shared<Sink>(this, writer)) {
+      : context_(context),
+        metrics_(metrics),
+        sink_(std::make_shared<Sink>(this, writer, engine.tokenizer())) {
     if (!tenant.ok()) {
       Done(ToGrpcStatus(tenant.status()));
       return;
@@ -198,6 +221,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       request.sampling.repetition_penalty = sampling.repetition_penalty();
     request.sampling.seed = sampling.seed();
     request.stop.assign(message.stop().begin(), message.stop().end());
+    if (message.has_logprobs()) request.logprobs = message.logprobs();
     auto ticket = engine.Submit(std::move(request), sink_);
     if (!ticket.ok()) {
       Done(ToGrpcStatus(ticket.status()));

@@ -73,6 +73,43 @@ TEST_P(GenerateTest, StreamEqualsLibraryGenerationAndItsText) {
   }
 }
 
+// Logprobs are the model's own log softmax at each position, before temperature and sampling:
+// checked against a float64 log softmax of the parallel forward pass over the same text.
+TEST_P(GenerateTest, LogprobsAreTheModelsLogSoftmaxAtEachToken) {
+  v1::GenerateRequest request = MakeRequest("The engine ", 24, 1.0, /*seed=*/5);
+  request.set_logprobs(5);
+  std::vector<int64_t> ids;
+  std::vector<v1::TokenLogprobs> logprobs;
+  ASSERT_TRUE(client_
+                  ->Generate(request,
+                             [&](const v1::GenerateResponse& m) {
+                               ids.insert(ids.end(), m.token_ids().begin(), m.token_ids().end());
+                               logprobs.insert(logprobs.end(), m.logprobs().begin(),
+                                               m.logprobs().end());
+                             })
+                  .ok());
+  ASSERT_EQ(logprobs.size(), ids.size());
+  std::vector<int64_t> text = Encode("The engine ");
+  const int64_t prompt = static_cast<int64_t>(text.size());
+  text.insert(text.end(), ids.begin(), ids.end() - 1);
+  torch::NoGradGuard no_grad;
+  checkpoint_.model->eval();
+  const auto reference = torch::log_softmax(
+      checkpoint_.model->Forward(torch::tensor(text).view({1, -1}))[0].to(torch::kFloat64), -1);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto row = reference[prompt - 1 + static_cast<int64_t>(i)];
+    EXPECT_EQ(logprobs[i].chosen().token_id(), ids[i]);
+    EXPECT_NEAR(logprobs[i].chosen().logprob(), row[ids[i]].item<double>(), 2e-4) << i;
+    ASSERT_EQ(logprobs[i].top_size(), 5);
+    const auto best = std::get<1>(row.topk(5));
+    for (int k = 0; k < 5; ++k) {
+      EXPECT_EQ(logprobs[i].top(k).token_id(), best[k].item<int64_t>()) << i << " " << k;
+      EXPECT_EQ(logprobs[i].top(k).text(),
+                checkpoint_.tokenizer->Piece(best[k].item<int64_t>(), -1));
+    }
+  }
+}
+
 TEST_P(GenerateTest, SessionOverThreeTurnsEqualsOneRequestWithTheWholeText) {
   struct Case {
     double temperature;

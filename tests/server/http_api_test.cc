@@ -138,6 +138,35 @@ TEST_F(HttpApiTest, AStreamIsServerSentEventsEndingInDone) {
   }
 }
 
+TEST_F(HttpApiTest, LogprobsComeInOpenAisShapeAndEqualTheGrpcServices) {
+  const HttpReply reply = Curl(dir_, server_->http_port(), "POST", "/v1/completions",
+                               R"({"prompt": "Once ", "max_tokens": 12, "temperature": 1.0,
+                                   "seed": 9, "logprobs": 2})");
+  ASSERT_EQ(reply.status, 200) << reply.body.dump();
+  const Json& logprobs = reply.body["choices"][0]["logprobs"];
+  const size_t n = reply.body["usage"]["completion_tokens"];
+  ASSERT_EQ(logprobs["tokens"].size(), n) << logprobs.dump();
+  ASSERT_EQ(logprobs["token_logprobs"].size(), n);
+  ASSERT_EQ(logprobs["top_logprobs"].size(), n);
+  ASSERT_EQ(logprobs["text_offset"].size(), n);
+  v1::GenerateRequest request = MakeRequest("Once ", 12, 1.0, 9);
+  request.set_logprobs(2);
+  std::vector<double> grpc;
+  RecurClient client(Address(*server_), absl::Seconds(30));
+  ASSERT_TRUE(client
+                  .Generate(request,
+                            [&](const v1::GenerateResponse& m) {
+                              for (const auto& l : m.logprobs())
+                                grpc.push_back(l.chosen().logprob());
+                            })
+                  .ok());
+  ASSERT_EQ(grpc.size(), n);
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_DOUBLE_EQ(logprobs["token_logprobs"][i].get<double>(), grpc[i]);
+    EXPECT_LE(logprobs["top_logprobs"][i].size(), 2u);
+  }
+}
+
 TEST_F(HttpApiTest, SessionsContinueWithoutResendingTheText) {
   const int port = server_->http_port();
   const HttpReply created = Curl(dir_, port, "POST", "/v1/sessions", "{}");
@@ -178,6 +207,8 @@ TEST_F(HttpApiTest, ErrorsAreOpenAisShapeWithTheRightStatus) {
   const HttpReply hot =
       Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "temperature": -1})");
   expect_error(hot, 400, "invalid_request_error", "temperature");
+  expect_error(Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "logprobs": 30})"),
+               400, "invalid_request_error", "logprobs");
   const HttpReply n = Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "n": 3})");
   expect_error(n, 400, "invalid_request_error", "n = 1");
   EXPECT_EQ(n.body["error"]["param"], "n");
@@ -188,8 +219,9 @@ TEST_F(HttpApiTest, ErrorsAreOpenAisShapeWithTheRightStatus) {
                404, "invalid_request_error", "no session");
   expect_error(Curl(dir_, port, "GET", "/v1/nothing"), 404, "invalid_request_error", "no route");
   // Not UTF-8, quoted back in the message: still a JSON reply.
-  expect_error(Curl(dir_, port, "POST", "/v1/completions", "{\"prompt\": \"a\", \"model\": \"\xff\"}"),
-               400, "invalid_request_error", "not valid JSON");
+  expect_error(
+      Curl(dir_, port, "POST", "/v1/completions", "{\"prompt\": \"a\", \"model\": \"\xff\"}"), 400,
+      "invalid_request_error", "not valid JSON");
   expect_error(Curl(dir_, port, "GET", "/v1/sessions/%FF%FE"), 404, "invalid_request_error",
                "no session");
   EXPECT_EQ(Curl(dir_, port, "GET", "/health").status, 200);

@@ -82,6 +82,8 @@ TEST_F(RequestsTest, BadRequestsGetTheRightCodeAndAClearMessage) {
        absl::StatusCode::kInvalidArgument, "max_tokens must be in [1, 100], got 0"},
       {"max_tokens over cap", with([](auto& r) { r.set_max_tokens(101); }),
        absl::StatusCode::kInvalidArgument, "max_tokens must be in [1, 100]"},
+      {"logprobs over 20", with([](auto& r) { r.set_logprobs(21); }),
+       absl::StatusCode::kInvalidArgument, "logprobs must be in [0, 20], got 21"},
       {"negative temperature", with([](auto& r) { r.mutable_sampling()->set_temperature(-0.5); }),
        absl::StatusCode::kInvalidArgument, "temperature"},
       {"top_p 0", with([](auto& r) { r.mutable_sampling()->set_top_p(0); }),
