@@ -39,7 +39,11 @@ struct Engine::Request {
   int64_t kv_reserved_bytes = 0;
 
   Session& session() { return **slot; }
-  int64_t unfed() const { return static_cast<int64_t>(feed.size() - fed); }
+  // Prompt tokens still to feed: all of `feed`, or but the last for a prefill-only request.
+  int64_t unfed() const {
+    return static_cast<int64_t>(feed.size()) - (params.prefill_only ? 1 : 0) -
+           static_cast<int64_t>(fed);
+  }
   bool finished() const { return phase == RequestPhase::kFinished; }
 };
 
@@ -305,6 +309,7 @@ void Engine::Start(Request& request) {
       std::make_unique<TextStream>(*checkpoint_.tokenizer, request.params.stop, previous);
   request.sampler = std::make_unique<Sampler>(request.params.sampling);
   metrics_->prompt_tokens.Increment(static_cast<double>(request.prompt.size()));
+  if (request.params.prefill_only && request.unfed() <= 0) Finish(request, FinishReason::kLength);
 }
 
 std::vector<Engine::Request*> Engine::Prefill(const std::vector<PrefillGroup>& groups) {
@@ -351,6 +356,10 @@ void Engine::PrefillSlice(const std::vector<Request*>& group, int64_t n) {
     request.fed += n;
     request.session().state.consumed += n;
     if (request.unfed() > 0) continue;
+    if (request.params.prefill_only) {
+      Finish(request, FinishReason::kLength);
+      continue;
+    }
     // Once the whole prompt is in, the first token comes from the last position's logits.
     Emit(request, SampleRows({&request}, logits[i].unsqueeze(0)).front());
     if (!request.finished()) request.phase = RequestPhase::kDecoding;

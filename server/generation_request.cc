@@ -32,6 +32,9 @@ absl::StatusOr<CheckedRequest> CheckRequest(const GenerationRequest& request,
           absl::StrCat("a stop sequence is ", stop.size(), " bytes, over ", kMaxStopBytes));
     }
   }
+  if (request.prefill_only && request.session_id.empty()) {
+    return absl::InvalidArgumentError("a prefill-only request needs a session");
+  }
   if (request.prompt.empty() && request.session_id.empty()) {
     return absl::InvalidArgumentError(
         "prompt is empty and no session is given: nothing to continue from");

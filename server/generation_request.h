@@ -25,6 +25,10 @@ struct GenerationRequest {
   // Each generated token's log-probability and this many most likely alternatives, 0 to
   // kMaxTopLogprobs (model/logprobs.h); unset: none.
   std::optional<int> logprobs;
+  // Feeds the prompt into the session, all of it but the last token (left pending, so the next
+  // request samples from it), and generates nothing: a prompt prefilled once for several samples,
+  // each continuing a fork of the session (server/http_api.cc's n > 1). Needs a session.
+  bool prefill_only = false;
   std::string tenant;  // the caller's (server/authenticator.h): others' sessions are NOT_FOUND
 };
 

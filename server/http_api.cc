@@ -288,6 +288,10 @@ class HttplibApi : public HttpApi {
                                                 "' is not served here (GET /v1/models lists '",
                                                 options_.model_name, "')"));
     }
+    if (status.ok() && parsed->n > 1) {
+      parsed->generation.tenant = *tenant;
+      return Samples(*parsed, response);
+    }
     auto sink = std::make_shared<CompletionSink>(engine_.tokenizer());
     std::shared_ptr<GenerationTicket> ticket;
     if (status.ok()) {
@@ -303,16 +307,7 @@ class HttplibApi : public HttpApi {
     Completion completion{NewCompletionId(), absl::ToUnixSeconds(absl::Now()),
                           parsed->generation.session_id};
     if (parsed->stream) return Stream(response, completion, parsed->include_usage, sink, ticket);
-    CompletionSink::Piece all;
-    for (bool finished = false; !finished;) {
-      CompletionSink::Piece piece = sink->Next(absl::InfiniteDuration());
-      all.text += piece.text;
-      AppendLogprobs(piece.logprobs, all.logprobs);
-      finished = piece.finished;
-      all.reason = piece.reason;
-      all.usage = piece.usage;
-      all.error = piece.error;
-    }
+    const CompletionSink::Piece all = Collect(*sink);
     metrics_.CountRequest(all.reason == FinishReason::kError ? "INTERNAL" : "OK");
     if (all.reason == FinishReason::kError) return ReplyError(response, all.error);
     Json body = Chunk(completion, all.text, FinishReasonJson(all.reason), all.logprobs);
@@ -325,6 +320,90 @@ class HttplibApi : public HttpApi {
     int64_t created = 0;
     std::string session_id;
   };
+
+  // The whole of a request's output, once it has ended.
+  static CompletionSink::Piece Collect(CompletionSink& sink) {
+    CompletionSink::Piece all;
+    for (bool finished = false; !finished;) {
+      CompletionSink::Piece piece = sink.Next(absl::InfiniteDuration());
+      all.text += piece.text;
+      AppendLogprobs(piece.logprobs, all.logprobs);
+      finished = piece.finished;
+      all.reason = piece.reason;
+      all.usage = piece.usage;
+      all.error = piece.error;
+    }
+    return all;
+  }
+
+  // n > 1: the prompt is fed once, into a temporary session that keeps its last token pending,
+  // and the session is forked for the other samples (a recurrent state forks in one copy); sample
+  // i continues its copy with seed + i, exactly as a separate request with that seed would, and
+  // the samples decode in one batch. The temporary sessions are closed at the end.
+  void Samples(const CompletionRequest& parsed, httplib::Response& response) {
+    const std::string& tenant = parsed.generation.tenant;
+    std::vector<std::string> sessions;
+    auto reply_error = [&](const absl::Status& status) {
+      for (const std::string& id : sessions) (void)engine_.CloseSession(id, tenant);
+      metrics_.CountRequest(absl::StatusCodeToString(status.code()));
+      ReplyError(response, status);
+    };
+    auto base = engine_.CreateSession(tenant);
+    if (!base.ok()) return reply_error(base.status());
+    sessions.push_back(base->id);
+    GenerationRequest prefill = parsed.generation;
+    prefill.session_id = base->id;
+    prefill.prefill_only = true;
+    prefill.logprobs.reset();
+    auto prefill_sink = std::make_shared<CompletionSink>(engine_.tokenizer());
+    if (auto ticket = engine_.Submit(prefill, prefill_sink); !ticket.ok()) {
+      return reply_error(ticket.status());
+    }
+    const CompletionSink::Piece fed = Collect(*prefill_sink);
+    if (fed.reason == FinishReason::kError) return reply_error(fed.error);
+    for (int i = 1; i < parsed.n; ++i) {
+      auto fork = engine_.ForkSession(base->id, tenant);
+      if (!fork.ok()) return reply_error(fork.status());
+      sessions.push_back(fork->id);
+    }
+    std::vector<std::shared_ptr<CompletionSink>> sinks;
+    for (int i = 0; i < parsed.n; ++i) {
+      GenerationRequest sample = parsed.generation;
+      sample.prompt.clear();  // the session holds it, its last token pending
+      sample.session_id = sessions[i];
+      sample.sampling.seed += static_cast<uint64_t>(i);
+      sinks.push_back(std::make_shared<CompletionSink>(engine_.tokenizer()));
+      if (auto ticket = engine_.Submit(sample, sinks.back()); !ticket.ok()) {
+        for (int j = 0; j < i; ++j) Collect(*sinks[j]);  // let the started ones end first
+        return reply_error(ticket.status());
+      }
+    }
+    Completion completion{NewCompletionId(), absl::ToUnixSeconds(absl::Now()), ""};
+    Json choices = Json::array();
+    GenerationUsage usage;
+    usage.prompt_tokens = fed.usage.prompt_tokens;
+    absl::Status error;
+    for (int i = 0; i < parsed.n; ++i) {
+      const CompletionSink::Piece out = Collect(*sinks[i]);
+      if (out.reason == FinishReason::kError) error.Update(out.error);
+      usage.generated_tokens += out.usage.generated_tokens;
+      choices.push_back(ChoiceJson(i, out.text, FinishReasonJson(out.reason), out.logprobs));
+    }
+    if (!error.ok()) return reply_error(error);
+    for (const std::string& id : sessions) (void)engine_.CloseSession(id, tenant);
+    metrics_.CountRequest("OK");
+    Json body = Chunk(completion, "", nullptr);
+    body["choices"] = std::move(choices);
+    body["usage"] = UsageJson(usage);
+    ReplyJson(response, 200, body);
+  }
+
+  static Json ChoiceJson(int index, const std::string& text, Json finish_reason, Json logprobs) {
+    return {{"text", text},
+            {"index", index},
+            {"logprobs", std::move(logprobs)},
+            {"finish_reason", std::move(finish_reason)}};
+  }
 
   // The parallel arrays of `more` appended to those of `all`.
   static void AppendLogprobs(const Json& more, Json& all) {
@@ -340,15 +419,13 @@ class HttplibApi : public HttpApi {
 
   Json Chunk(const Completion& completion, const std::string& text, Json finish_reason,
              Json logprobs = nullptr) const {
-    Json chunk = {{"id", completion.id},
-                  {"object", "text_completion"},
-                  {"created", completion.created},
-                  {"model", options_.model_name},
-                  {"choices",
-                   {{{"text", text},
-                     {"index", 0},
-                     {"logprobs", std::move(logprobs)},
-                     {"finish_reason", std::move(finish_reason)}}}}};
+    Json chunk = {
+        {"id", completion.id},
+        {"object", "text_completion"},
+        {"created", completion.created},
+        {"model", options_.model_name},
+        {"choices",
+         Json::array({ChoiceJson(0, text, std::move(finish_reason), std::move(logprobs))})}};
     if (!completion.session_id.empty()) chunk["session_id"] = completion.session_id;
     return chunk;
   }

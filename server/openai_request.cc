@@ -102,7 +102,10 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body_
   RECUR_RETURN_IF_ERROR(ReadSampling(body, request.generation.sampling));
   RECUR_ASSIGN_OR_RETURN(request.generation.stop, Strings(body, "stop", kMaxStopSequences));
   RECUR_ASSIGN_OR_RETURN(auto n, Integer(body, "n"));
-  if (n && *n != 1) return Bad("n", "only n = 1 is supported so far");
+  if (n && (*n < 1 || *n > kMaxSamples)) {
+    return Bad("n", absl::StrCat("must be in [1, ", kMaxSamples, "]"));
+  }
+  if (n) request.n = static_cast<int>(*n);
   RECUR_ASSIGN_OR_RETURN(auto logprobs, Integer(body, "logprobs"));
   if (logprobs) {
     if (*logprobs < 0 || *logprobs > kMaxTopLogprobs) {
@@ -113,6 +116,10 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body_
   RECUR_ASSIGN_OR_RETURN(bool echo, Boolean(body, "echo"));
   if (echo) return Bad("echo", "not supported");
   RECUR_ASSIGN_OR_RETURN(request.stream, Boolean(body, "stream"));
+  if (request.n > 1 && request.stream) return Bad("n", "n > 1 with stream is not supported yet");
+  if (request.n > 1 && !request.generation.session_id.empty()) {
+    return Bad("n", "n > 1 samples a one-off prompt; not with session_id");
+  }
   if (const Json* options = Field(body, "stream_options"); options != nullptr) {
     if (!options->is_object()) return Bad("stream_options", "must be an object");
     RECUR_ASSIGN_OR_RETURN(request.include_usage, Boolean(*options, "include_usage"));

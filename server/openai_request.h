@@ -19,16 +19,20 @@
 
 namespace recur {
 
+// The most samples one completion may ask for (`n`).
+inline constexpr int kMaxSamples = 16;
+
 struct CompletionRequest {
   GenerationRequest generation;  // tenant left to the caller
   std::string model;             // as sent; empty when absent
+  int n = 1;                     // samples of the prompt, 1 .. kMaxSamples
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a last chunk with the usage
 };
 
 // INVALID_ARGUMENT naming the field (`param`) and what is wrong: the body is not a JSON object, a
-// field has the wrong type, n is not 1, logprobs is outside [0, 20], echo is asked for (not
-// supported).
+// field has the wrong type, n is outside [1, kMaxSamples] or above 1 with `stream` or
+// `session_id`, logprobs is outside [0, 20], echo is asked for (not supported).
 // Ranges (temperature ≥ 0, top_p in (0, 1], max_tokens ≥ 1, ...) are CheckRequest's, as for gRPC.
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body);
 

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <set>
 
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -167,6 +168,27 @@ TEST_F(HttpApiTest, LogprobsComeInOpenAisShapeAndEqualTheGrpcServices) {
   }
 }
 
+// n samples prefill the prompt once and fork its state; sample i is what a separate request
+// with seed + i gives.
+TEST_F(HttpApiTest, SamplesOfOnePromptEqualSeparateRequestsWithTheirSeeds) {
+  const HttpReply reply = Curl(dir_, server_->http_port(), "POST", "/v1/completions",
+                               R"({"prompt": "Once upon a time ", "max_tokens": 16,
+                                   "temperature": 1.0, "seed": 40, "n": 3, "logprobs": 1})");
+  ASSERT_EQ(reply.status, 200) << reply.body.dump();
+  const Json& choices = reply.body["choices"];
+  ASSERT_EQ(choices.size(), 3u);
+  std::set<std::string> distinct;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(choices[i]["index"], i);
+    EXPECT_EQ(choices[i]["text"], GrpcText("Once upon a time ", 16, 1.0, 40 + i)) << i;
+    EXPECT_FALSE(choices[i]["logprobs"].is_null());
+    distinct.insert(choices[i]["text"].get<std::string>());
+  }
+  EXPECT_GT(distinct.size(), 1u) << "three seeds gave one text";
+  EXPECT_EQ(reply.body["usage"]["prompt_tokens"], 17);
+  EXPECT_EQ(server_->engine().Info().sessions_in_use, 0) << "the temporary sessions are closed";
+}
+
 TEST_F(HttpApiTest, SessionsContinueWithoutResendingTheText) {
   const int port = server_->http_port();
   const HttpReply created = Curl(dir_, port, "POST", "/v1/sessions", "{}");
@@ -209,8 +231,8 @@ TEST_F(HttpApiTest, ErrorsAreOpenAisShapeWithTheRightStatus) {
   expect_error(hot, 400, "invalid_request_error", "temperature");
   expect_error(Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "logprobs": 30})"),
                400, "invalid_request_error", "logprobs");
-  const HttpReply n = Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "n": 3})");
-  expect_error(n, 400, "invalid_request_error", "n = 1");
+  const HttpReply n = Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "n": 30})");
+  expect_error(n, 400, "invalid_request_error", "[1, 16]");
   EXPECT_EQ(n.body["error"]["param"], "n");
   expect_error(Curl(dir_, port, "POST", "/v1/completions", R"({"prompt": "a", "model": "gpt"})"),
                404, "invalid_request_error", "'gpt' is not served here");
