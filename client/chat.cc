@@ -1,12 +1,10 @@
 #include "client/chat.h"
 
-#include <fstream>
-#include <iterator>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "base/files.h"
 #include "client/terminal_text.h"
 
 namespace recur {
@@ -105,19 +103,16 @@ class Chat {
   void Save(const std::string& path) {
     auto bytes = client_.ExportSession(id_);
     if (!bytes.ok()) return (void)Note(bytes.status());
-    std::ofstream file(path, std::ios::binary | std::ios::trunc);
-    file.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
-    file.close();
-    if (!file) return (void)std::fprintf(err_, "cannot write %s\n", path.c_str());
+    if (absl::Status written = WriteFileContents(path, *bytes); !written.ok()) {
+      return (void)Note(written);
+    }
     std::fprintf(err_, "saved to %s\n", path.c_str());
   }
 
   void Load(const std::string& path) {
-    std::ifstream file(path, std::ios::binary);
-    if (!file) return (void)std::fprintf(err_, "cannot read %s\n", path.c_str());
-    const std::string bytes((std::istreambuf_iterator<char>(file)),
-                            std::istreambuf_iterator<char>());
-    auto session = client_.ImportSession(bytes);
+    auto bytes = ReadFileContents(path);
+    if (!bytes.ok()) return (void)Note(bytes.status());
+    auto session = client_.ImportSession(*bytes);
     if (!session.ok()) return (void)Note(session.status());
     Close();
     id_ = session->session_id();

@@ -170,6 +170,9 @@ std::string ServerAddress() {
   return has_port ? server : server + ":50051";
 }
 
+// --seed, or a random one when it is not given (reported by --usage).
+uint64_t SeedFromFlags() { return absl::GetFlag(FLAGS_seed).value_or(recur::RandomSeed()); }
+
 // Whether model text written to `file` is shown escaped (client/terminal_text.h).
 bool EscapeFor(FILE* file) { return !absl::GetFlag(FLAGS_raw) && isatty(fileno(file)); }
 
@@ -195,7 +198,7 @@ int Generate(recur::RecurClient& client, const std::vector<std::string>& args,
   if (prompt == "-") {
     prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
-  const uint64_t seed = absl::GetFlag(FLAGS_seed).value_or(recur::RandomSeed());
+  const uint64_t seed = SeedFromFlags();
   const bool escape = EscapeFor(stdout);
   recur::v1::GenerateResponse last;
   auto status = client.Generate(
@@ -319,8 +322,7 @@ int Bench(const recur::ConnectionOptions& connection) {
   options.requests = absl::GetFlag(FLAGS_requests);
   if (options.concurrency < 1 || options.requests < 1)
     return recur::Fail("--concurrency and --requests must be >= 1");
-  options.request = RequestFromFlags(absl::GetFlag(FLAGS_prompt),
-                                     absl::GetFlag(FLAGS_seed).value_or(recur::RandomSeed()));
+  options.request = RequestFromFlags(absl::GetFlag(FLAGS_prompt), SeedFromFlags());
   // A table of zeros says nothing about a server that is not there: check it answers first.
   recur::RecurClient probe(options.server, absl::Seconds(10), connection);
   if (auto health = probe.Health(); !health.ok()) {
@@ -361,7 +363,7 @@ void RouteCtrlCTo(recur::Cancellation& cancellation, bool exit_when_idle) {
 
 int Chat(recur::RecurClient& client, recur::Cancellation& cancellation) {
   recur::ChatOptions options;
-  options.turn = RequestFromFlags("", absl::GetFlag(FLAGS_seed).value_or(recur::RandomSeed()));
+  options.turn = RequestFromFlags("", SeedFromFlags());
   options.session_id = absl::GetFlag(FLAGS_session);
   options.escape = EscapeFor(stdout);
   options.prompt = isatty(STDIN_FILENO);
