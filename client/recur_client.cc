@@ -1,7 +1,6 @@
 #include "client/recur_client.h"
 
-#include "absl/random/random.h"
-#include "absl/strings/str_format.h"
+#include "base/session_id.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -31,12 +30,6 @@ RecurClient::RecurClient(const std::string& address, absl::Duration timeout,
       stub_(v1::Recur::NewStub(channel_)),
       timeout_(timeout),
       authorization_(connection.token.empty() ? "" : "Bearer " + connection.token) {}
-
-std::string NewSessionId() {
-  absl::BitGen gen;
-  return absl::StrFormat("s-%016x%016x", absl::Uniform<uint64_t>(gen),
-                         absl::Uniform<uint64_t>(gen));
-}
 
 void RecurClient::Prepare(grpc::ClientContext* context, const std::string& session_id) const {
   if (timeout_ != absl::InfiniteDuration())

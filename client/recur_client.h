@@ -28,9 +28,6 @@ struct ConnectionOptions {
 // The header a proxy routes sessions by (its value: the session id; deploy/nginx/recur.conf).
 inline constexpr char kSessionHeader[] = "recur-session-id";
 
-// A new random session id, for a session the client creates ("s-" and 32 hex digits).
-std::string NewSessionId();
-
 // Lets another thread stop a Generate in progress (e.g. on Ctrl-C): the call ends CANCELLED, and
 // a session keeps the text streamed so far.
 class Cancellation {

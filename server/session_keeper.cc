@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/session_id.h"
 #include "base/status.h"
 #include "glog/logging.h"
 #include "server/session_codec.h"
@@ -61,7 +62,7 @@ int64_t SessionKeeper::RestoreAll() {
 }
 
 void SessionKeeper::ClaimIfSaved(const std::string& id) {
-  if (!SessionStore::IsSessionId(id) || store_.Holds(id)) return;
+  if (!IsSessionId(id) || store_.Holds(id)) return;
   absl::MutexLock lock(&mu_);
   if (store_.Holds(id) || !directory_.Claim(id).ok()) return;
   if (const absl::Status status = Restore(id); !status.ok()) {

@@ -4,12 +4,9 @@
 
 #include <utility>
 
-#include "absl/random/random.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "base/session_id.h"
 #include "base/status.h"
 #include "glog/logging.h"
 
@@ -39,28 +36,10 @@ struct SessionStore::Slot {
 
 namespace {
 
-constexpr size_t kSessionIdLength = 34;   // "s-" and 32 hex digits
-constexpr size_t kRoutingKeyLength = 10;  // "s-" and the first 8 hex digits
-
-// A random id; with `routing_key` (a session id's first kRoutingKeyLength characters), one that
-// a proxy routing by the key sends to the same replica.
-std::string NewSessionId(absl::string_view routing_key = "") {
-  absl::BitGen gen;
-  std::string id =
-      absl::StrFormat("s-%016x%016x", absl::Uniform<uint64_t>(gen), absl::Uniform<uint64_t>(gen));
-  if (routing_key.size() == kRoutingKeyLength)
-    id.replace(0, kRoutingKeyLength, std::string(routing_key));
-  return id;
-}
-
 // NOT_FOUND without looking the id up when it is not one this server could have made; the message
 // quotes at most an excerpt of it (ids arrive from clients, of any length).
 absl::Status CheckSessionId(absl::string_view id) {
-  bool well_formed = id.size() == kSessionIdLength && absl::StartsWith(id, "s-");
-  for (size_t i = 2; well_formed && i < id.size(); ++i) {
-    well_formed = absl::ascii_isxdigit(id[i]) && !absl::ascii_isupper(id[i]);
-  }
-  if (well_formed) return absl::OkStatus();
+  if (IsSessionId(id)) return absl::OkStatus();
   return absl::NotFoundError(absl::StrCat("no session '", Excerpt(id, kSessionIdLength),
                                           "' (session ids are 's-' and 32 hex digits)"));
 }
@@ -165,7 +144,7 @@ absl::StatusOr<SessionStore::Lease> SessionStore::Reserve() {
 
 absl::StatusOr<SessionInfo> SessionStore::Open(Lease lease, const std::string& tenant,
                                                const std::string& id) {
-  if (!id.empty() && !SessionStore::IsSessionId(id)) {
+  if (!id.empty() && !IsSessionId(id)) {
     return absl::InvalidArgumentError(absl::StrCat("session_id '", Excerpt(id, kSessionIdLength),
                                                    "' is not 's-' and 32 lower-case hex digits"));
   }
@@ -236,8 +215,6 @@ absl::Status SessionStore::Restore(Session session) {
   UpdateGauges();
   return absl::OkStatus();
 }
-
-bool SessionStore::IsSessionId(absl::string_view id) { return CheckSessionId(id).ok(); }
 
 bool SessionStore::Holds(const std::string& id) {
   absl::MutexLock lock(&mu_);

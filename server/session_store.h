@@ -106,8 +106,8 @@ class SessionStore {
   // slot is taken.
   absl::StatusOr<Lease> Reserve();
   // Names a reserved slot and keeps it, with the state its holder put in, as an idle session of
-  // `tenant`: named `id` when given (INVALID_ARGUMENT unless IsSessionId, ALREADY_EXISTS when
-  // taken), else a new random id. On error the slot is freed.
+  // `tenant`: named `id` when given (INVALID_ARGUMENT unless IsSessionId (base/session_id.h),
+  // ALREADY_EXISTS when taken), else a new random id. On error the slot is freed.
   absl::StatusOr<SessionInfo> Open(Lease slot, const std::string& tenant,
                                    const std::string& id = "");
 
@@ -125,8 +125,6 @@ class SessionStore {
   // the id is held, RESOURCE_EXHAUSTED when every slot is taken.
   absl::Status Restore(Session session);
   bool Holds(const std::string& id);
-  // `id` has the form of the ids this store makes ("s-" and 32 lower-case hex digits).
-  static bool IsSessionId(absl::string_view id);
   // Every idle session changed since it was last saved, encoded; busy ones wait for a later call.
   std::vector<Snapshot> ChangedSessions(const ModelConfig& config);
   // The snapshot's revision is on disk (a later change makes the session changed again). False

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "base/session_id.h"
 #include "gtest/gtest.h"
 
 namespace recur::testing {
@@ -159,7 +160,7 @@ TEST(SessionStoreTest, AForkSharesItsSourcesRoutingKey) {
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->id.substr(0, 10), a.id.substr(0, 10));
   EXPECT_NE(b->id, a.id);
-  EXPECT_TRUE(SessionStore::IsSessionId(b->id));
+  EXPECT_TRUE(IsSessionId(b->id));
 }
 
 // What --session_dir saves: sessions changed since their last save (a read-only lease is no
