@@ -73,6 +73,15 @@ absl::Status WriteFileAtomically(const fs::path& path, const std::string& conten
   return Sync(path.has_parent_path() ? path.parent_path() : fs::path("."));
 }
 
+void RemoveUnfinishedFileWrites(const fs::path& directory) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(directory, ec)) {
+    if (absl::StrContains(entry.path().filename().string(), kTempFileInfix)) {
+      fs::remove(entry.path(), ec);
+    }
+  }
+}
+
 absl::StatusOr<std::string> ReadFileContents(const fs::path& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) {

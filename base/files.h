@@ -30,6 +30,8 @@ absl::Status WriteFileContents(const std::filesystem::path& path, const std::str
 // and renamed over `path` (and the directory fsynced), so a reader or a restart after a kill sees
 // the old contents or the new, never a part.
 absl::Status WriteFileAtomically(const std::filesystem::path& path, const std::string& contents);
+// Removes the temporaries of WriteFileAtomically calls in `directory` that a kill interrupted.
+void RemoveUnfinishedFileWrites(const std::filesystem::path& directory);
 
 // Reads a whole file: NOT_FOUND (no such regular file) or PERMISSION_DENIED naming the path.
 absl::StatusOr<std::string> ReadFileContents(const std::filesystem::path& path);

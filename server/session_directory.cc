@@ -45,10 +45,7 @@ absl::StatusOr<SessionDirectory> SessionDirectory::Open(const std::string& root,
     return absl::UnavailableError(
         absl::StrCat("--session_dir: cannot restrict ", own.string(), ": ", ec.message()));
   }
-  for (const auto& entry : fs::directory_iterator(own, ec)) {
-    // WriteFileAtomically's temporaries, `<id>.session.part-*`, of writes a kill interrupted.
-    if (absl::StrContains(entry.path().filename().string(), ".part-")) fs::remove(entry.path(), ec);
-  }
+  RemoveUnfinishedFileWrites(own);
   return SessionDirectory(root, own);
 }
 

@@ -18,6 +18,23 @@ namespace {
 
 using testing::TempDir;
 
+// A kill between WriteFileAtomically's write and its rename leaves a temporary beside the file;
+// RemoveUnfinishedFileWrites takes those away and nothing else.
+TEST(FilesTest, AtomicWritesReplaceTheFileAndLeftoversAreRemoved) {
+  TempDir dir;
+  const std::filesystem::path file = dir.Join("state.session");
+  ASSERT_TRUE(WriteFileAtomically(file, "first").ok());
+  ASSERT_TRUE(WriteFileAtomically(file, "second").ok());
+  EXPECT_EQ(*ReadFileContents(file), "second");
+  ASSERT_TRUE(WriteFileContents(dir.Join("state.session.part-123-456"), "half").ok());
+  RemoveUnfinishedFileWrites(dir.path());
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    names.push_back(entry.path().filename().string());
+  }
+  EXPECT_EQ(names, std::vector<std::string>{"state.session"});
+}
+
 TEST(FilesTest, WrittenBytesReadBackExactly) {
   TempDir dir;
   std::string bytes = "line\n";
