@@ -6,7 +6,9 @@
 //   sample  one batch of 64 rows through the sampler, against the sorting sampler recur had
 //   load    through gRPC at 1, 8, 64 and 256 streams (temperature 1, top_p 0.95, 64 tokens each),
 //           as a fraction of the in-process step rate at that batch
-// Usage: build/bench/reference_bench [--part step|sample|load|all] [--vocab 257,10000,33278]
+//   prefix  time to first token through gRPC for a request sharing a long prefix with an earlier
+//           one, with the prefix-state cache (server/prefix_cache.h) and without
+// Usage: build/bench/reference_bench [--part step|sample|load|prefix|all] [--vocab 257,10000,33278]
 //        [--threads 0] [--csv FILE]
 
 #include <ATen/Parallel.h>
@@ -33,13 +35,14 @@
 #include "absl/strings/str_split.h"
 #include "base/torch_runtime.h"
 #include "client/load_generator.h"
+#include "client/recur_client.h"
 #include "model/checkpoint.h"
 #include "model/sampling.h"
 #include "model/tokenizer.h"
 #include "model/weight_format.h"
 #include "server/server.h"
 
-ABSL_FLAG(std::string, part, "all", "step, sample, load or all");
+ABSL_FLAG(std::string, part, "all", "step, sample, load, prefix or all");
 ABSL_FLAG(std::string, vocab, "257,10000,33278", "vocabulary sizes, comma-separated");
 ABSL_FLAG(std::string, streams, "1,8,64,256", "--part load: concurrent streams, comma-separated");
 ABSL_FLAG(std::string, csv, "", "also append every figure to this CSV file");
@@ -51,6 +54,8 @@ ABSL_FLAG(std::string, sampling_helper, "on",
           "--part load: on, off or on,off: whether the server samples a step's rows on its helper "
           "thread too (server/row_parallel.h)");
 ABSL_FLAG(std::string, contexts, "128,32768", "--part step: contexts, comma-separated");
+ABSL_FLAG(int64_t, prefix_tokens, 2048, "--part prefix: the shared prefix, in tokens");
+ABSL_FLAG(int64_t, rounds, 5, "--part prefix: rounds, each with a new prefix (medians reported)");
 
 namespace recur {
 namespace {
@@ -125,11 +130,13 @@ Checkpoint ReferenceCheckpoint(int64_t vocab, AttentionKind kind,
   return checkpoint;
 }
 
-std::string Prompt(int64_t vocab, int64_t tokens) {
+// `tokens` tokens of text; another `salt` gives other text.
+std::string Prompt(int64_t vocab, int64_t tokens, int64_t salt = 0) {
   std::string prompt;
   for (int64_t i = 0; i < tokens; ++i) {
-    absl::StrAppend(&prompt, vocab == 257 ? std::string(1, 'a' + i % 26)
-                                          : absl::StrCat(i == 0 ? "" : " ", "w", 2 + i * 37 % 500));
+    absl::StrAppend(&prompt, vocab == 257 ? std::string(1, 'a' + (i + salt) % 26)
+                                          : absl::StrCat(i == 0 ? "" : " ", "w",
+                                                         2 + (i * 37 + salt * 101) % 500));
   }
   return prompt;
 }
@@ -408,6 +415,98 @@ void LoadRows(int64_t vocab, bool sampling_helper) {
   }
 }
 
+// Seconds from sending `prompt` through gRPC to its first token, and the prompt tokens the
+// server's prefix cache held.
+std::pair<double, int64_t> TimeToFirstToken(RecurClient& client, const std::string& prompt) {
+  v1::GenerateRequest request;
+  request.set_prompt(prompt);
+  request.set_max_tokens(1);
+  request.mutable_sampling()->set_temperature(1.0);
+  request.mutable_sampling()->set_top_p(0.95);
+  const Clock::time_point start = Clock::now();
+  double first = 0;
+  int64_t cached = 0;
+  const absl::Status status = client.Generate(request, [&](const v1::GenerateResponse& message) {
+    if (first == 0 && message.token_ids_size() > 0) first = Seconds(Clock::now() - start);
+    if (message.has_usage()) cached = message.usage().cached_prompt_tokens();
+  });
+  if (!status.ok()) {
+    std::fprintf(stderr, "reference_bench: %s\n", status.ToString().c_str());
+    std::exit(1);
+  }
+  return {first, cached};
+}
+
+std::unique_ptr<RecurServer> StartServer(int64_t vocab, int64_t prefix_cache_bytes) {
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.engine.prefix_cache_bytes = prefix_cache_bytes;
+  auto server = RecurServer::Start(ReferenceCheckpoint(vocab, AttentionKind::kLinear), options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "reference_bench: %s\n", server.status().ToString().c_str());
+    std::exit(1);
+  }
+  return *std::move(server);
+}
+
+// One vocabulary's rows of the prefix table. Each round takes a new prefix P of --prefix_tokens
+// and two 16-token endings A and B: P+A arrives first (cold), then P+B shares P (kept: P's length
+// is a multiple of the cache's interval), P+A+B continues P+A (kept at its end), P+A again (kept
+// whole, with its logits); the server without the cache gets P+B.
+void PrefixRows(int64_t vocab) {
+  auto cached_server = StartServer(vocab, EngineOptions().prefix_cache_bytes);
+  auto plain_server = StartServer(vocab, 0);
+  RecurClient cached(absl::StrCat("127.0.0.1:", cached_server->port()), absl::Minutes(5));
+  RecurClient plain(absl::StrCat("127.0.0.1:", plain_server->port()), absl::Minutes(5));
+  const int64_t n = absl::GetFlag(FLAGS_prefix_tokens);
+  const std::string glue = vocab == 257 ? "" : " ";
+  struct Case {
+    const char* name;
+    std::vector<double> seconds;
+    int64_t cached_tokens = 0;
+  };
+  std::vector<Case> cases = {{"cold: P+A, nothing kept"},
+                             {"P+B, P kept"},
+                             {"P+A+B, P+A kept"},
+                             {"P+A again, kept whole"},
+                             {"P+B without the cache"}};
+  for (int64_t round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
+    const std::string p = Prompt(vocab, n, 1000 + round);
+    const std::string a = glue + Prompt(vocab, 16, 7 + round);
+    const std::string b = glue + Prompt(vocab, 16, 300 + round);
+    const std::pair<RecurClient*, std::string> requests[] = {{&cached, p + a},
+                                                             {&cached, p + b},
+                                                             {&cached, p + a + b},
+                                                             {&cached, p + a},
+                                                             {&plain, p + b}};
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const auto [seconds, cached_tokens] =
+          TimeToFirstToken(*requests[i].first, requests[i].second);
+      cases[i].seconds.push_back(seconds);
+      cases[i].cached_tokens = cached_tokens;
+    }
+  }
+  const double plain_ms = 1e3 * Median(cases.back().seconds);
+  for (const Case& c : cases) {
+    const double ms = 1e3 * Median(c.seconds);
+    std::printf("| %lld | %s | %lld | %.2f ms | %.1fx |\n", static_cast<long long>(vocab), c.name,
+                static_cast<long long>(c.cached_tokens), ms, plain_ms / ms);
+    Record(absl::StrCat("prefix_ttft_seconds/", c.name), vocab, "linear", 1, n, ms / 1e3, "s");
+  }
+  std::fflush(stdout);
+}
+
+void PrefixTable() {
+  std::printf(
+      "\n## Time to first token through gRPC for a request sharing a %lld-token prefix (medians "
+      "of %lld rounds)\n\n",
+      static_cast<long long>(absl::GetFlag(FLAGS_prefix_tokens)),
+      static_cast<long long>(absl::GetFlag(FLAGS_rounds)));
+  std::printf("| vocab | request | cached tokens | time to first token | vs no cache |\n");
+  std::printf("|---:|---|---:|---:|---:|\n");
+  for (int64_t vocab : Vocabularies()) PrefixRows(vocab);
+}
+
 void LoadTable() {
   std::printf(
       "\n## Through gRPC (temperature 1, top_p 0.95, 16-token prompts, 64 tokens a stream), "
@@ -437,13 +536,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string part = absl::GetFlag(FLAGS_part);
-  if (part != "step" && part != "sample" && part != "load" && part != "all") {
-    std::fprintf(stderr, "reference_bench: --part must be step, sample, load or all\n");
+  if (part != "step" && part != "sample" && part != "load" && part != "prefix" && part != "all") {
+    std::fprintf(stderr, "reference_bench: --part must be step, sample, load, prefix or all\n");
     return 2;
   }
   std::printf("# reference_bench (%d LibTorch threads)\n", at::get_num_threads());
   if (part == "sample" || part == "all") recur::SampleTable();
   if (part == "step" || part == "all") recur::StepTable();
   if (part == "load" || part == "all") recur::LoadTable();
+  if (part == "prefix" || part == "all") recur::PrefixTable();
   return 0;
 }

@@ -217,11 +217,12 @@ int Generate(recur::RecurClient& client, const std::vector<std::string>& args,
     const auto& u = last.usage();
     std::fprintf(
         stderr,
-        "finish: %s, seed %llu, prompt tokens %lld, generated %lld, first token %.3f s, total "
-        "%.3f s\n",
+        "finish: %s, seed %llu, prompt tokens %lld (%lld cached), generated %lld, first token "
+        "%.3f s, total %.3f s\n",
         FinishName(last.finish_reason()), static_cast<unsigned long long>(seed),
-        static_cast<long long>(u.prompt_tokens()), static_cast<long long>(u.generated_tokens()),
-        u.time_to_first_token_seconds(), u.duration_seconds());
+        static_cast<long long>(u.prompt_tokens()), static_cast<long long>(u.cached_prompt_tokens()),
+        static_cast<long long>(u.generated_tokens()), u.time_to_first_token_seconds(),
+        u.duration_seconds());
   }
   return last.finish_reason() == recur::v1::FINISH_REASON_CANCELLED
              ? recur::Fail("the generation was cancelled")

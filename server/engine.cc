@@ -26,6 +26,10 @@ struct Engine::Request {
   std::vector<int64_t> prompt;  // the encoded prompt
   std::vector<int64_t> feed;    // the session's pending tokens, then the prompt
   size_t fed = 0;               // of `feed`, in the state
+  // The state started empty, so its prompt prefixes go to the prefix cache; `cached` of the
+  // prompt's tokens came from it.
+  bool keeps_prefixes = false;
+  int64_t cached = 0;
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<TextStream> text;
   int64_t max_tokens = 0;
@@ -74,6 +78,10 @@ absl::Status EngineOptions::Validate() const {
   if (max_prompt_tokens < 1 || prefill_chunk < 1) {
     return absl::InvalidArgumentError("--max_prompt_tokens and --prefill_chunk must be >= 1");
   }
+  if (prefix_cache_bytes < 0 || prefix_cache_interval < 1) {
+    return absl::InvalidArgumentError(
+        "--prefix_cache_mb must be >= 0 and --prefix_cache_interval >= 1");
+  }
   return absl::OkStatus();
 }
 
@@ -95,7 +103,12 @@ Engine::Engine(Checkpoint checkpoint, EngineOptions options, std::shared_ptr<Met
       metrics_(std::move(metrics)),
       sessions_(StoreOptions(options_, checkpoint_.config), checkpoint_.config.vocab_size,
                 *metrics_),
-      sampling_(std::thread::hardware_concurrency() > 1 ? 1 : 0) {
+      sampling_(std::thread::hardware_concurrency() > 1 ? 1 : 0),
+      // A softmax state is a key/value cache that grows with the text, budgeted per session: the
+      // prefix cache keeps constant-size recurrent states only.
+      prefix_cache_(
+          checkpoint_.config.attention == AttentionKind::kSoftmax ? 0 : options_.prefix_cache_bytes,
+          *metrics_) {
   checkpoint_.model->to(options_.device);
   checkpoint_.model->eval();
   if (checkpoint_.config.attention == AttentionKind::kSoftmax) {
@@ -207,7 +220,7 @@ void Engine::Loop() {
 }
 
 bool Engine::Iterate() {
-  Admit();
+  std::vector<Request*> joining = Admit();
   const std::optional<FinishReason> ending = Ending();
   for (auto& request : running_) {
     if (request->finished()) continue;
@@ -222,8 +235,8 @@ bool Engine::Iterate() {
   views.reserve(running_.size());
   for (const auto& request : running_) views.push_back({request->phase, request->unfed()});
   const IterationPlan plan = PlanIteration(views, options_.prefill_chunk);
-  const std::vector<Request*> joining = Prefill(plan.prefill);
-  if (plan.decode) {
+  for (Request* request : Prefill(plan.prefill)) joining.push_back(request);
+  if (plan.decode && !batch_.empty()) {
     try {
       DecodeStep();
     } catch (const std::exception& e) {
@@ -243,7 +256,7 @@ bool Engine::Iterate() {
   return !running_.empty();
 }
 
-void Engine::Admit() {
+std::vector<Engine::Request*> Engine::Admit() {
   std::vector<std::unique_ptr<Request>> admitted, refused;
   {
     absl::MutexLock lock(&mu_);
@@ -291,14 +304,18 @@ void Engine::Admit() {
                              absl::ToDoubleSeconds(absl::Now() - request->arrived)},
                             request->error);
   }
+  std::vector<Request*> decoding;
   for (auto& request : admitted) {
     Start(*request);
+    if (request->phase == RequestPhase::kDecoding) decoding.push_back(request.get());
     running_.push_back(std::move(request));
   }
+  return decoding;
 }
 
 void Engine::Start(Request& request) {
   Session& session = request.session();
+  const bool empty = session.state.tokens() == 0;
   if (session.id.empty()) session.state.model = checkpoint_.model->NewState(1, options_.device);
   request.feed = std::move(session.state.pending);
   session.state.pending.clear();
@@ -308,8 +325,26 @@ void Engine::Start(Request& request) {
   request.text =
       std::make_unique<TextStream>(*checkpoint_.tokenizer, request.params.stop, previous);
   request.sampler = std::make_unique<Sampler>(request.params.sampling);
+  if (empty && prefix_cache_.enabled()) StartFromCache(request);
   metrics_->prompt_tokens.Increment(static_cast<double>(request.prompt.size()));
   if (request.params.prefill_only && request.unfed() <= 0) Finish(request, FinishReason::kLength);
+}
+
+void Engine::StartFromCache(Request& request) {
+  request.keeps_prefixes = true;
+  absl::Span<const int64_t> prompt(request.feed);
+  if (request.params.prefill_only) prompt.remove_suffix(1);  // its last token stays pending
+  std::optional<PrefixHit> hit = prefix_cache_.Lookup(request.params.tenant, prompt);
+  if (!hit.has_value()) return;
+  SessionState& state = request.session().state;
+  state.model = std::move(hit->state);
+  state.consumed = hit->tokens;
+  request.fed = static_cast<size_t>(hit->tokens);
+  request.cached = hit->tokens;
+  if (request.unfed() > 0 || request.params.prefill_only) return;
+  // The whole prompt was kept, with the logits after it: the first token needs no model call.
+  Emit(request, SampleRows({&request}, hit->logits.unsqueeze(0)).front());
+  if (!request.finished()) request.phase = RequestPhase::kDecoding;
 }
 
 std::vector<Engine::Request*> Engine::Prefill(const std::vector<PrefillGroup>& groups) {
@@ -331,6 +366,31 @@ std::vector<Engine::Request*> Engine::Prefill(const std::vector<PrefillGroup>& g
 }
 
 void Engine::PrefillSlice(const std::vector<Request*>& group, int64_t n) {
+  torch::Tensor logits;
+  for (int64_t left = n; left > 0;) {
+    const int64_t step = UntilCheckpoint(group, left);
+    logits = FeedPrompt(group, step);
+    left -= step;
+    for (size_t i = 0; i < group.size(); ++i) {
+      group[i]->fed += step;
+      group[i]->session().state.consumed += step;
+      KeepPrefix(*group[i], logits[static_cast<int64_t>(i)]);
+    }
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    Request& request = *group[i];
+    if (request.unfed() > 0) continue;
+    if (request.params.prefill_only) {
+      Finish(request, FinishReason::kLength);
+      continue;
+    }
+    // Once the whole prompt is in, the first token comes from the last position's logits.
+    Emit(request, SampleRows({&request}, logits[static_cast<int64_t>(i)].unsqueeze(0)).front());
+    if (!request.finished()) request.phase = RequestPhase::kDecoding;
+  }
+}
+
+torch::Tensor Engine::FeedPrompt(const std::vector<Request*>& group, int64_t n) {
   std::vector<int64_t> slices;
   for (const Request* request : group) {
     slices.insert(slices.end(), request->feed.begin() + request->fed,
@@ -350,20 +410,27 @@ void Engine::PrefillSlice(const std::vector<Request*>& group, int64_t n) {
     logits = checkpoint_.model->Prefill(tokens, &batch);
     for (int64_t i = 0; i < rows; ++i) group[i]->session().state.model = SelectRows(batch, {i});
   }
-  logits = logits.to(torch::kCPU, torch::kFloat32).contiguous();
-  for (int64_t i = 0; i < rows; ++i) {
-    Request& request = *group[i];
-    request.fed += n;
-    request.session().state.consumed += n;
-    if (request.unfed() > 0) continue;
-    if (request.params.prefill_only) {
-      Finish(request, FinishReason::kLength);
-      continue;
-    }
-    // Once the whole prompt is in, the first token comes from the last position's logits.
-    Emit(request, SampleRows({&request}, logits[i].unsqueeze(0)).front());
-    if (!request.finished()) request.phase = RequestPhase::kDecoding;
+  return logits.to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+int64_t Engine::UntilCheckpoint(const std::vector<Request*>& group, int64_t n) const {
+  const int64_t interval = options_.prefix_cache_interval;
+  int64_t until = n;
+  for (const Request* request : group) {
+    if (!request->keeps_prefixes) continue;
+    const int64_t fed = static_cast<int64_t>(request->fed);
+    until = std::min(until, (fed / interval + 1) * interval - fed);
   }
+  return until;
+}
+
+void Engine::KeepPrefix(Request& request, const torch::Tensor& logits) {
+  if (!request.keeps_prefixes) return;
+  const int64_t fed = static_cast<int64_t>(request.fed);
+  const bool end = request.unfed() == 0;
+  if (!end && fed % options_.prefix_cache_interval != 0) return;
+  prefix_cache_.Insert(request.params.tenant, absl::Span<const int64_t>(request.feed.data(), fed),
+                       request.session().state.model, end ? logits : torch::Tensor());
 }
 
 void Engine::DecodeStep() {
@@ -462,7 +529,12 @@ void Engine::Fail(Request& request, const std::exception& e) {
   request.error = absl::InternalError(absl::StrCat("the model failed: ", what));
 }
 
-void Engine::JoinBatch(const std::vector<Request*>& joining) {
+void Engine::JoinBatch(const std::vector<Request*>& decoding) {
+  // A request that started decoding at admission may have been cancelled since.
+  std::vector<Request*> joining;
+  for (Request* request : decoding) {
+    if (!request->finished()) joining.push_back(request);
+  }
   if (joining.empty()) return;
   std::vector<const ModelState*> states;
   for (Request* request : joining) states.push_back(&request->session().state.model);
@@ -523,6 +595,7 @@ void Engine::Retire() {
   for (auto& request : finished) {
     GenerationUsage usage;
     usage.prompt_tokens = static_cast<int64_t>(request->prompt.size());
+    usage.cached_prompt_tokens = request->cached;
     usage.generated_tokens = request->generated;
     usage.time_to_first_token_seconds =
         request->generated > 0 ? absl::ToDoubleSeconds(request->first_token - request->arrived) : 0;
@@ -642,6 +715,7 @@ EngineInfo Engine::Info() {
   info.tokenizer_kind = std::string(checkpoint_.tokenizer->kind());
   info.parameters = checkpoint_.model->ParameterCount();
   info.weights = std::string(WeightFormatName(WeightFormatOf(checkpoint_.model)));
+  info.prefix_cache_capacity_bytes = prefix_cache_.capacity_bytes();
   info.state_bytes_per_session = checkpoint_.config.SlotBytes();
   info.kv_cache_bytes_per_token = checkpoint_.config.attention == AttentionKind::kSoftmax
                                       ? checkpoint_.config.KvCacheBytesPerToken()

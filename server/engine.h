@@ -32,6 +32,7 @@
 #include "server/decode_batch.h"
 #include "server/generation_request.h"
 #include "server/metrics.h"
+#include "server/prefix_cache.h"
 #include "server/row_parallel.h"
 #include "server/scheduler.h"
 #include "server/session_codec.h"
@@ -59,6 +60,10 @@ struct EngineOptions {
   // to twice that: caches grow by doubling).
   int64_t max_context_tokens = 8192;
   int64_t kv_cache_budget_bytes = int64_t{2} << 30;
+  // Linear attention: the prefix-state cache's bound in bytes (0: off), and how often a long
+  // prompt leaves a state in it (server/prefix_cache.h).
+  int64_t prefix_cache_bytes = int64_t{256} << 20;
+  int64_t prefix_cache_interval = 512;
 
   // INVALID_ARGUMENT naming the flag (recur-server's) that is out of range, or OK.
   absl::Status Validate() const;
@@ -80,6 +85,7 @@ enum class FinishReason {
 
 struct GenerationUsage {
   int64_t prompt_tokens = 0;
+  int64_t cached_prompt_tokens = 0;  // of prompt_tokens, taken from the prefix cache, not fed
   int64_t generated_tokens = 0;
   double time_to_first_token_seconds = 0;
   double duration_seconds = 0;
@@ -124,7 +130,8 @@ struct EngineInfo {
   int64_t max_context_tokens = 0;  // softmax; 0 for linear attention
   int64_t kv_cache_budget_bytes = 0;
   int64_t kv_cache_bytes_in_use = 0;
-  std::string weights;  // WeightFormatName of the model's linear layers
+  int64_t prefix_cache_capacity_bytes = 0;  // 0: no prefix cache (off, or softmax attention)
+  std::string weights;                      // WeightFormatName of the model's linear layers
 };
 
 class Engine {
@@ -183,15 +190,27 @@ class Engine {
   void Loop();
   // One iteration: admit, prefill and decode as PlanIteration says, retire. False when idle.
   bool Iterate();
-  void Admit();
+  // Moves queued requests that get a slot to running_; returns those whose whole prompt the
+  // prefix cache held, which have sampled their first token and join the batch.
+  std::vector<Request*> Admit();
   // Gives an admitted request its feed (the session's pending tokens, then the prompt), text
-  // stream and sampler.
+  // stream and sampler; a request on an empty state starts from the longest cached prefix.
   void Start(Request& request);
+  // Starts `request` (its state empty) from the prefix cache's longest match, if any.
+  void StartFromCache(Request& request);
   // Runs the plan's prefill groups; returns the requests whose prompts are now fed.
   std::vector<Request*> Prefill(const std::vector<PrefillGroup>& groups);
   // Feeds the next `n` prompt tokens of every request in `group` in one batched Prefill; a request
   // whose prompt is then complete samples its first token.
   void PrefillSlice(const std::vector<Request*>& group, int64_t n);
+  // Feeds the next `n` prompt tokens of every request in `group`; the logits after them, [rows,
+  // V] float on the host.
+  torch::Tensor FeedPrompt(const std::vector<Request*>& group, int64_t n);
+  // How many tokens `group` may feed before one of its requests reaches a cache checkpoint.
+  int64_t UntilCheckpoint(const std::vector<Request*>& group, int64_t n) const;
+  // After a slice: keeps `request`'s state in the prefix cache if it is at a checkpoint (every
+  // prefix_cache_interval tokens, and the prompt's end with `logits`, [V]).
+  void KeepPrefix(Request& request, const torch::Tensor& logits);
   void DecodeStep();
   // Samples every row of `logits` ([rows, V] on the host), row i for requests[i], with the
   // logprobs of requests that ask; on the helper thread too when the batch is large enough to pay
@@ -203,7 +222,8 @@ class Engine {
   void Finish(Request& request, FinishReason reason);
   // Ends the request with kError after the model threw.
   void Fail(Request& request, const std::exception& e);
-  void JoinBatch(const std::vector<Request*>& joining);
+  // Requests that started decoding join the batch (those finished since are left out).
+  void JoinBatch(const std::vector<Request*>& decoding);
   // Rows of finished requests go back to their sessions.
   void LeaveBatch();
   // Returns finished requests' slots, then sends their final messages.
@@ -241,6 +261,7 @@ class Engine {
   std::vector<Request*> batch_;                    // the rows of batch_state_, decoding
   DecodeBatch batch_state_{options_.max_sessions};
   RowParallel sampling_;  // one helper thread where there are two cores or more
+  PrefixCache prefix_cache_;
   absl::Time last_ttl_sweep_;
 
   std::thread thread_;

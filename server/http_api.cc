@@ -382,6 +382,7 @@ class HttplibApi : public HttpApi {
     Json choices = Json::array();
     GenerationUsage usage;
     usage.prompt_tokens = fed.usage.prompt_tokens;
+    usage.cached_prompt_tokens = fed.usage.cached_prompt_tokens;
     absl::Status error;
     for (int i = 0; i < parsed.n; ++i) {
       const CompletionSink::Piece out = Collect(*sinks[i]);
@@ -433,7 +434,8 @@ class HttplibApi : public HttpApi {
   static Json UsageJson(const GenerationUsage& usage) {
     return {{"prompt_tokens", usage.prompt_tokens},
             {"completion_tokens", usage.generated_tokens},
-            {"total_tokens", usage.prompt_tokens + usage.generated_tokens}};
+            {"total_tokens", usage.prompt_tokens + usage.generated_tokens},
+            {"prompt_tokens_details", {{"cached_tokens", usage.cached_prompt_tokens}}}};
   }
 
   // Server-sent events: a chunk per piece of text as the engine makes it, a last chunk with the

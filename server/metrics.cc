@@ -75,8 +75,9 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
       decode_output_seconds(MakeHistogram(
           *registry, "recur_decode_output_seconds",
           "Sampling, stop checks and detokenising for one batched decode step.", LatencyBuckets())),
-      prompt_tokens(
-          MakeCounter(*registry, "recur_prompt_tokens_total", "Prompt tokens fed to the model.")),
+      prompt_tokens(MakeCounter(*registry, "recur_prompt_tokens_total",
+                                "Prompt tokens of admitted requests (fed to the model, or held by "
+                                "the prefix cache: recur_prefix_cache_hit_tokens_total).")),
       generated_tokens(MakeCounter(*registry, "recur_generated_tokens_total", "Tokens generated.")),
       active_sessions(MakeGauge(*registry, "recur_active_sessions",
                                 "State slots in use: open sessions and one-off requests.")),
@@ -103,6 +104,22 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
                     "Softmax attention: the key/value budget (--kv_cache_memory_mb).")),
       max_context_tokens(MakeGauge(*registry, "recur_max_context_tokens",
                                    "Softmax attention: the most tokens one session may hold.")),
+      prefix_cache_lookups(
+          MakeCounter(*registry, "recur_prefix_cache_lookups_total",
+                      "Requests that looked their prompt up in the prefix cache.")),
+      prefix_cache_hits(MakeCounter(*registry, "recur_prefix_cache_hits_total",
+                                    "Prefix-cache lookups that found a kept prefix.")),
+      prefix_cache_hit_tokens(MakeCounter(*registry, "recur_prefix_cache_hit_tokens_total",
+                                          "Prompt tokens not fed because the cache held them.")),
+      prefix_cache_evictions(MakeCounter(*registry, "recur_prefix_cache_evictions_total",
+                                         "Prefix-cache entries dropped to stay within capacity.")),
+      prefix_cache_bytes(MakeGauge(*registry, "recur_prefix_cache_bytes",
+                                   "Bytes the prefix cache holds (states, logits, keys).")),
+      prefix_cache_entries(
+          MakeGauge(*registry, "recur_prefix_cache_entries", "Prefixes the cache holds.")),
+      prefix_cache_capacity_bytes(
+          MakeGauge(*registry, "recur_prefix_cache_capacity_bytes",
+                    "The prefix cache's bound (--prefix_cache_mb; 0: off).")),
       registry_(std::move(registry)),
       requests_(prometheus::BuildCounter()
                     .Name("recur_requests_total")

@@ -53,6 +53,15 @@ class Metrics {
   prometheus::Gauge& kv_cache_bytes;
   prometheus::Gauge& kv_cache_budget_bytes;
   prometheus::Gauge& max_context_tokens;
+  // The prefix-state cache (server/prefix_cache.h): lookups (one per eligible request), hits,
+  // prompt tokens a hit saved feeding, entries evicted, and what it holds against its capacity.
+  prometheus::Counter& prefix_cache_lookups;
+  prometheus::Counter& prefix_cache_hits;
+  prometheus::Counter& prefix_cache_hit_tokens;
+  prometheus::Counter& prefix_cache_evictions;
+  prometheus::Gauge& prefix_cache_bytes;
+  prometheus::Gauge& prefix_cache_entries;
+  prometheus::Gauge& prefix_cache_capacity_bytes;
 
  private:
   explicit Metrics(std::shared_ptr<prometheus::Registry> registry);

@@ -49,6 +49,11 @@ ABSL_FLAG(int64_t, max_context_tokens, 8192,
           "cache grows with the text)");
 ABSL_FLAG(int64_t, kv_cache_memory_mb, 2048,
           "Softmax attention: the key/value bytes all sessions and running requests may hold");
+ABSL_FLAG(int64_t, prefix_cache_mb, 256,
+          "Linear attention: memory for the prefix-state cache, which keeps the state at the end "
+          "of each prompt so a request sharing that beginning feeds only the rest (0: off)");
+ABSL_FLAG(int64_t, prefix_cache_interval, 512,
+          "The prefix cache also keeps a long prompt's state every this many tokens");
 ABSL_FLAG(absl::Duration, session_ttl, absl::Minutes(30), "Sessions idle this long are closed");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate chain: serve gRPC over TLS (with --tls_key_file)");
@@ -175,6 +180,8 @@ int main(int argc, char** argv) {
   engine.session_ttl = absl::GetFlag(FLAGS_session_ttl);
   engine.max_context_tokens = absl::GetFlag(FLAGS_max_context_tokens);
   engine.kv_cache_budget_bytes = absl::GetFlag(FLAGS_kv_cache_memory_mb) << 20;
+  engine.prefix_cache_bytes = absl::GetFlag(FLAGS_prefix_cache_mb) << 20;
+  engine.prefix_cache_interval = absl::GetFlag(FLAGS_prefix_cache_interval);
   const int64_t budget_mb = absl::GetFlag(FLAGS_state_memory_mb);
   if (budget_mb > 0) {
     if (checkpoint->config.attention != recur::AttentionKind::kLinear) {
@@ -194,6 +201,10 @@ int main(int argc, char** argv) {
             << (absl::GetFlag(FLAGS_weights) == "auto" ? " (auto)" : "") << ", "
             << engine.max_sessions << " session slots"
             << (slot_bytes > 0 ? absl::StrCat(" of ", slot_bytes, " bytes") : std::string())
+            << ", prefix cache "
+            << (slot_bytes > 0 && engine.prefix_cache_bytes > 0
+                    ? absl::StrCat(engine.prefix_cache_bytes >> 20, " MiB")
+                    : std::string("off"))
             << ", metrics on "
             << ((*server)->metrics_port() >= 0
                     ? absl::StrCat(":", (*server)->metrics_port(), "/metrics")

@@ -97,6 +97,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       u->set_generated_tokens(usage.generated_tokens);
       u->set_time_to_first_token_seconds(usage.time_to_first_token_seconds);
       u->set_duration_seconds(usage.duration_seconds);
+      u->set_cached_prompt_tokens(usage.cached_prompt_tokens);
       grpc::Status status = grpc::Status::OK;
       if (reason == FinishReason::kCancelled)
         status = grpc::Status(grpc::CANCELLED, "the request was cancelled");
@@ -368,6 +369,7 @@ grpc::ServerUnaryReactor* RecurServiceImpl::GetModelInfo(grpc::CallbackServerCon
   response->set_kv_cache_budget_bytes(info.kv_cache_budget_bytes);
   response->set_kv_cache_bytes_in_use(info.kv_cache_bytes_in_use);
   response->set_weights(info.weights);
+  response->set_prefix_cache_capacity_bytes(info.prefix_cache_capacity_bytes);
   return Reply(context, absl::OkStatus());
 }
 
