@@ -213,7 +213,8 @@ void Engine::Loop() {
     if (!working) {
       // Idle: sleep until a request arrives; wake now and then to close idle sessions and to
       // notice queued requests that were cancelled or can now get a slot.
-      std::pair<Engine*, size_t> arg(this, queue_.size());
+      // Compared with the queue as Admit left it: a request that arrived since wakes it at once.
+      std::pair<Engine*, size_t> arg(this, left_queued_);
       mu_.AwaitWithTimeout(absl::Condition(woken, &arg), absl::Milliseconds(50));
     }
   }
@@ -290,6 +291,7 @@ std::vector<Engine::Request*> Engine::Admit() {
       it = queue_.erase(it);
     }
     running_count_ += admitted.size();
+    left_queued_ = queue_.size();
     UpdateGauges();
   }
   for (auto& request : refused) {

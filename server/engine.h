@@ -254,6 +254,8 @@ class Engine {
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool ending_ ABSL_GUARDED_BY(mu_) = false;  // EndRequests was called
   int64_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Requests Admit left waiting (for a slot): the idle loop sleeps until the queue differs.
+  size_t left_queued_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t kv_reserved_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // new tokens of queued and running requests
 
   // Engine-thread only.
