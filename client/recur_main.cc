@@ -201,18 +201,22 @@ int Generate(recur::RecurClient& client, const std::vector<std::string>& args,
   const uint64_t seed = SeedFromFlags();
   const bool escape = EscapeFor(stdout);
   recur::v1::GenerateResponse last;
+  bool line_open = true;  // the text so far does not end a line (nor does an empty one)
   auto status = client.Generate(
       RequestFromFlags(prompt, seed),
       [&](const recur::v1::GenerateResponse& message) {
         const std::string text = escape ? recur::EscapeForTerminal(message.text()) : message.text();
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);
+        if (!text.empty()) line_open = text.back() != '\n';
         last = message;
       },
       &cancellation);
-  if (!status.ok()) return recur::FailWithCode(status);
-  std::printf("\n");
+  // Whatever comes next on stderr (the usage line, an error) starts a line of its own instead of
+  // running on from the text on a terminal.
+  if (line_open) std::printf("\n");
   std::fflush(stdout);
+  if (!status.ok()) return recur::FailWithCode(status);
   if (absl::GetFlag(FLAGS_usage)) {
     const auto& u = last.usage();
     std::fprintf(

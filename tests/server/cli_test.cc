@@ -181,5 +181,29 @@ TEST_F(CliTest, ChatThroughATerminalCtrlCStopsTheReplyNotTheProgram) {
       << "the chat's own sessions are closed at the end";
 }
 
+// On a terminal the text (stdout) and the usage line or an error (stderr) share the screen: each
+// of the latter starts a line of its own, never running on from the generated text.
+TEST_F(CliTest, TheUsageLineAndErrorsStartALineOfTheirOwnOnATerminal) {
+  EngineOptions engine;
+  engine.max_tokens = 1'000'000;
+  auto server = StartTestServer(dir_.Join("model"), engine);
+  const std::string cli = std::string(RECUR_CLI_BINARY) + " --server " + Address(*server);
+  Terminal usage(cli + " generate 'the cat' --max_tokens 7 --temperature 1 --seed 3 --usage");
+  // The pseudo-terminal writes a line end as \r\n.
+  ASSERT_TRUE(usage.WaitFor("finish: [^\r\n]*\r\n")) << usage.output();
+  EXPECT_EQ(usage.Wait(), 0);
+  EXPECT_TRUE(std::regex_search(usage.output(), std::regex("(^|\n)finish: ")))
+      << "the usage line runs on from the text: " << usage.output();
+
+  // A deadline that passes mid-stream: the error follows the text that streamed, on a new line.
+  Terminal cut(cli + " --timeout 300ms generate 'the cat' --max_tokens 1000000 --temperature 1");
+  ASSERT_TRUE(cut.WaitFor("DEADLINE_EXCEEDED[^\r\n]*\r\n")) << cut.output();
+  EXPECT_EQ(cut.Wait(), 1);
+  EXPECT_TRUE(std::regex_search(cut.output(), std::regex("(cat|sat|mat|on|a|the|<unk>)")))
+      << "nothing streamed before the deadline: " << cut.output();
+  EXPECT_TRUE(std::regex_search(cut.output(), std::regex("(^|\n)recur: DEADLINE_EXCEEDED")))
+      << "the error runs on from the text: " << cut.output();
+}
+
 }  // namespace
 }  // namespace recur::testing
