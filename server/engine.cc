@@ -30,6 +30,9 @@ struct Engine::Request {
   // prompt's tokens came from it.
   bool keeps_prefixes = false;
   int64_t cached = 0;
+  // With prompt logprobs: those of the prompt fed so far, and the logits after the last slice.
+  std::vector<StepLogprobs> prompt_logprobs;
+  torch::Tensor prompt_carry;
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<TextStream> text;
   int64_t max_tokens = 0;
@@ -327,7 +330,7 @@ void Engine::Start(Request& request) {
   request.text =
       std::make_unique<TextStream>(*checkpoint_.tokenizer, request.params.stop, previous);
   request.sampler = std::make_unique<Sampler>(request.params.sampling);
-  if (empty && prefix_cache_.enabled()) StartFromCache(request);
+  if (empty && prefix_cache_.enabled() && !request.params.prompt_logprobs) StartFromCache(request);
   metrics_->prompt_tokens.Increment(static_cast<double>(request.prompt.size()));
   if (request.params.prefill_only && request.unfed() <= 0) Finish(request, FinishReason::kLength);
 }
@@ -336,7 +339,13 @@ void Engine::StartFromCache(Request& request) {
   request.keeps_prefixes = true;
   absl::Span<const int64_t> prompt(request.feed);
   if (request.params.prefill_only) prompt.remove_suffix(1);  // its last token stays pending
-  std::optional<PrefixHit> hit = prefix_cache_.Lookup(request.params.tenant, prompt);
+  std::optional<PrefixHit> hit;
+  try {
+    hit = prefix_cache_.Lookup(request.params.tenant, prompt);
+  } catch (const std::exception& e) {
+    // Copying the kept state failed (e.g. the device is out of memory): feed the whole prompt.
+    LOG(WARNING) << "prefix cache lookup failed: " << e.what();
+  }
   if (!hit.has_value()) return;
   SessionState& state = request.session().state;
   state.model = std::move(hit->state);
@@ -371,7 +380,14 @@ void Engine::PrefillSlice(const std::vector<Request*>& group, int64_t n) {
   torch::Tensor logits;
   for (int64_t left = n; left > 0;) {
     const int64_t step = UntilCheckpoint(group, left);
-    logits = FeedPrompt(group, step);
+    const bool scored = std::any_of(group.begin(), group.end(), [](const Request* request) {
+      return request->params.prompt_logprobs.has_value();
+    });
+    logits = FeedPrompt(group, step, scored);
+    if (scored) {
+      ScorePrompt(group, logits, step);
+      logits = logits.select(1, step - 1).contiguous();
+    }
     left -= step;
     for (size_t i = 0; i < group.size(); ++i) {
       group[i]->fed += step;
@@ -386,13 +402,19 @@ void Engine::PrefillSlice(const std::vector<Request*>& group, int64_t n) {
       Finish(request, FinishReason::kLength);
       continue;
     }
+    if (request.params.prompt_logprobs) {
+      const size_t first = request.feed.size() - request.prompt_logprobs.size();
+      request.sink->OnPromptLogprobs(request.prompt_logprobs,
+                                     first > 0 ? request.feed[first - 1] : -1);
+    }
     // Once the whole prompt is in, the first token comes from the last position's logits.
     Emit(request, SampleRows({&request}, logits[static_cast<int64_t>(i)].unsqueeze(0)).front());
     if (!request.finished()) request.phase = RequestPhase::kDecoding;
   }
 }
 
-torch::Tensor Engine::FeedPrompt(const std::vector<Request*>& group, int64_t n) {
+torch::Tensor Engine::FeedPrompt(const std::vector<Request*>& group, int64_t n,
+                                 bool every_position) {
   std::vector<int64_t> slices;
   for (const Request* request : group) {
     slices.insert(slices.end(), request->feed.begin() + request->fed,
@@ -403,16 +425,40 @@ torch::Tensor Engine::FeedPrompt(const std::vector<Request*>& group, int64_t n) 
                     .view({rows, n})
                     .to(options_.device);
   torch::Tensor logits;
+  auto feed = [&](ModelState* state) {
+    return every_position ? checkpoint_.model->Continue(tokens, state)
+                          : checkpoint_.model->Prefill(tokens, state);
+  };
   if (rows == 1) {
-    logits = checkpoint_.model->Prefill(tokens, &group[0]->session().state.model);
+    logits = feed(&group[0]->session().state.model);
   } else {
     std::vector<const ModelState*> states;
     for (Request* request : group) states.push_back(&request->session().state.model);
     ModelState batch = ConcatStates(states);
-    logits = checkpoint_.model->Prefill(tokens, &batch);
+    logits = feed(&batch);
     for (int64_t i = 0; i < rows; ++i) group[i]->session().state.model = SelectRows(batch, {i});
   }
   return logits.to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+void Engine::ScorePrompt(const std::vector<Request*>& group, const torch::Tensor& logits,
+                         int64_t n) {
+  for (size_t i = 0; i < group.size(); ++i) {
+    Request& request = *group[i];
+    if (!request.params.prompt_logprobs) continue;
+    const torch::Tensor rows = logits[static_cast<int64_t>(i)];  // [n, V]
+    const size_t pending = request.feed.size() - request.prompt.size();
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t t = request.fed + static_cast<size_t>(j);  // the token scored
+      // Position j-1's logits predict token j; the first of the slice, the last slice's.
+      const torch::Tensor before = j == 0 ? request.prompt_carry : rows[j - 1];
+      if (t < pending || !before.defined()) continue;  // a session's pending token; no context
+      const absl::Span<const float> row(before.data_ptr<float>(), before.numel());
+      request.prompt_logprobs.push_back(
+          ComputeLogprobs(row, request.feed[t], *request.params.prompt_logprobs));
+    }
+    request.prompt_carry = rows[n - 1].clone();
+  }
 }
 
 int64_t Engine::UntilCheckpoint(const std::vector<Request*>& group, int64_t n) const {

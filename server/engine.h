@@ -98,6 +98,9 @@ class GenerationSink {
   virtual void OnText(std::string text, std::vector<int64_t> token_ids) = 0;
   // For a request that asked for logprobs: the next OnText's token, just before it.
   virtual void OnLogprobs(const StepLogprobs& logprobs) {}
+  // For a request that asked for prompt logprobs, once its prompt is fed: one per prompt token
+  // that has text before it, in order; `previous` is the token before the first of them.
+  virtual void OnPromptLogprobs(const std::vector<StepLogprobs>& logprobs, int64_t previous) {}
   // Called exactly once per accepted request, last. `error` is set when `reason` is kError.
   virtual void OnFinish(FinishReason reason, const GenerationUsage& usage,
                         const absl::Status& error) = 0;
@@ -204,8 +207,11 @@ class Engine {
   // whose prompt is then complete samples its first token.
   void PrefillSlice(const std::vector<Request*>& group, int64_t n);
   // Feeds the next `n` prompt tokens of every request in `group`; the logits after them, [rows,
-  // V] float on the host.
-  torch::Tensor FeedPrompt(const std::vector<Request*>& group, int64_t n);
+  // V] float on the host, or at every position, [rows, n, V], when `every_position`.
+  torch::Tensor FeedPrompt(const std::vector<Request*>& group, int64_t n, bool every_position);
+  // Scores the `n` prompt tokens just fed for the requests of `group` that ask for prompt
+  // logprobs, from `logits` [rows, n, V] and the logits each request carried from its last slice.
+  void ScorePrompt(const std::vector<Request*>& group, const torch::Tensor& logits, int64_t n);
   // How many tokens `group` may feed before one of its requests reaches a cache checkpoint.
   int64_t UntilCheckpoint(const std::vector<Request*>& group, int64_t n) const;
   // After a slice: keeps `request`'s state in the prefix cache if it is at a checkpoint (every

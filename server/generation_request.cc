@@ -16,9 +16,12 @@ absl::StatusOr<CheckedRequest> CheckRequest(const GenerationRequest& request,
                                                    "], got ", checked.max_tokens));
   }
   RECUR_RETURN_IF_ERROR(request.sampling.Validate());
-  if (request.logprobs && (*request.logprobs < 0 || *request.logprobs > kMaxTopLogprobs)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("logprobs must be in [0, ", kMaxTopLogprobs, "], got ", *request.logprobs));
+  for (const auto& [name, value] : {std::pair{"logprobs", request.logprobs},
+                                    std::pair{"prompt_logprobs", request.prompt_logprobs}}) {
+    if (value && (*value < 0 || *value > kMaxTopLogprobs)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " must be in [0, ", kMaxTopLogprobs, "], got ", *value));
+    }
   }
   if (!IsValidUtf8(request.prompt)) return absl::InvalidArgumentError("prompt is not valid UTF-8");
   if (request.stop.size() > kMaxStopSequences) {

@@ -25,6 +25,8 @@ struct GenerationRequest {
   // Each generated token's log-probability and this many most likely alternatives, 0 to
   // kMaxTopLogprobs (model/logprobs.h); unset: none.
   std::optional<int> logprobs;
+  // The same for the prompt's tokens (GenerationSink::OnPromptLogprobs); unset: none.
+  std::optional<int> prompt_logprobs;
   // Feeds the prompt into the session, all of it but the last token (left pending, so the next
   // request samples from it), and generates nothing: a prompt prefilled once for several samples,
   // each continuing a fork of the session (server/http_api.cc's n > 1). Needs a session.

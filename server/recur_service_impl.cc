@@ -88,6 +88,18 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       previous_ = logprobs.chosen.token;
     }
 
+    void OnPromptLogprobs(const std::vector<StepLogprobs>& logprobs, int64_t previous) override {
+      v1::GenerateResponse message;
+      previous_ = previous;
+      for (const StepLogprobs& step : logprobs) {
+        v1::TokenLogprobs* out = message.add_prompt_logprobs();
+        Fill(step.chosen, out->mutable_chosen());
+        for (const TokenLogprob& top : step.top) Fill(top, out->add_top());
+        previous_ = step.chosen.token;
+      }
+      Push(std::move(message), std::nullopt);
+    }
+
     void OnFinish(FinishReason reason, const GenerationUsage& usage,
                   const absl::Status& error) override {
       v1::GenerateResponse message;
@@ -133,6 +145,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
         for (int64_t id : message.token_ids()) last.add_token_ids(id);
         for (auto& logprobs : *message.mutable_logprobs())
           *last.add_logprobs() = std::move(logprobs);
+        for (auto& logprobs : *message.mutable_prompt_logprobs())
+          *last.add_prompt_logprobs() = std::move(logprobs);
       } else {
         pending_.push_back(std::move(message));
       }
@@ -223,6 +237,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     request.sampling.seed = sampling.seed();
     request.stop.assign(message.stop().begin(), message.stop().end());
     if (message.has_logprobs()) request.logprobs = message.logprobs();
+    if (message.has_prompt_logprobs()) request.prompt_logprobs = message.prompt_logprobs();
     auto ticket = engine.Submit(std::move(request), sink_);
     if (!ticket.ok()) {
       Done(ToGrpcStatus(ticket.status()));

@@ -110,6 +110,72 @@ TEST_P(GenerateTest, LogprobsAreTheModelsLogSoftmaxAtEachToken) {
   }
 }
 
+// Prompt logprobs are the same log softmax at each prompt position, the prompt fed in slices of 4
+// (each slice's first token scored under the last slice's logits): a one-off prompt (its first
+// token unscored), and a session's second turn (every token scored, the first under the logits
+// after the turn before).
+TEST_P(GenerateTest, PromptLogprobsAreTheModelsLogSoftmaxAtEachPromptToken) {
+  EngineOptions engine;
+  engine.prefill_chunk = 4;
+  auto server = StartTestServer(dir_.Join("model"), engine);
+  ASSERT_NE(server, nullptr);
+  RecurClient client(Address(*server), absl::Seconds(60));
+  torch::NoGradGuard no_grad;
+  checkpoint_.model->eval();
+  // Checks `scored` against the log softmax over `text`, whose last `scored.size()` tokens they
+  // score.
+  auto check = [&](const std::vector<int64_t>& text, const std::vector<v1::TokenLogprobs>& scored) {
+    const auto reference = torch::log_softmax(
+        checkpoint_.model->Forward(torch::tensor(text).view({1, -1}))[0].to(torch::kFloat64), -1);
+    const size_t first = text.size() - scored.size();
+    for (size_t i = 0; i < scored.size(); ++i) {
+      const int64_t token = text[first + i];
+      const auto row = reference[static_cast<int64_t>(first + i) - 1];
+      EXPECT_EQ(scored[i].chosen().token_id(), token) << i;
+      EXPECT_NEAR(scored[i].chosen().logprob(), row[token].item<double>(), 2e-4) << i;
+      ASSERT_EQ(scored[i].top_size(), 3);
+      const auto best = std::get<1>(row.topk(3));
+      for (int k = 0; k < 3; ++k) EXPECT_EQ(scored[i].top(k).token_id(), best[k].item<int64_t>());
+    }
+  };
+  auto run = [&](v1::GenerateRequest request, std::vector<int64_t>* ids) {
+    request.set_prompt_logprobs(3);
+    std::vector<v1::TokenLogprobs> scored;
+    int messages = 0;
+    EXPECT_TRUE(client
+                    .Generate(request,
+                              [&](const v1::GenerateResponse& m) {
+                                if (m.prompt_logprobs_size() > 0) EXPECT_EQ(messages, 0);
+                                ++messages;
+                                scored.insert(scored.end(), m.prompt_logprobs().begin(),
+                                              m.prompt_logprobs().end());
+                                ids->insert(ids->end(), m.token_ids().begin(), m.token_ids().end());
+                              })
+                    .ok());
+    return scored;
+  };
+
+  const std::string prompt = "The engine runs on";
+  std::vector<int64_t> ids;
+  const auto one_off = run(MakeRequest(prompt, 3), &ids);
+  EXPECT_EQ(one_off.size(), Encode(prompt).size() - 1);
+  check(Encode(prompt), one_off);
+
+  auto session = client.CreateSession();
+  ASSERT_TRUE(session.ok()) << session.status();
+  std::vector<int64_t> first_turn;
+  (void)run(MakeRequest(prompt, 5, 0, 0, session->session_id()), &first_turn);
+  std::vector<int64_t> text = Encode(prompt);
+  text.insert(text.end(), first_turn.begin(), first_turn.end());
+  const std::string next = " and on.";
+  std::vector<int64_t> second_turn;
+  const auto scored = run(MakeRequest(next, 2, 0, 0, session->session_id()), &second_turn);
+  ASSERT_EQ(scored.size(), Encode(next).size());
+  const std::vector<int64_t> more = Encode(next);
+  text.insert(text.end(), more.begin(), more.end());
+  check(text, scored);
+}
+
 TEST_P(GenerateTest, SessionOverThreeTurnsEqualsOneRequestWithTheWholeText) {
   struct Case {
     double temperature;
