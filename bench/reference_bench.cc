@@ -357,33 +357,40 @@ std::pair<double, double> SumAndCount(prometheus::Histogram& histogram) {
   return {metric.histogram.sample_sum, static_cast<double>(metric.histogram.sample_count)};
 }
 
-// One server's rows of the load table: the reference model at `vocab`, sampling with or without
-// the engine's helper thread.
-void LoadRows(int64_t vocab, bool sampling_helper) {
-  Checkpoint checkpoint = ReferenceCheckpoint(vocab, AttentionKind::kLinear);
-  TransformerLM model = checkpoint.model;
+// A server of `checkpoint` on a free loopback port; exits when it cannot start.
+std::unique_ptr<RecurServer> StartServer(Checkpoint checkpoint, const EngineOptions& engine) {
   ServerOptions options;
   options.address = "127.0.0.1:0";
-  options.engine.max_sessions = 256;
-  options.engine.max_queue = 1024;
-  if (!sampling_helper)
-    options.engine.parallel_sampling_logits = std::numeric_limits<int64_t>::max();
-  const std::string form = sampling_helper ? "linear" : "linear/no-helper";  // the CSV's column
+  options.engine = engine;
   auto server = RecurServer::Start(std::move(checkpoint), options);
   if (!server.ok()) {
     std::fprintf(stderr, "reference_bench: %s\n", server.status().ToString().c_str());
     std::exit(1);
   }
+  return *std::move(server);
+}
+
+// One server's rows of the load table: the reference model at `vocab`, sampling with or without
+// the engine's helper thread.
+void LoadRows(int64_t vocab, bool sampling_helper) {
+  Checkpoint checkpoint = ReferenceCheckpoint(vocab, AttentionKind::kLinear);
+  TransformerLM model = checkpoint.model;
+  EngineOptions engine;
+  engine.max_sessions = 256;
+  engine.max_queue = 1024;
+  if (!sampling_helper) engine.parallel_sampling_logits = std::numeric_limits<int64_t>::max();
+  const std::string form = sampling_helper ? "linear" : "linear/no-helper";  // the CSV's column
+  auto server = StartServer(std::move(checkpoint), engine);
   for (int64_t streams : IntegerList("streams", absl::GetFlag(FLAGS_streams), 1)) {
     LoadOptions load;
-    load.server = absl::StrCat("127.0.0.1:", (*server)->port());
+    load.server = absl::StrCat("127.0.0.1:", server->port());
     load.concurrency = static_cast<int>(streams);
     load.requests = static_cast<int>(std::max<int64_t>(8, 2 * streams));
     load.request.set_prompt(Prompt(vocab, 16));
     load.request.set_max_tokens(64);
     load.request.mutable_sampling()->set_temperature(1.0);
     load.request.mutable_sampling()->set_top_p(0.95);
-    Metrics& metrics = (*server)->metrics();
+    Metrics& metrics = server->metrics();
     const auto model_before = SumAndCount(metrics.decode_model_seconds);
     const auto output_before = SumAndCount(metrics.decode_output_seconds);
     const LoadReport r = RunLoad(load);
@@ -437,25 +444,16 @@ std::pair<double, int64_t> TimeToFirstToken(RecurClient& client, const std::stri
   return {first, cached};
 }
 
-std::unique_ptr<RecurServer> StartServer(int64_t vocab, int64_t prefix_cache_bytes) {
-  ServerOptions options;
-  options.address = "127.0.0.1:0";
-  options.engine.prefix_cache_bytes = prefix_cache_bytes;
-  auto server = RecurServer::Start(ReferenceCheckpoint(vocab, AttentionKind::kLinear), options);
-  if (!server.ok()) {
-    std::fprintf(stderr, "reference_bench: %s\n", server.status().ToString().c_str());
-    std::exit(1);
-  }
-  return *std::move(server);
-}
-
 // One vocabulary's rows of the prefix table. Each round takes a new prefix P of --prefix_tokens
 // and two 16-token endings A and B: P+A arrives first (cold), then P+B shares P (kept: P's length
 // is a multiple of the cache's interval), P+A+B continues P+A (kept at its end), P+A again (kept
 // whole, with its logits); the server without the cache gets P+B.
 void PrefixRows(int64_t vocab) {
-  auto cached_server = StartServer(vocab, EngineOptions().prefix_cache_bytes);
-  auto plain_server = StartServer(vocab, 0);
+  EngineOptions without_cache;
+  without_cache.prefix_cache_bytes = 0;
+  auto cached_server = StartServer(ReferenceCheckpoint(vocab, AttentionKind::kLinear), {});
+  auto plain_server =
+      StartServer(ReferenceCheckpoint(vocab, AttentionKind::kLinear), without_cache);
   RecurClient cached(absl::StrCat("127.0.0.1:", cached_server->port()), absl::Minutes(5));
   RecurClient plain(absl::StrCat("127.0.0.1:", plain_server->port()), absl::Minutes(5));
   const int64_t n = absl::GetFlag(FLAGS_prefix_tokens);

@@ -377,12 +377,13 @@ std::vector<Engine::Request*> Engine::Prefill(const std::vector<PrefillGroup>& g
 }
 
 void Engine::PrefillSlice(const std::vector<Request*>& group, int64_t n) {
+  // Prompt logprobs need the logits at every position, not only the last.
+  const bool scored = std::any_of(group.begin(), group.end(), [](const Request* request) {
+    return request->params.prompt_logprobs.has_value();
+  });
   torch::Tensor logits;
   for (int64_t left = n; left > 0;) {
     const int64_t step = UntilCheckpoint(group, left);
-    const bool scored = std::any_of(group.begin(), group.end(), [](const Request* request) {
-      return request->params.prompt_logprobs.has_value();
-    });
     logits = FeedPrompt(group, step, scored);
     if (scored) {
       ScorePrompt(group, logits, step);

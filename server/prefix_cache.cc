@@ -14,13 +14,24 @@ PrefixCache::PrefixCache(int64_t capacity_bytes, Metrics& metrics)
   metrics_.prefix_cache_capacity_bytes.Set(static_cast<double>(capacity_bytes_));
 }
 
+namespace {
+
+// The key of a prefix one token longer than the prefix `key` stands for.
+uint64_t Extend(uint64_t key, int64_t token) { return absl::HashOf(key, token); }
+
+}  // namespace
+
+uint64_t PrefixCache::KeyOf(const std::string& tenant, absl::Span<const int64_t> tokens) {
+  uint64_t key = absl::HashOf(tenant);
+  for (int64_t token : tokens) key = Extend(key, token);
+  return key;
+}
+
 std::vector<uint64_t> PrefixCache::PrefixKeys(const std::string& tenant,
                                               absl::Span<const int64_t> tokens) {
-  // absl::Hash is seeded per process, so a client cannot aim collisions at it; a collision would
-  // only cost a miss anyway (Matches compares the tokens).
   std::vector<uint64_t> keys(tokens.size() + 1);
-  keys[0] = absl::HashOf(tenant);
-  for (size_t i = 0; i < tokens.size(); ++i) keys[i + 1] = absl::HashOf(keys[i], tokens[i]);
+  keys[0] = KeyOf(tenant, {});
+  for (size_t i = 0; i < tokens.size(); ++i) keys[i + 1] = Extend(keys[i], tokens[i]);
   return keys;
 }
 
@@ -61,7 +72,7 @@ std::optional<PrefixHit> PrefixCache::Lookup(const std::string& tenant,
 void PrefixCache::Insert(const std::string& tenant, absl::Span<const int64_t> prefix,
                          const ModelState& state, const torch::Tensor& logits) {
   if (!enabled() || prefix.empty()) return;
-  const uint64_t key = PrefixKeys(tenant, prefix).back();
+  const uint64_t key = KeyOf(tenant, prefix);
   if (auto found = by_key_.find(key); found != by_key_.end()) {
     Entries::iterator entry = found->second;
     if (Matches(*entry, tenant, prefix)) {

@@ -66,7 +66,10 @@ class PrefixCache {
   };
   using Entries = std::list<Entry>;
 
-  // Hashes of every prefix of `tokens` for `tenant`: result[L] keys the first L tokens.
+  // The key of `tokens` for `tenant`, and those of every prefix: result[L] keys the first L.
+  // absl::Hash is seeded per process, so a client cannot aim collisions at it; a collision would
+  // only cost a miss anyway (Matches compares the tokens).
+  static uint64_t KeyOf(const std::string& tenant, absl::Span<const int64_t> tokens);
   static std::vector<uint64_t> PrefixKeys(const std::string& tenant,
                                           absl::Span<const int64_t> tokens);
   static bool Matches(const Entry& entry, const std::string& tenant,

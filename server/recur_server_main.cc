@@ -97,6 +97,12 @@ std::string SecuritySummary(const recur::SecurityOptions& security,
   return summary;
 }
 
+// The prefix cache as the engine set it up (off for softmax models whatever the flag says).
+std::string PrefixCacheSummary(const recur::EngineInfo& info) {
+  if (info.prefix_cache_capacity_bytes == 0) return "off";
+  return absl::StrCat(info.prefix_cache_capacity_bytes >> 20, " MiB");
+}
+
 std::string HostName() {
   char name[256] = {};
   if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
@@ -201,10 +207,7 @@ int main(int argc, char** argv) {
             << (absl::GetFlag(FLAGS_weights) == "auto" ? " (auto)" : "") << ", "
             << engine.max_sessions << " session slots"
             << (slot_bytes > 0 ? absl::StrCat(" of ", slot_bytes, " bytes") : std::string())
-            << ", prefix cache "
-            << (slot_bytes > 0 && engine.prefix_cache_bytes > 0
-                    ? absl::StrCat(engine.prefix_cache_bytes >> 20, " MiB")
-                    : std::string("off"))
+            << ", prefix cache " << PrefixCacheSummary((*server)->engine().Info())
             << ", metrics on "
             << ((*server)->metrics_port() >= 0
                     ? absl::StrCat(":", (*server)->metrics_port(), "/metrics")

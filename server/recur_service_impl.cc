@@ -83,20 +83,13 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
     void OnLogprobs(const StepLogprobs& logprobs) override {
       logprobs_.emplace();
-      Fill(logprobs.chosen, logprobs_->mutable_chosen());
-      for (const TokenLogprob& top : logprobs.top) Fill(top, logprobs_->add_top());
-      previous_ = logprobs.chosen.token;
+      Fill(logprobs, &*logprobs_);
     }
 
     void OnPromptLogprobs(const std::vector<StepLogprobs>& logprobs, int64_t previous) override {
       v1::GenerateResponse message;
       previous_ = previous;
-      for (const StepLogprobs& step : logprobs) {
-        v1::TokenLogprobs* out = message.add_prompt_logprobs();
-        Fill(step.chosen, out->mutable_chosen());
-        for (const TokenLogprob& top : step.top) Fill(top, out->add_top());
-        previous_ = step.chosen.token;
-      }
+      for (const StepLogprobs& step : logprobs) Fill(step, message.add_prompt_logprobs());
       Push(std::move(message), std::nullopt);
     }
 
@@ -192,6 +185,14 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       out->set_token_id(token.token);
       out->set_logprob(token.logprob);
       out->set_text(tokenizer_.Piece(token.token, previous_));
+    }
+
+    // One position's logprobs, their pieces read after previous_; the chosen token becomes the
+    // previous one for the next position.
+    void Fill(const StepLogprobs& step, v1::TokenLogprobs* out) {
+      Fill(step.chosen, out->mutable_chosen());
+      for (const TokenLogprob& top : step.top) Fill(top, out->add_top());
+      previous_ = step.chosen.token;
     }
 
     const Tokenizer& tokenizer_;
