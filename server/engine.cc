@@ -166,7 +166,8 @@ bool Engine::Idle() {
 // Requests
 
 absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
-    GenerationRequest params, std::shared_ptr<GenerationSink> sink) {
+    GenerationRequest params, std::shared_ptr<GenerationSink> sink,
+    std::shared_ptr<GenerationTicket> ticket) {
   auto request = std::make_unique<Request>();
   request->arrived = absl::Now();
   RECUR_ASSIGN_OR_RETURN(
@@ -176,10 +177,13 @@ absl::StatusOr<std::shared_ptr<GenerationTicket>> Engine::Submit(
                    *checkpoint_.tokenizer));
   request->prompt = std::move(checked.prompt);
   request->max_tokens = checked.max_tokens;
-  request->ticket = std::make_shared<GenerationTicket>();
+  if (params.samples != 1) {
+    return absl::InvalidArgumentError("n > 1 goes through SubmitSamples (server/sample_fan_out.h)");
+  }
+  if (ticket == nullptr) ticket = std::make_shared<GenerationTicket>();
+  request->ticket = ticket;
   request->sink = std::move(sink);
   request->params = std::move(params);
-  auto ticket = request->ticket;
   if (!request->params.session_id.empty()) ClaimIfSaved(request->params.session_id);
 
   absl::MutexLock lock(&mu_);
@@ -332,7 +336,13 @@ void Engine::Start(Request& request) {
   request.sampler = std::make_unique<Sampler>(request.params.sampling);
   if (empty && prefix_cache_.enabled() && !request.params.prompt_logprobs) StartFromCache(request);
   metrics_->prompt_tokens.Increment(static_cast<double>(request.prompt.size()));
-  if (request.params.prefill_only && request.unfed() <= 0) Finish(request, FinishReason::kLength);
+  if (request.params.prefill_only && request.unfed() <= 0) {
+    // A one-token prompt: nothing to feed, and its one token has no text before it to score under.
+    if (request.params.prompt_logprobs && !request.feed.empty()) {
+      request.sink->OnPromptLogprobs({}, request.feed.back());
+    }
+    Finish(request, FinishReason::kLength);
+  }
 }
 
 void Engine::StartFromCache(Request& request) {
@@ -399,17 +409,24 @@ void Engine::PrefillSlice(const std::vector<Request*>& group, int64_t n) {
   for (size_t i = 0; i < group.size(); ++i) {
     Request& request = *group[i];
     if (request.unfed() > 0) continue;
-    if (request.params.prefill_only) {
-      Finish(request, FinishReason::kLength);
-      continue;
-    }
+    const torch::Tensor last = logits[static_cast<int64_t>(i)];
     if (request.params.prompt_logprobs) {
+      if (request.params.prefill_only) {
+        // The pending last token is not fed, but the logits before it are here: score it too.
+        const absl::Span<const float> row(last.data_ptr<float>(), last.numel());
+        request.prompt_logprobs.push_back(
+            ComputeLogprobs(row, request.feed.back(), *request.params.prompt_logprobs));
+      }
       const size_t first = request.feed.size() - request.prompt_logprobs.size();
       request.sink->OnPromptLogprobs(request.prompt_logprobs,
                                      first > 0 ? request.feed[first - 1] : -1);
     }
+    if (request.params.prefill_only) {
+      Finish(request, FinishReason::kLength);
+      continue;
+    }
     // Once the whole prompt is in, the first token comes from the last position's logits.
-    Emit(request, SampleRows({&request}, logits[static_cast<int64_t>(i)].unsqueeze(0)).front());
+    Emit(request, SampleRows({&request}, last.unsqueeze(0)).front());
     if (!request.finished()) request.phase = RequestPhase::kDecoding;
   }
 }

@@ -151,8 +151,11 @@ class Engine {
   // (unknown session, or another tenant's), FAILED_PRECONDITION (the session is busy),
   // RESOURCE_EXHAUSTED (the queue is full; a one-off request while every slot is held by a
   // session; softmax: the context limit or the key/value budget), UNAVAILABLE (draining).
-  absl::StatusOr<std::shared_ptr<GenerationTicket>> Submit(GenerationRequest request,
-                                                           std::shared_ptr<GenerationSink> sink);
+  // `ticket`, when given, is the one the request answers to (several requests that one Cancel
+  // ends, server/sample_fan_out.h); otherwise a new one. Request::samples must be 1 here.
+  absl::StatusOr<std::shared_ptr<GenerationTicket>> Submit(
+      GenerationRequest request, std::shared_ptr<GenerationSink> sink,
+      std::shared_ptr<GenerationTicket> ticket = nullptr);
 
   // Session calls act for the caller's `tenant` (server/session_store.h): a session created or
   // imported by one tenant is NOT_FOUND for every other.

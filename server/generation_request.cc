@@ -6,6 +6,18 @@
 
 namespace recur {
 
+absl::Status CheckSamples(const GenerationRequest& request) {
+  if (request.samples < 1 || request.samples > kMaxSamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("n must be in [1, ", kMaxSamples, "], got ", request.samples));
+  }
+  if (request.samples > 1 && (!request.session_id.empty() || request.prefill_only)) {
+    return absl::InvalidArgumentError(
+        "n > 1 samples a one-off prompt, not a session's (fork the session for that)");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CheckedRequest> CheckRequest(const GenerationRequest& request,
                                             const RequestLimits& limits,
                                             const Tokenizer& tokenizer) {
@@ -35,6 +47,7 @@ absl::StatusOr<CheckedRequest> CheckRequest(const GenerationRequest& request,
           absl::StrCat("a stop sequence is ", stop.size(), " bytes, over ", kMaxStopBytes));
     }
   }
+  RECUR_RETURN_IF_ERROR(CheckSamples(request));
   if (request.prefill_only && request.session_id.empty()) {
     return absl::InvalidArgumentError("a prefill-only request needs a session");
   }

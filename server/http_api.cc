@@ -14,7 +14,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
+#include "server/completion_output.h"
 #include "server/openai_request.h"
+#include "server/sample_fan_out.h"
 
 namespace recur {
 
@@ -27,85 +29,6 @@ constexpr int kWorkers = 64;
 constexpr size_t kMaxBodyBytes = size_t{16} << 20;
 // How often a streaming response looks up from the engine's output to notice a client that left.
 constexpr absl::Duration kStreamPoll = absl::Milliseconds(100);
-
-// One completion's output, from the engine thread to the connection's thread.
-class CompletionSink : public GenerationSink {
- public:
-  struct Piece {
-    std::string text;
-    Json logprobs;  // OpenAI's completions shape for the piece's tokens; null when not asked
-    bool finished = false;
-    FinishReason reason = FinishReason::kLength;
-    GenerationUsage usage;
-    absl::Status error;
-  };
-
-  explicit CompletionSink(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
-
-  void OnText(std::string text, std::vector<int64_t>) override {
-    absl::MutexLock lock(&mu_);
-    text_ += text;
-  }
-  // OpenAI's legacy completions logprobs: parallel arrays of the tokens' texts, their
-  // log-probabilities, the alternatives as {text: logprob} and each token's offset in the text.
-  void OnLogprobs(const StepLogprobs& step) override {
-    Json top = Json::object();
-    for (const TokenLogprob& t : step.top) top[Text(t.token)] = t.logprob;
-    const std::string text = Text(step.chosen.token);
-    absl::MutexLock lock(&mu_);
-    if (logprobs_.is_null()) {
-      logprobs_ = {{"tokens", Json::array()},
-                   {"token_logprobs", Json::array()},
-                   {"top_logprobs", Json::array()},
-                   {"text_offset", Json::array()}};
-    }
-    logprobs_["tokens"].push_back(text);
-    logprobs_["token_logprobs"].push_back(step.chosen.logprob);
-    logprobs_["top_logprobs"].push_back(std::move(top));
-    logprobs_["text_offset"].push_back(offset_);
-    offset_ += static_cast<int64_t>(text.size());
-    previous_ = step.chosen.token;
-  }
-  void OnFinish(FinishReason reason, const GenerationUsage& usage,
-                const absl::Status& error) override {
-    absl::MutexLock lock(&mu_);
-    finished_ = true;
-    reason_ = reason;
-    usage_ = usage;
-    error_ = error;
-  }
-
-  // The text since the last call, once there is some or the request has ended (or `timeout`
-  // passed: then possibly nothing).
-  Piece Next(absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(this, &CompletionSink::Ready), timeout);
-    Piece piece;
-    piece.text = std::exchange(text_, {});
-    piece.logprobs = std::exchange(logprobs_, nullptr);
-    piece.finished = finished_;
-    piece.reason = reason_;
-    piece.usage = usage_;
-    piece.error = error_;
-    return piece;
-  }
-
- private:
-  bool Ready() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return finished_ || !text_.empty(); }
-  // The engine thread's alone, as OnLogprobs is.
-  std::string Text(int64_t token) const { return tokenizer_.Piece(token, previous_); }
-
-  const Tokenizer& tokenizer_;
-  int64_t previous_ = -1;
-  int64_t offset_ = 0;  // bytes of token text so far
-  absl::Mutex mu_;
-  Json logprobs_ ABSL_GUARDED_BY(mu_);
-  std::string text_ ABSL_GUARDED_BY(mu_);
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  FinishReason reason_ ABSL_GUARDED_BY(mu_) = FinishReason::kLength;
-  GenerationUsage usage_ ABSL_GUARDED_BY(mu_);
-  absl::Status error_ ABSL_GUARDED_BY(mu_);
-};
 
 // OpenAI's finish reasons; recur's that have none there read "abort" (as vLLM's do).
 Json FinishReasonJson(FinishReason reason) {
@@ -288,15 +211,15 @@ class HttplibApi : public HttpApi {
                                                 "' is not served here (GET /v1/models lists '",
                                                 options_.model_name, "')"));
     }
-    if (status.ok() && parsed->n > 1) {
-      parsed->generation.tenant = *tenant;
-      return Samples(*parsed, response);
-    }
-    auto sink = std::make_shared<CompletionSink>(engine_.tokenizer());
+    std::shared_ptr<CompletionOutput> output;
     std::shared_ptr<GenerationTicket> ticket;
     if (status.ok()) {
       parsed->generation.tenant = *tenant;
-      auto submitted = engine_.Submit(parsed->generation, sink);
+      output = std::make_shared<CompletionOutput>(engine_.tokenizer(), parsed->generation.samples,
+                                                  EchoOf(*parsed));
+      std::vector<std::shared_ptr<GenerationSink>> sinks;
+      for (int i = 0; i < parsed->generation.samples; ++i) sinks.push_back(output->Sink(i));
+      auto submitted = SubmitSamples(engine_, parsed->generation, std::move(sinks));
       status = submitted.status();
       if (submitted.ok()) ticket = *std::move(submitted);
     }
@@ -306,12 +229,19 @@ class HttplibApi : public HttpApi {
     }
     Completion completion{NewCompletionId(), absl::ToUnixSeconds(absl::Now()),
                           parsed->generation.session_id};
-    if (parsed->stream) return Stream(response, completion, parsed->include_usage, sink, ticket);
-    const CompletionSink::Piece all = Collect(*sink);
-    metrics_.CountRequest(all.reason == FinishReason::kError ? "INTERNAL" : "OK");
-    if (all.reason == FinishReason::kError) return ReplyError(response, all.error);
-    Json body = Chunk(completion, all.text, FinishReasonJson(all.reason), all.logprobs);
-    body["usage"] = UsageJson(all.usage);
+    if (parsed->stream) return Stream(response, completion, parsed->include_usage, output, ticket);
+    Totals totals;
+    Json choices = Json::array();
+    for (CompletionOutput::Piece& choice : output->Collect()) {
+      totals.Add(choice);
+      choices.push_back(
+          ChoiceJson(choice.index, choice.text, FinishReasonJson(choice.reason), choice.logprobs));
+    }
+    metrics_.CountRequest(totals.error.ok() ? "OK" : "INTERNAL");
+    if (!totals.error.ok()) return ReplyError(response, totals.error);
+    Json body = Chunk(completion, 0, "", nullptr);
+    body["choices"] = std::move(choices);
+    body["usage"] = UsageJson(totals.usage);
     ReplyJson(response, 200, body);
   }
 
@@ -321,82 +251,26 @@ class HttplibApi : public HttpApi {
     std::string session_id;
   };
 
-  // The whole of a request's output, once it has ended.
-  static CompletionSink::Piece Collect(CompletionSink& sink) {
-    CompletionSink::Piece all;
-    for (bool finished = false; !finished;) {
-      CompletionSink::Piece piece = sink.Next(absl::InfiniteDuration());
-      all.text += piece.text;
-      AppendLogprobs(piece.logprobs, all.logprobs);
-      finished = piece.finished;
-      all.reason = piece.reason;
-      all.usage = piece.usage;
-      all.error = piece.error;
-    }
-    return all;
-  }
-
-  // n > 1: the prompt is fed once, into a temporary session that keeps its last token pending,
-  // and the session is forked for the other samples (a recurrent state forks in one copy); sample
-  // i continues its copy with seed + i, exactly as a separate request with that seed would, and
-  // the samples decode in one batch. The temporary sessions are closed at the end.
-  void Samples(const CompletionRequest& parsed, httplib::Response& response) {
-    const std::string& tenant = parsed.generation.tenant;
-    std::vector<std::string> sessions;
-    auto reply_error = [&](const absl::Status& status) {
-      for (const std::string& id : sessions) (void)engine_.CloseSession(id, tenant);
-      metrics_.CountRequest(absl::StatusCodeToString(status.code()));
-      ReplyError(response, status);
-    };
-    auto base = engine_.CreateSession(tenant);
-    if (!base.ok()) return reply_error(base.status());
-    sessions.push_back(base->id);
-    GenerationRequest prefill = parsed.generation;
-    prefill.session_id = base->id;
-    prefill.prefill_only = true;
-    prefill.logprobs.reset();
-    auto prefill_sink = std::make_shared<CompletionSink>(engine_.tokenizer());
-    if (auto ticket = engine_.Submit(prefill, prefill_sink); !ticket.ok()) {
-      return reply_error(ticket.status());
-    }
-    const CompletionSink::Piece fed = Collect(*prefill_sink);
-    if (fed.reason == FinishReason::kError) return reply_error(fed.error);
-    for (int i = 1; i < parsed.n; ++i) {
-      auto fork = engine_.ForkSession(base->id, tenant);
-      if (!fork.ok()) return reply_error(fork.status());
-      sessions.push_back(fork->id);
-    }
-    std::vector<std::shared_ptr<CompletionSink>> sinks;
-    for (int i = 0; i < parsed.n; ++i) {
-      GenerationRequest sample = parsed.generation;
-      sample.prompt.clear();  // the session holds it, its last token pending
-      sample.session_id = sessions[i];
-      sample.sampling.seed += static_cast<uint64_t>(i);
-      sinks.push_back(std::make_shared<CompletionSink>(engine_.tokenizer()));
-      if (auto ticket = engine_.Submit(sample, sinks.back()); !ticket.ok()) {
-        for (int j = 0; j < i; ++j) Collect(*sinks[j]);  // let the started ones end first
-        return reply_error(ticket.status());
-      }
-    }
-    Completion completion{NewCompletionId(), absl::ToUnixSeconds(absl::Now()), ""};
-    Json choices = Json::array();
+  // The choices' usage as OpenAI counts it (the prompt once, the completions' tokens summed), and
+  // the first choice's error.
+  struct Totals {
     GenerationUsage usage;
-    usage.prompt_tokens = fed.usage.prompt_tokens;
-    usage.cached_prompt_tokens = fed.usage.cached_prompt_tokens;
     absl::Status error;
-    for (int i = 0; i < parsed.n; ++i) {
-      const CompletionSink::Piece out = Collect(*sinks[i]);
-      if (out.reason == FinishReason::kError) error.Update(out.error);
-      usage.generated_tokens += out.usage.generated_tokens;
-      choices.push_back(ChoiceJson(i, out.text, FinishReasonJson(out.reason), out.logprobs));
+
+    void Add(const CompletionOutput::Piece& choice) {
+      usage.prompt_tokens = choice.usage.prompt_tokens;
+      usage.cached_prompt_tokens = choice.usage.cached_prompt_tokens;
+      usage.generated_tokens += choice.usage.generated_tokens;
+      if (choice.reason == FinishReason::kError) error.Update(choice.error);
     }
-    if (!error.ok()) return reply_error(error);
-    for (const std::string& id : sessions) (void)engine_.CloseSession(id, tenant);
-    metrics_.CountRequest("OK");
-    Json body = Chunk(completion, "", nullptr);
-    body["choices"] = std::move(choices);
-    body["usage"] = UsageJson(usage);
-    ReplyJson(response, 200, body);
+  };
+
+  std::optional<CompletionOutput::Echo> EchoOf(const CompletionRequest& request) const {
+    if (!request.echo) return std::nullopt;
+    const std::string& prompt = request.generation.prompt;
+    return CompletionOutput::Echo{prompt,
+                                  static_cast<int64_t>(engine_.tokenizer().Encode(prompt).size()),
+                                  request.generation.logprobs.has_value()};
   }
 
   static Json ChoiceJson(int index, const std::string& text, Json finish_reason, Json logprobs) {
@@ -406,19 +280,7 @@ class HttplibApi : public HttpApi {
             {"finish_reason", std::move(finish_reason)}};
   }
 
-  // The parallel arrays of `more` appended to those of `all`.
-  static void AppendLogprobs(const Json& more, Json& all) {
-    if (more.is_null()) return;
-    if (all.is_null()) {
-      all = more;
-      return;
-    }
-    for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"}) {
-      for (const Json& item : more[key]) all[key].push_back(item);
-    }
-  }
-
-  Json Chunk(const Completion& completion, const std::string& text, Json finish_reason,
+  Json Chunk(const Completion& completion, int index, const std::string& text, Json finish_reason,
              Json logprobs = nullptr) const {
     Json chunk = {
         {"id", completion.id},
@@ -426,7 +288,7 @@ class HttplibApi : public HttpApi {
         {"created", completion.created},
         {"model", options_.model_name},
         {"choices",
-         Json::array({ChoiceJson(0, text, std::move(finish_reason), std::move(logprobs))})}};
+         Json::array({ChoiceJson(index, text, std::move(finish_reason), std::move(logprobs))})}};
     if (!completion.session_id.empty()) chunk["session_id"] = completion.session_id;
     return chunk;
   }
@@ -438,42 +300,46 @@ class HttplibApi : public HttpApi {
             {"prompt_tokens_details", {{"cached_tokens", usage.cached_prompt_tokens}}}};
   }
 
-  // Server-sent events: a chunk per piece of text as the engine makes it, a last chunk with the
-  // finish reason (and one with the usage when asked), then `data: [DONE]`. A client that leaves
-  // cancels the request within kStreamPoll.
+  // Server-sent events: a chunk per piece of a choice's text as the engine makes it (naming the
+  // choice), a chunk with each choice's finish reason, one with the usage when asked, then
+  // `data: [DONE]`. A client that leaves cancels the request within kStreamPoll.
   void Stream(httplib::Response& response, const Completion& completion, bool include_usage,
-              std::shared_ptr<CompletionSink> sink, std::shared_ptr<GenerationTicket> ticket) {
+              std::shared_ptr<CompletionOutput> output, std::shared_ptr<GenerationTicket> ticket) {
     response.set_header("Cache-Control", "no-cache");
     response.set_header("X-Accel-Buffering", "no");  // a proxy passes events on at once
-    auto event = [](httplib::DataSink& out, const Json& data) {
-      const std::string line = "data: " + Dump(data) + "\n\n";
-      return out.write(line.data(), line.size());
-    };
+    auto totals = std::make_shared<Totals>();
     response.set_chunked_content_provider(
         "text/event-stream",
-        [this, completion, include_usage, sink, ticket, event](size_t, httplib::DataSink& out) {
-          const CompletionSink::Piece piece = sink->Next(kStreamPoll);
-          if (!out.is_writable()) {
-            ticket->Cancel();
-            return false;
-          }
-          if ((!piece.text.empty() || !piece.logprobs.is_null()) &&
-              !event(out, Chunk(completion, piece.text, nullptr, piece.logprobs))) {
-            ticket->Cancel();
-            return false;
-          }
-          if (!piece.finished) return true;
-          metrics_.CountRequest(piece.reason == FinishReason::kError ? "INTERNAL" : "OK");
-          if (piece.reason == FinishReason::kError) {
-            event(out, ErrorJson(piece.error));
-          } else {
-            event(out, Chunk(completion, "", FinishReasonJson(piece.reason)));
-            if (include_usage) {
-              Json usage = Chunk(completion, "", nullptr);
-              usage["choices"] = Json::array();
-              usage["usage"] = UsageJson(piece.usage);
-              event(out, usage);
+        [this, completion, include_usage, output, ticket, totals](size_t, httplib::DataSink& out) {
+          auto event = [&out](const Json& data) {
+            const std::string line = "data: " + Dump(data) + "\n\n";
+            return out.write(line.data(), line.size());
+          };
+          const std::vector<CompletionOutput::Piece> pieces = output->Next(kStreamPoll);
+          bool written = out.is_writable();
+          for (const CompletionOutput::Piece& piece : pieces) {
+            if (written && (!piece.text.empty() || !piece.logprobs.is_null())) {
+              written = event(Chunk(completion, piece.index, piece.text, nullptr, piece.logprobs));
             }
+            if (!piece.finished) continue;
+            totals->Add(piece);
+            if (written && piece.reason != FinishReason::kError) {
+              written = event(Chunk(completion, piece.index, "", FinishReasonJson(piece.reason)));
+            }
+          }
+          if (!written) {
+            ticket->Cancel();
+            return false;
+          }
+          if (!output->finished()) return true;
+          metrics_.CountRequest(totals->error.ok() ? "OK" : "INTERNAL");
+          if (!totals->error.ok()) {
+            event(ErrorJson(totals->error));
+          } else if (include_usage) {
+            Json usage = Chunk(completion, 0, "", nullptr);
+            usage["choices"] = Json::array();
+            usage["usage"] = UsageJson(totals->usage);
+            event(usage);
           }
           const std::string done = "data: [DONE]\n\n";
           out.write(done.data(), done.size());

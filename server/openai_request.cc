@@ -105,7 +105,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body_
   if (n && (*n < 1 || *n > kMaxSamples)) {
     return Bad("n", absl::StrCat("must be in [1, ", kMaxSamples, "]"));
   }
-  if (n) request.n = static_cast<int>(*n);
+  if (n) request.generation.samples = static_cast<int>(*n);
   RECUR_ASSIGN_OR_RETURN(auto logprobs, Integer(body, "logprobs"));
   if (logprobs) {
     if (*logprobs < 0 || *logprobs > kMaxTopLogprobs) {
@@ -113,11 +113,11 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body_
     }
     request.generation.logprobs = static_cast<int>(*logprobs);
   }
-  RECUR_ASSIGN_OR_RETURN(bool echo, Boolean(body, "echo"));
-  if (echo) return Bad("echo", "not supported");
+  RECUR_ASSIGN_OR_RETURN(request.echo, Boolean(body, "echo"));
+  // Echo with logprobs scores the prompt too, as OpenAI's does.
+  if (request.echo) request.generation.prompt_logprobs = request.generation.logprobs;
   RECUR_ASSIGN_OR_RETURN(request.stream, Boolean(body, "stream"));
-  if (request.n > 1 && request.stream) return Bad("n", "n > 1 with stream is not supported yet");
-  if (request.n > 1 && !request.generation.session_id.empty()) {
+  if (request.generation.samples > 1 && !request.generation.session_id.empty()) {
     return Bad("n", "n > 1 samples a one-off prompt; not with session_id");
   }
   if (const Json* options = Field(body, "stream_options"); options != nullptr) {

@@ -1,5 +1,6 @@
 #include "server/recur_service_impl.h"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "base/status.h"
 #include "grpcpp/support/status_code_enum.h"
+#include "server/sample_fan_out.h"
 
 // In a unary handler: the value of a StatusOr, or the reply with its error.
 #define RECUR_ASSIGN_OR_REPLY(lhs, expr)                              \
@@ -59,55 +61,63 @@ void ToProto(const SessionInfo& info, v1::Session* session) {
   session->set_busy(info.busy);
 }
 
-// One Generate stream. The engine pushes messages from its thread; the reactor writes them one at
-// a time (gRPC allows one write in flight) and finishes the RPC after the last. A write that
-// follows a quiet stream starts on the write thread, one that follows a finished write starts in
-// gRPC's completion (OnWriteDone): never on the engine's thread. The reactor is deleted by gRPC in
-// OnDone; the engine may still hold the sink, so the two are separate objects.
+GenerationRequest FromProto(const v1::GenerateRequest& message) {
+  GenerationRequest request;
+  request.prompt = message.prompt();
+  request.session_id = message.session_id();
+  if (message.has_max_tokens()) {
+    request.max_tokens = message.max_tokens();  // an explicit 0 is an error, not "default"
+  }
+  const auto& sampling = message.sampling();
+  if (sampling.has_temperature()) request.sampling.temperature = sampling.temperature();
+  request.sampling.top_k = sampling.top_k();
+  if (sampling.has_top_p()) request.sampling.top_p = sampling.top_p();
+  if (sampling.has_repetition_penalty())
+    request.sampling.repetition_penalty = sampling.repetition_penalty();
+  request.sampling.seed = sampling.seed();
+  request.stop.assign(message.stop().begin(), message.stop().end());
+  if (message.has_logprobs()) request.logprobs = message.logprobs();
+  if (message.has_prompt_logprobs()) request.prompt_logprobs = message.prompt_logprobs();
+  request.samples = message.n() == 0 ? 1 : message.n();
+  return request;
+}
+
+// One Generate stream. The engine pushes messages from its thread, one SampleSink per sample;
+// the reactor writes them one at a time (gRPC allows one write in flight) and finishes the RPC
+// after every sample's last. A write that follows a quiet stream starts on the write thread, one
+// that follows a finished write starts in gRPC's completion (OnWriteDone): never on the engine's
+// thread. The reactor is deleted by gRPC in OnDone; the engine may still hold the sinks, so the
+// stream is a separate object.
 class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
-  class Sink : public GenerationSink, public std::enable_shared_from_this<Sink> {
+  class Stream : public std::enable_shared_from_this<Stream> {
    public:
-    // `writer` outlives every attached sink: the service owns it, and gRPC finishes every call
-    // before the service goes.
-    Sink(GenerateReactor* reactor, WriteThread& writer, const Tokenizer& tokenizer)
-        : tokenizer_(tokenizer), reactor_(reactor), writer_(writer) {}
+    // `writer` outlives every stream: the service owns it, and gRPC finishes every call before
+    // the service goes.
+    Stream(GenerateReactor* reactor, WriteThread& writer, int samples)
+        : reactor_(reactor), writer_(writer), samples_left_(samples) {}
 
-    void OnText(std::string text, std::vector<int64_t> token_ids) override {
-      v1::GenerateResponse message;
-      message.set_text(std::move(text));
-      for (int64_t id : token_ids) message.add_token_ids(id);
-      if (logprobs_.has_value()) *message.add_logprobs() = *std::exchange(logprobs_, std::nullopt);
-      Push(std::move(message), std::nullopt);
-    }
-
-    void OnLogprobs(const StepLogprobs& logprobs) override {
-      logprobs_.emplace();
-      Fill(logprobs, &*logprobs_);
-    }
-
-    void OnPromptLogprobs(const std::vector<StepLogprobs>& logprobs, int64_t previous) override {
-      v1::GenerateResponse message;
-      previous_ = previous;
-      for (const StepLogprobs& step : logprobs) Fill(step, message.add_prompt_logprobs());
-      Push(std::move(message), std::nullopt);
-    }
-
-    void OnFinish(FinishReason reason, const GenerationUsage& usage,
-                  const absl::Status& error) override {
-      v1::GenerateResponse message;
-      message.set_finish_reason(ToProto(reason));
-      auto* u = message.mutable_usage();
-      u->set_prompt_tokens(usage.prompt_tokens);
-      u->set_generated_tokens(usage.generated_tokens);
-      u->set_time_to_first_token_seconds(usage.time_to_first_token_seconds);
-      u->set_duration_seconds(usage.duration_seconds);
-      u->set_cached_prompt_tokens(usage.cached_prompt_tokens);
-      grpc::Status status = grpc::Status::OK;
-      if (reason == FinishReason::kCancelled)
-        status = grpc::Status(grpc::CANCELLED, "the request was cancelled");
-      if (reason == FinishReason::kError) status = ToGrpcStatus(error);
-      Push(std::move(message), status);
+    // Queues `message`; `finished` with a sample's last message and how that sample ended. The
+    // call's status is the first failure among the samples, once all have finished.
+    void Push(v1::GenerateResponse message, std::optional<grpc::Status> finished) {
+      absl::MutexLock lock(&mu_);
+      // While a write is in flight or about to start, a sample's text messages queue up merged
+      // into one: a slow client gets fewer, larger messages instead of an ever longer queue.
+      if (!pending_.empty() && !finished && (writing_ || pump_scheduled_) &&
+          pending_.back().finish_reason() == v1::FINISH_REASON_UNSPECIFIED &&
+          pending_.back().index() == message.index()) {
+        Merge(std::move(message), pending_.back());
+      } else {
+        pending_.push_back(std::move(message));
+      }
+      if (finished) {
+        if (status_.ok() && !finished->ok()) status_ = *finished;
+        if (--samples_left_ == 0) final_status_ = status_;
+      }
+      // A write in flight pumps again when it completes; otherwise the write thread starts one.
+      if (reactor_ == nullptr || writing_ || finished_ || pump_scheduled_) return;
+      pump_scheduled_ = true;
+      writer_.Schedule([self = shared_from_this()] { self->Pump(); });
     }
 
     // The write in flight finished; `ok` false means the stream is broken (the client left).
@@ -126,28 +136,12 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     }
 
    private:
-    void Push(v1::GenerateResponse message, std::optional<grpc::Status> final_status) {
-      absl::MutexLock lock(&mu_);
-      // While a write is in flight or about to start, text messages queue up merged into one: a
-      // slow client gets fewer, larger messages instead of an ever longer queue.
-      if (!pending_.empty() && !final_status &&
-          pending_.back().finish_reason() == v1::FINISH_REASON_UNSPECIFIED &&
-          (writing_ || pump_scheduled_)) {
-        auto& last = pending_.back();
-        last.mutable_text()->append(message.text());
-        for (int64_t id : message.token_ids()) last.add_token_ids(id);
-        for (auto& logprobs : *message.mutable_logprobs())
-          *last.add_logprobs() = std::move(logprobs);
-        for (auto& logprobs : *message.mutable_prompt_logprobs())
-          *last.add_prompt_logprobs() = std::move(logprobs);
-      } else {
-        pending_.push_back(std::move(message));
-      }
-      if (final_status) final_status_ = *final_status;
-      // A write in flight pumps again when it completes; otherwise the write thread starts one.
-      if (reactor_ == nullptr || writing_ || finished_ || pump_scheduled_) return;
-      pump_scheduled_ = true;
-      writer_.Schedule([self = shared_from_this()] { self->Pump(); });
+    static void Merge(v1::GenerateResponse message, v1::GenerateResponse& into) {
+      into.mutable_text()->append(message.text());
+      for (int64_t id : message.token_ids()) into.add_token_ids(id);
+      for (auto& logprobs : *message.mutable_logprobs()) *into.add_logprobs() = std::move(logprobs);
+      for (auto& logprobs : *message.mutable_prompt_logprobs())
+        *into.add_prompt_logprobs() = std::move(logprobs);
     }
 
     // Starts the next write, or finishes the RPC after the last; at most one of either at a time.
@@ -181,6 +175,70 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       }
     }
 
+    absl::Mutex mu_;
+    GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);
+    WriteThread& writer_;
+    bool pump_scheduled_ ABSL_GUARDED_BY(mu_) = false;  // a Pump is queued on the write thread
+    std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
+    v1::GenerateResponse current_;  // the message being written
+    bool writing_ ABSL_GUARDED_BY(mu_) = false;
+    bool broken_ ABSL_GUARDED_BY(mu_) = false;
+    bool finished_ ABSL_GUARDED_BY(mu_) = false;
+    int samples_left_ ABSL_GUARDED_BY(mu_);
+    grpc::Status status_ ABSL_GUARDED_BY(mu_);  // the first sample's failure, or OK
+    std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
+  };
+
+  // One sample's output as messages naming it (GenerateResponse.index).
+  class SampleSink : public GenerationSink {
+   public:
+    SampleSink(std::shared_ptr<Stream> stream, const Tokenizer& tokenizer, int index)
+        : stream_(std::move(stream)), tokenizer_(tokenizer), index_(index) {}
+
+    void OnText(std::string text, std::vector<int64_t> token_ids) override {
+      v1::GenerateResponse message = Message();
+      message.set_text(std::move(text));
+      for (int64_t id : token_ids) message.add_token_ids(id);
+      if (logprobs_.has_value()) *message.add_logprobs() = *std::exchange(logprobs_, std::nullopt);
+      stream_->Push(std::move(message), std::nullopt);
+    }
+
+    void OnLogprobs(const StepLogprobs& logprobs) override {
+      logprobs_.emplace();
+      Fill(logprobs, &*logprobs_);
+    }
+
+    void OnPromptLogprobs(const std::vector<StepLogprobs>& logprobs, int64_t previous) override {
+      v1::GenerateResponse message = Message();
+      previous_ = previous;
+      for (const StepLogprobs& step : logprobs) Fill(step, message.add_prompt_logprobs());
+      stream_->Push(std::move(message), std::nullopt);
+    }
+
+    void OnFinish(FinishReason reason, const GenerationUsage& usage,
+                  const absl::Status& error) override {
+      v1::GenerateResponse message = Message();
+      message.set_finish_reason(ToProto(reason));
+      auto* u = message.mutable_usage();
+      u->set_prompt_tokens(usage.prompt_tokens);
+      u->set_generated_tokens(usage.generated_tokens);
+      u->set_time_to_first_token_seconds(usage.time_to_first_token_seconds);
+      u->set_duration_seconds(usage.duration_seconds);
+      u->set_cached_prompt_tokens(usage.cached_prompt_tokens);
+      grpc::Status status = grpc::Status::OK;
+      if (reason == FinishReason::kCancelled)
+        status = grpc::Status(grpc::CANCELLED, "the request was cancelled");
+      if (reason == FinishReason::kError) status = ToGrpcStatus(error);
+      stream_->Push(std::move(message), status);
+    }
+
+   private:
+    v1::GenerateResponse Message() const {
+      v1::GenerateResponse message;
+      message.set_index(index_);
+      return message;
+    }
+
     void Fill(const TokenLogprob& token, v1::TokenLogprob* out) const {
       out->set_token_id(token.token);
       out->set_logprob(token.logprob);
@@ -195,20 +253,12 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       previous_ = step.chosen.token;
     }
 
+    const std::shared_ptr<Stream> stream_;
     const Tokenizer& tokenizer_;
+    const int index_;
     // Engine thread only: the logprobs of the token the next OnText carries, and the token before.
     std::optional<v1::TokenLogprobs> logprobs_;
     int64_t previous_ = -1;
-    absl::Mutex mu_;
-    GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);
-    WriteThread& writer_;
-    bool pump_scheduled_ ABSL_GUARDED_BY(mu_) = false;  // a Pump is queued on the write thread
-    std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
-    v1::GenerateResponse current_;  // the message being written
-    bool writing_ ABSL_GUARDED_BY(mu_) = false;
-    bool broken_ ABSL_GUARDED_BY(mu_) = false;
-    bool finished_ ABSL_GUARDED_BY(mu_) = false;
-    std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
   };
 
   // `tenant`: the caller's, or why it was not authenticated.
@@ -217,29 +267,19 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
                   absl::StatusOr<std::string> tenant)
       : context_(context),
         metrics_(metrics),
-        sink_(std::make_shared<Sink>(this, writer, engine.tokenizer())) {
+        stream_(std::make_shared<Stream>(this, writer, std::max(message.n(), 1))) {
     if (!tenant.ok()) {
       Done(ToGrpcStatus(tenant.status()));
       return;
     }
-    GenerationRequest request;
+    GenerationRequest request = FromProto(message);
     request.tenant = *std::move(tenant);
-    request.prompt = message.prompt();
-    request.session_id = message.session_id();
-    if (message.has_max_tokens()) {
-      request.max_tokens = message.max_tokens();  // an explicit 0 is an error, not "default"
+    // An n out of range is refused by SubmitSamples before it looks at the sinks.
+    std::vector<std::shared_ptr<GenerationSink>> sinks;
+    for (int i = 0; i < std::clamp(request.samples, 1, kMaxSamples); ++i) {
+      sinks.push_back(std::make_shared<SampleSink>(stream_, engine.tokenizer(), i));
     }
-    const auto& sampling = message.sampling();
-    if (sampling.has_temperature()) request.sampling.temperature = sampling.temperature();
-    request.sampling.top_k = sampling.top_k();
-    if (sampling.has_top_p()) request.sampling.top_p = sampling.top_p();
-    if (sampling.has_repetition_penalty())
-      request.sampling.repetition_penalty = sampling.repetition_penalty();
-    request.sampling.seed = sampling.seed();
-    request.stop.assign(message.stop().begin(), message.stop().end());
-    if (message.has_logprobs()) request.logprobs = message.logprobs();
-    if (message.has_prompt_logprobs()) request.prompt_logprobs = message.prompt_logprobs();
-    auto ticket = engine.Submit(std::move(request), sink_);
+    auto ticket = SubmitSamples(engine, std::move(request), std::move(sinks));
     if (!ticket.ok()) {
       Done(ToGrpcStatus(ticket.status()));
       return;
@@ -250,13 +290,13 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   void OnWriteDone(bool ok) override {
     // A failed write means the client is gone: stop generating for it.
     if (!ok && ticket_ != nullptr) ticket_->Cancel();
-    sink_->WriteDone(ok);
+    stream_->WriteDone(ok);
   }
   void OnCancel() override {
     if (ticket_ != nullptr) ticket_->Cancel();
   }
   void OnDone() override {
-    sink_->Detach();
+    stream_->Detach();
     delete this;
   }
 
@@ -276,7 +316,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
   grpc::CallbackServerContext* const context_;
   Metrics& metrics_;
-  std::shared_ptr<Sink> sink_;
+  std::shared_ptr<Stream> stream_;
   std::shared_ptr<GenerationTicket> ticket_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_split.h"
@@ -187,6 +188,110 @@ TEST_F(HttpApiTest, SamplesOfOnePromptEqualSeparateRequestsWithTheirSeeds) {
   EXPECT_GT(distinct.size(), 1u) << "three seeds gave one text";
   EXPECT_EQ(reply.body["usage"]["prompt_tokens"], 17);
   EXPECT_EQ(server_->engine().Info().sessions_in_use, 0) << "the temporary sessions are closed";
+}
+
+// The JSON of every `data:` event before `data: [DONE]`, which must be the last.
+std::vector<Json> Events(const std::vector<std::string>& lines) {
+  std::vector<Json> events;
+  bool done = false;
+  for (const std::string& line : lines) {
+    if (line == "\n") continue;  // the blank line that ends each event
+    EXPECT_FALSE(done) << "an event after [DONE]: " << line;
+    EXPECT_THAT(line, ::testing::StartsWith("data: "));
+    if (line == "data: [DONE]\n") {
+      done = true;
+    } else if (line.size() > 6) {
+      events.push_back(Json::parse(line.substr(6), nullptr, /*allow_exceptions=*/false));
+    }
+  }
+  EXPECT_TRUE(done) << "no [DONE]";
+  return events;
+}
+
+// Streamed, the samples' chunks interleave, each naming its choice; each choice's text is the
+// unstreamed reply's and ends with its own finish chunk.
+TEST_F(HttpApiTest, StreamedSamplesNameTheirChoiceAndEqualTheWholeReply) {
+  const std::string request = R"({"prompt": "Once upon a time ", "max_tokens": 16,
+                                  "temperature": 1.0, "seed": 40, "n": 3)";
+  const HttpReply whole =
+      Curl(dir_, server_->http_port(), "POST", "/v1/completions", request + "}");
+  ASSERT_EQ(whole.status, 200) << whole.body.dump();
+  const std::vector<Json> events = Events(
+      CurlStream(dir_, server_->http_port(),
+                 request + R"(, "stream": true, "stream_options": {"include_usage": true}})"));
+  ASSERT_FALSE(events.empty());
+  std::map<int, std::string> texts;
+  std::map<int, int> finishes;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    ASSERT_EQ(events[i]["choices"].size(), 1u) << events[i].dump();
+    const Json& choice = events[i]["choices"][0];
+    const int index = choice["index"];
+    EXPECT_EQ(finishes[index], 0) << "choice " << index << " streams after its finish";
+    texts[index] += choice["text"].get<std::string>();
+    if (!choice["finish_reason"].is_null()) ++finishes[index];
+  }
+  ASSERT_EQ(texts.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(texts[i], whole.body["choices"][i]["text"]) << i;
+    EXPECT_EQ(finishes[i], 1) << i;
+  }
+  const Json& usage = events.back()["usage"];
+  EXPECT_EQ(usage["prompt_tokens"], 17);
+  EXPECT_EQ(usage["completion_tokens"], whole.body["usage"]["completion_tokens"]);
+  EXPECT_EQ(server_->engine().Info().sessions_in_use, 0) << "the temporary sessions are closed";
+}
+
+// echo: each choice's text starts with the prompt, and with logprobs its arrays start with the
+// prompt's tokens, scored as the gRPC service scores them (the first, with nothing before it,
+// null), their offsets counting from the prompt's start.
+TEST_F(HttpApiTest, EchoLeadsEachChoiceWithThePromptAndScoresIt) {
+  const std::string prompt = "Once upon";
+  const HttpReply reply = Curl(dir_, server_->http_port(), "POST", "/v1/completions",
+                               Json{{"prompt", prompt},
+                                    {"max_tokens", 6},
+                                    {"temperature", 1.0},
+                                    {"seed", 3},
+                                    {"n", 2},
+                                    {"echo", true},
+                                    {"logprobs", 2}}
+                                   .dump());
+  ASSERT_EQ(reply.status, 200) << reply.body.dump();
+  v1::GenerateRequest request = MakeRequest(prompt, 6, 1.0, 3);
+  request.set_prompt_logprobs(2);
+  std::vector<double> scored;
+  RecurClient client(Address(*server_), absl::Seconds(30));
+  ASSERT_TRUE(client
+                  .Generate(request,
+                            [&](const v1::GenerateResponse& m) {
+                              for (const auto& l : m.prompt_logprobs())
+                                scored.push_back(l.chosen().logprob());
+                            })
+                  .ok());
+  ASSERT_EQ(scored.size(), prompt.size() - 1);  // bytes: one token a character
+  for (int i = 0; i < 2; ++i) {
+    const Json& choice = reply.body["choices"][i];
+    EXPECT_EQ(choice["text"], prompt + GrpcText(prompt, 6, 1.0, 3 + i)) << i;
+    const Json& logprobs = choice["logprobs"];
+    const size_t generated = logprobs["tokens"].size() - prompt.size();
+    ASSERT_GT(generated, 0u) << logprobs.dump();
+    EXPECT_EQ(logprobs["tokens"][0], "O");
+    EXPECT_TRUE(logprobs["token_logprobs"][0].is_null());
+    EXPECT_TRUE(logprobs["top_logprobs"][0].is_null());
+    for (size_t t = 0; t < prompt.size(); ++t) {
+      EXPECT_EQ(logprobs["text_offset"][t], t);
+      if (t > 0) EXPECT_NEAR(logprobs["token_logprobs"][t].get<double>(), scored[t - 1], 1e-5);
+    }
+    EXPECT_EQ(logprobs["text_offset"][prompt.size()], prompt.size()) << "the text's come after";
+  }
+  // Streamed, the prompt comes first, with its logprobs.
+  const std::vector<Json> events = Events(CurlStream(
+      dir_, server_->http_port(),
+      Json{{"prompt", prompt}, {"max_tokens", 3}, {"echo", true}, {"logprobs", 0}, {"stream", true}}
+          .dump()));
+  ASSERT_FALSE(events.empty());
+  const Json& first = events.front()["choices"][0];
+  EXPECT_THAT(first["text"].get<std::string>(), ::testing::StartsWith(prompt));
+  EXPECT_GE(first["logprobs"]["tokens"].size(), prompt.size());
 }
 
 TEST_F(HttpApiTest, SessionsContinueWithoutResendingTheText) {

@@ -43,6 +43,19 @@ TEST(OpenAiRequestTest, DefaultsAreTheServersAndAPromptMayBeAnArrayOfOne) {
   EXPECT_FALSE(request->stream);
 }
 
+TEST(OpenAiRequestTest, SamplesAndEchoMapToTheRequest) {
+  auto request = ParseCompletionRequest(
+      R"({"prompt": "a b", "n": 3, "stream": true, "echo": true, "logprobs": 2})");
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->generation.samples, 3);
+  EXPECT_TRUE(request->echo);
+  EXPECT_EQ(request->generation.prompt_logprobs, 2) << "echo with logprobs scores the prompt";
+  auto plain = ParseCompletionRequest(R"({"prompt": "a", "echo": true})");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->generation.prompt_logprobs, std::nullopt);
+  EXPECT_EQ(ParseCompletionRequest(R"({"prompt": "a"})")->generation.samples, 1);
+}
+
 // An explicit max_tokens of 0 is an error, not "the default" (the gRPC path's rule).
 TEST(OpenAiRequestTest, AnExplicitZeroMaxTokensStaysAnError) {
   auto request = ParseCompletionRequest(R"({"prompt": "a", "max_tokens": 0})");
@@ -62,11 +75,10 @@ TEST(OpenAiRequestTest, MalformedBodiesNameTheirField) {
       {R"({"stop": [1]})", "stop"},
       {R"({"n": 0})", "n"},
       {R"({"n": 17})", "n"},
-      {R"({"n": 2, "stream": true})", "n"},
       {R"({"n": 2, "session_id": "s-0"})", "n"},
       {R"({"logprobs": 21})", "logprobs"},
       {R"({"logprobs": "3"})", "logprobs"},
-      {R"({"echo": true})", "echo"},
+      {R"({"echo": 1})", "echo"},
       {R"({"stream": "yes"})", "stream"},
       {R"({"stream_options": 1})", "stream_options"},
       {R"({"session_id": 7})", "session_id"},
