@@ -8,7 +8,10 @@
 //           as a fraction of the in-process step rate at that batch
 //   prefix  time to first token through gRPC for a request sharing a long prefix with an earlier
 //           one, with the prefix-state cache (server/prefix_cache.h) and without
-// Usage: build/bench/reference_bench [--part step|sample|load|prefix|all] [--vocab 257,10000,33278]
+//   samples n samples of one long prompt through gRPC: one request with n (the prompt fed once,
+//           its state forked: server/sample_fan_out.h) against n concurrent separate requests
+// Usage: build/bench/reference_bench [--part step|sample|load|prefix|samples|all]
+//        [--vocab 257,10000,33278]
 //        [--threads 0] [--csv FILE]
 
 #include <ATen/Parallel.h>
@@ -24,6 +27,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -42,7 +46,7 @@
 #include "model/weight_format.h"
 #include "server/server.h"
 
-ABSL_FLAG(std::string, part, "all", "step, sample, load, prefix or all");
+ABSL_FLAG(std::string, part, "all", "step, sample, load, prefix, samples or all");
 ABSL_FLAG(std::string, vocab, "257,10000,33278", "vocabulary sizes, comma-separated");
 ABSL_FLAG(std::string, streams, "1,8,64,256", "--part load: concurrent streams, comma-separated");
 ABSL_FLAG(std::string, csv, "", "also append every figure to this CSV file");
@@ -54,8 +58,11 @@ ABSL_FLAG(std::string, sampling_helper, "on",
           "--part load: on, off or on,off: whether the server samples a step's rows on its helper "
           "thread too (server/row_parallel.h)");
 ABSL_FLAG(std::string, contexts, "128,32768", "--part step: contexts, comma-separated");
-ABSL_FLAG(int64_t, prefix_tokens, 2048, "--part prefix: the shared prefix, in tokens");
-ABSL_FLAG(int64_t, rounds, 5, "--part prefix: rounds, each with a new prefix (medians reported)");
+ABSL_FLAG(int64_t, prefix_tokens, 2048,
+          "--part prefix: the shared prefix; --part samples: the prompt; in tokens");
+ABSL_FLAG(int64_t, rounds, 5,
+          "--part prefix and samples: rounds, each with a new prompt (medians reported)");
+ABSL_FLAG(int, samples, 4, "--part samples: samples of the prompt");
 
 namespace recur {
 namespace {
@@ -505,6 +512,74 @@ void PrefixTable() {
   for (int64_t vocab : Vocabularies()) PrefixRows(vocab);
 }
 
+// Wall seconds until `n` samples of `prompt` (32 tokens each, temperature 1, top_p 0.95, seeds 1
+// .. n) have all ended: one request with n, or n separate requests at once.
+double SamplesSeconds(const std::string& address, const std::string& prompt, int n, bool forked) {
+  v1::GenerateRequest request;
+  request.set_prompt(prompt);
+  request.set_max_tokens(32);
+  request.mutable_sampling()->set_temperature(1.0);
+  request.mutable_sampling()->set_top_p(0.95);
+  request.mutable_sampling()->set_seed(1);
+  auto run = [&address](const v1::GenerateRequest& r) {
+    RecurClient client(address, absl::Minutes(5));
+    const absl::Status status = client.Generate(r, [](const v1::GenerateResponse&) {});
+    if (!status.ok()) {
+      std::fprintf(stderr, "reference_bench: %s\n", status.ToString().c_str());
+      std::exit(1);
+    }
+  };
+  const Clock::time_point start = Clock::now();
+  if (forked) {
+    request.set_n(n);
+    run(request);
+  } else {
+    std::vector<std::thread> separate;
+    for (int i = 0; i < n; ++i) {
+      v1::GenerateRequest one = request;
+      one.mutable_sampling()->set_seed(1 + i);
+      separate.emplace_back(run, one);
+    }
+    for (std::thread& t : separate) t.join();
+  }
+  return Seconds(Clock::now() - start);
+}
+
+// One vocabulary's row of the samples table. The prefix cache is off, so that neither form finds
+// the other's prompt: the comparison is the fork against feeding the prompt n times.
+void SamplesRow(int64_t vocab) {
+  EngineOptions engine;
+  engine.prefix_cache_bytes = 0;
+  auto server = StartServer(ReferenceCheckpoint(vocab, AttentionKind::kLinear), engine);
+  const std::string address = absl::StrCat("127.0.0.1:", server->port());
+  const int n = absl::GetFlag(FLAGS_samples);
+  const int64_t tokens = absl::GetFlag(FLAGS_prefix_tokens);
+  for (const bool form : {true, false}) SamplesSeconds(address, Prompt(vocab, 64, 1999), n, form);
+  std::vector<double> forked, separate;
+  for (int64_t round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
+    const std::string prompt = Prompt(vocab, tokens, 2000 + round);
+    forked.push_back(SamplesSeconds(address, prompt, n, /*forked=*/true));
+    separate.push_back(SamplesSeconds(address, prompt, n, /*forked=*/false));
+  }
+  const double forked_ms = 1e3 * Median(forked), separate_ms = 1e3 * Median(separate);
+  std::printf("| %lld | %d | %.0f ms | %.0f ms | %.2fx |\n", static_cast<long long>(vocab), n,
+              forked_ms, separate_ms, separate_ms / forked_ms);
+  Record("samples_seconds/forked", vocab, "linear", n, tokens, forked_ms / 1e3, "s");
+  Record("samples_seconds/separate", vocab, "linear", n, tokens, separate_ms / 1e3, "s");
+  std::fflush(stdout);
+}
+
+void SamplesTable() {
+  std::printf(
+      "\n## %d samples of one %lld-token prompt through gRPC, 32 tokens each (medians of %lld "
+      "rounds)\n\n",
+      absl::GetFlag(FLAGS_samples), static_cast<long long>(absl::GetFlag(FLAGS_prefix_tokens)),
+      static_cast<long long>(absl::GetFlag(FLAGS_rounds)));
+  std::printf("| vocab | n | one request with n | n separate requests | saved |\n");
+  std::printf("|---:|---:|---:|---:|---:|\n");
+  for (int64_t vocab : Vocabularies()) SamplesRow(vocab);
+}
+
 void LoadTable() {
   std::printf(
       "\n## Through gRPC (temperature 1, top_p 0.95, 16-token prompts, 64 tokens a stream), "
@@ -534,8 +609,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string part = absl::GetFlag(FLAGS_part);
-  if (part != "step" && part != "sample" && part != "load" && part != "prefix" && part != "all") {
-    std::fprintf(stderr, "reference_bench: --part must be step, sample, load, prefix or all\n");
+  if (part != "step" && part != "sample" && part != "load" && part != "prefix" &&
+      part != "samples" && part != "all") {
+    std::fprintf(stderr,
+                 "reference_bench: --part must be step, sample, load, prefix, samples or all\n");
     return 2;
   }
   std::printf("# reference_bench (%d LibTorch threads)\n", at::get_num_threads());
@@ -543,5 +620,6 @@ int main(int argc, char** argv) {
   if (part == "step" || part == "all") recur::StepTable();
   if (part == "load" || part == "all") recur::LoadTable();
   if (part == "prefix" || part == "all") recur::PrefixTable();
+  if (part == "samples" || part == "all") recur::SamplesTable();
   return 0;
 }

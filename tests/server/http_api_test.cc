@@ -396,7 +396,8 @@ TEST_F(HttpApiTest, BearerTokensAndTenantsAreTheGrpcServicesOwn) {
 }
 
 // OpenAI's own client library (npm `openai`) against the server: completions, plain and
-// streamed, the model list, and an error surfacing as the library's APIError with its status.
+// streamed, three samples streamed, an echo, the model list, and an error surfacing as the
+// library's APIError with its status.
 TEST_F(HttpApiTest, OpenAisClientLibraryWorksAgainstIt) {
   const std::string command =
       std::string("node ") + RECUR_TESTS_DIR +
@@ -408,6 +409,12 @@ TEST_F(HttpApiTest, OpenAisClientLibraryWorksAgainstIt) {
   const std::string expected = GrpcText("Once ", 16, 1.0, 5);
   EXPECT_EQ(report["text"], expected);
   EXPECT_EQ(report["streamed"], expected);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(report["samples"][i], GrpcText("Once ", 16, 1.0, 5 + i));
+  EXPECT_EQ(report["echo"], "Once " + expected);
+  const HttpReply plain = Curl(dir_, server_->http_port(), "POST", "/v1/completions",
+                               R"({"prompt": "Once ", "max_tokens": 16, "temperature": 1.0,
+                                   "seed": 5})");
+  EXPECT_EQ(report["echo_tokens"], 5 + plain.body["usage"]["completion_tokens"].get<int>());
   EXPECT_EQ(report["models"], Json::array({"tiny"}));
   EXPECT_EQ(report["error_status"], 404);
 }
